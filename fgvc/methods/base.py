@@ -41,6 +41,12 @@ class Method(nn.Module):
         self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
         self.stage = "main"
 
+    def forward(self, images: Tensor, targets: Tensor | None = None) -> Any:
+        """``training_step`` when targets are given (what DDP wraps), else ``predict``."""
+        if targets is None:
+            return self.predict(images)
+        return self.training_step(images, targets)
+
     # ---------------------------------------------------------------- training
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -57,6 +63,10 @@ class Method(nn.Module):
 
     def attention_maps(self, images: Tensor) -> Tensor | None:
         return None
+
+    def data_config(self) -> dict[str, Any]:
+        """Input normalisation the pretrained backbone expects (mean, std, interpolation)."""
+        return self.backbone.data_config()
 
     # ------------------------------------------------------------------ stages
     def stages(self) -> list[str]:

@@ -9,6 +9,7 @@ always with ``weights_only=True``) and tolerates blocks the checkpoint does not 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,23 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
+def weight_search_dirs() -> list[Path]:
+    """Where ``pretrained_file: auto`` looks: $FGVC_WEIGHTS_DIR, ./weights, ../shared/weights, ~/.cache/fgvc/weights."""
+    dirs = [os.environ.get("FGVC_WEIGHTS_DIR", ""), "weights", "../shared/weights", "~/.cache/fgvc/weights"]
+    return [Path(d).expanduser() for d in dirs if d]
+
+
+def find_local_weights(name: str) -> Path | None:
+    """``<name>.safetensors`` (or .pth/.pt/.bin) in :func:`weight_search_dirs`, else None."""
+    base = name.split(".")[0]
+    for d in weight_search_dirs():
+        for stem in (name, base):
+            for ext in (".safetensors", ".pth", ".pt", ".bin"):
+                if (d / f"{stem}{ext}").is_file():
+                    return d / f"{stem}{ext}"
+    return None
+
+
 class Backbone(nn.Module):
     """A timm model as a feature extractor: ``forward(x: B,3,H,W) -> B,C,h,w``."""
 
@@ -65,6 +83,10 @@ class Backbone(nn.Module):
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
+        if pretrained and pretrained_file == "auto":
+            pretrained_file = find_local_weights(name)
+            if pretrained_file is not None:
+                log.info("%s: using local weights %s", name, pretrained_file)
         if name not in timm.list_models() and not timm.is_model(name):
             close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
             raise ValueError(f"unknown timm backbone '{name}'; similar names: {close}")
@@ -75,7 +97,17 @@ class Backbone(nn.Module):
         if use_hub:
             kwargs["pretrained_strict"] = False  # inserted blocks (SE/CBAM) are not in the checkpoint
         self.name = name
-        self.model = timm.create_model(name, pretrained=use_hub, **kwargs)
+        try:
+            self.model = timm.create_model(name, pretrained=use_hub, **kwargs)
+        except Exception as exc:  # hub/network errors come in many types
+            if not use_hub:
+                raise
+            raise WeightsError(
+                f"could not download pretrained weights for '{name}' ({type(exc).__name__}: {str(exc)[:200]}). "
+                f"Offline? Put {name}.safetensors in one of {[str(d) for d in weight_search_dirs()]} and set "
+                "model.pretrained_file=auto, or give model.pretrained_file=PATH, or train from scratch with "
+                "model.pretrained=false."
+            ) from exc
         self.num_features: int = int(self.model.num_features)
         self.missing_keys: list[str] = []
         if pretrained and pretrained_file is not None:

@@ -1,0 +1,307 @@
+"""Recipes: YAML loading with ``_base_`` inheritance, dotted overrides and validation.
+
+A recipe is a YAML mapping. ``_base_: [a.yaml, b.yaml]`` (paths relative to the recipe) are
+merged first, in order, then the recipe itself; mappings merge key by key, anything else
+replaces. ``--set train.lr=0.01`` overrides one dotted key (the value is parsed as YAML).
+The result is checked against :data:`DEFAULTS`: an unknown key names the key, the file it
+came from and the closest valid key; a wrong type names the expected type; impossible values
+(negative lr, crop larger than resize) name the key and the fix. Free-form sections
+(``data.args``, ``model.args``, ``loss.args``) are checked later against the signature of
+the component they configure (see :mod:`fgvc.registry`).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from fgvc.registry import closest
+
+__all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "get", "dump"]
+
+NoneType = type(None)
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "data": {
+        "name": "cub200",
+        "root": "datasets",
+        "img_size": 448,
+        "resize": 512,
+        "num_workers": 4,
+        "train_split": "train",
+        "val_split": "val",
+        "test_split": "test",
+        "on_bad_image": "error",
+        "args": {},
+        "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
+    },
+    "model": {"name": "baseline", "backbone": "resnet50", "pretrained": True, "pretrained_file": None, "args": {}},
+    "loss": {"name": "cross_entropy", "args": {}, "aux": []},
+    "train": {
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 0.01,
+        "max_steps": None,
+        "device": "auto",
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "backbone_lr_scale": 1.0,
+        "scheduler": "cosine",
+        "warmup_epochs": 0,
+        "warmup_lr": 1e-5,
+        "min_lr": 0.0,
+        "decay_epochs": 2,
+        "decay_rate": 0.9,
+        "amp": "none",
+        "grad_accum": 1,
+        "clip_grad": None,
+        "ema": False,
+        "ema_decay": 0.999,
+        "channels_last": "auto",
+        "compile": False,
+        "deterministic": False,
+        "on_nan": "stop",
+        "mixup": 0.0,
+        "cutmix": 0.0,
+        "stages": [],
+        "eval_every": 1,
+        "checkpoint_every_steps": 0,
+        "threads": 0,
+    },
+    "eval": {"tta_flip": False, "batch_size": 0},
+    "output": {"root": "runs", "name": None},
+}
+
+# keys whose default does not show their type
+TYPES: dict[str, tuple[type, ...]] = {
+    "train.max_steps": (int, NoneType),
+    "train.clip_grad": (float, int, NoneType),
+    "model.pretrained_file": (str, NoneType),
+    "output.name": (str, NoneType),
+    "data.resize": (int, NoneType),
+    "data.val_split": (str, NoneType),
+    "train.channels_last": (str, bool),
+}
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.optimizer": ("sgd", "adamw"),
+    "train.scheduler": ("cosine", "step", "none"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "train.on_nan": ("stop", "skip"),
+    "train.channels_last": ("auto", True, False),
+    "data.on_bad_image": ("error", "skip"),
+}
+FREE_FORM = {"data.args", "model.args", "loss.args"}
+STAGE_KEYS = {"name": str, "epochs": int, "lr": float, "backbone_lr_scale": float}
+AUX_KEYS = {"name": str, "weight": float, "args": dict}
+
+
+class ConfigError(ValueError):
+    """A recipe problem: says which key, where it came from, and the fix."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys, not a {type(data).__name__}")
+    return data
+
+
+def _merge(dst: dict, src: dict, origin: dict[str, str], source: str, prefix: str = "") -> None:
+    for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge(dst[key], value, origin, source, dotted + ".")
+        else:
+            dst[key] = copy.deepcopy(value)
+        origin[dotted] = source
+
+
+def _load(path: Path, origin: dict[str, str], seen: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"recipe inheritance loops: {' -> '.join(map(str, seen + (path,)))}")
+    raw = _read_yaml(path)
+    bases = raw.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    out: dict[str, Any] = {}
+    for base in bases:
+        _merge(out, _load(path.parent / base, origin, seen + (path,)), origin, str(path.parent / base))
+    _merge(out, raw, origin, str(path))
+    return out
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+    """Recipe + bases + overrides, merged over DEFAULTS and validated. Returns (config, origin)."""
+    origin: dict[str, str] = {}
+    recipe = _load(Path(path), origin, ())
+    cfg = copy.deepcopy(DEFAULTS)
+    _check_keys(recipe, DEFAULTS, origin)
+    _merge(cfg, recipe, {}, "")
+    apply_overrides(cfg, overrides, origin)
+    validate(cfg, origin)
+    return cfg, origin
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key.sub=value, e.g. train.lr=0.01")
+    key, value = item.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value) if value != "" else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from exc
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str], origin: dict[str, str] | None = None) -> None:
+    for item in overrides:
+        key, value = parse_override(item)
+        parts = key.split(".")
+        node, schema = cfg, DEFAULTS
+        for i, part in enumerate(parts):
+            dotted = ".".join(parts[: i + 1])
+            free = any(dotted.startswith(f + ".") for f in FREE_FORM)
+            if not free and (not isinstance(schema, dict) or part not in schema):
+                valid = _all_keys(DEFAULTS)
+                raise ConfigError(f"--set {key}: unknown key '{key}'{closest(key, valid)}")
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                schema = schema.get(part, {}) if isinstance(schema, dict) else {}
+        if origin is not None:
+            origin[key] = f"--set {item}"
+
+
+def _all_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in tree.items():
+        keys.append(prefix + k)
+        if isinstance(v, dict) and (prefix + k) not in FREE_FORM:
+            keys += _all_keys(v, prefix + k + ".")
+    return keys
+
+
+def _where(origin: dict[str, str], key: str) -> str:
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        src = origin.get(".".join(parts[:i]))
+        if src:
+            return f" (from {src})"
+    return ""
+
+
+def _check_keys(tree: dict[str, Any], schema: dict[str, Any], origin: dict[str, str], prefix: str = "") -> None:
+    for key, value in tree.items():
+        dotted = prefix + key
+        if key not in schema:
+            raise ConfigError(
+                f"unknown recipe key '{dotted}'{_where(origin, dotted)}{closest(key, schema)}; "
+                f"valid keys here: {', '.join(sorted(schema))}"
+            )
+        if isinstance(schema[key], dict) and dotted not in FREE_FORM:
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{dotted}'{_where(origin, dotted)} must be a mapping, got {value!r}")
+            _check_keys(value, schema[key], origin, dotted + ".")
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, types)
+
+
+def _check_types(cfg: dict[str, Any], origin: dict[str, str], schema: dict[str, Any] = DEFAULTS, prefix: str = "") -> None:
+    for key, default in schema.items():
+        dotted, value = prefix + key, cfg.get(key)
+        if isinstance(default, dict) and dotted not in FREE_FORM:
+            _check_types(value, origin, default, dotted + ".")
+            continue
+        types = TYPES.get(dotted) or (type(default),)
+        if not _type_ok(value, types):
+            names = " or ".join("null" if t is NoneType else t.__name__ for t in types)
+            raise ConfigError(f"'{dotted}'{_where(origin, dotted)} must be {names}, got {value!r} ({type(value).__name__})")
+        if dotted in CHOICES and value not in CHOICES[dotted]:
+            raise ConfigError(
+                f"'{dotted}'{_where(origin, dotted)} must be one of {list(CHOICES[dotted])}, got {value!r}"
+                f"{closest(str(value), map(str, CHOICES[dotted]))}"
+            )
+
+
+def _check_list(items: list, keys: dict[str, type], what: str, origin: dict[str, str]) -> None:
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{what}[{i}]{_where(origin, what)} must be a mapping with a 'name', got {item!r}")
+        for k, v in item.items():
+            if k not in keys:
+                raise ConfigError(f"{what}[{i}] has unknown key '{k}'{closest(k, keys)}; valid: {sorted(keys)}")
+            if not _type_ok(v, (keys[k],)):
+                raise ConfigError(f"{what}[{i}].{k} must be {keys[k].__name__}, got {v!r}")
+
+
+def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
+    """Keys, types, choices and impossible values; raises ConfigError."""
+    origin = origin or {}
+    _check_keys(cfg, DEFAULTS, origin)
+    _check_types(cfg, origin)
+    tr, data = cfg["train"], cfg["data"]
+    _check_list(tr["stages"], STAGE_KEYS, "train.stages", origin)
+    _check_list(cfg["loss"]["aux"], AUX_KEYS, "loss.aux", origin)
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"'{key}'{_where(origin, key)} = {get(cfg, key)!r}: {msg}")
+
+    need(tr["lr"] > 0, "train.lr", "the learning rate must be > 0 (e.g. 0.01 for SGD, 1e-3 for AdamW)")
+    need(tr["epochs"] >= 1 or bool(tr["stages"]), "train.epochs", "must be >= 1")
+    need(tr["batch_size"] >= 1, "train.batch_size", "must be >= 1")
+    need(tr["max_steps"] is None or tr["max_steps"] >= 1, "train.max_steps", "must be >= 1 or null")
+    need(tr["grad_accum"] >= 1, "train.grad_accum", "must be >= 1")
+    need(tr["weight_decay"] >= 0, "train.weight_decay", "must be >= 0")
+    need(0 <= tr["momentum"] < 1, "train.momentum", "must be in [0, 1)")
+    need(0 < tr["ema_decay"] < 1, "train.ema_decay", "must be in (0, 1), e.g. 0.999")
+    need(tr["clip_grad"] is None or tr["clip_grad"] > 0, "train.clip_grad", "must be > 0 or null")
+    need(tr["backbone_lr_scale"] >= 0, "train.backbone_lr_scale", "must be >= 0 (0 freezes the backbone's updates)")
+    need(tr["warmup_epochs"] >= 0, "train.warmup_epochs", "must be >= 0")
+    need(tr["mixup"] >= 0 and tr["cutmix"] >= 0, "train.mixup", "mixup/cutmix alphas must be >= 0")
+    need(data["img_size"] >= 16, "data.img_size", "must be >= 16 pixels")
+    need(data["num_workers"] >= 0, "data.num_workers", "must be >= 0")
+    if data["resize"] is not None:
+        need(
+            data["resize"] >= data["img_size"], "data.resize",
+            f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
+            f"(e.g. {round(data['img_size'] * 8 / 7)}) or data.resize=null",
+        )
+    total = sum(s.get("epochs", 0) for s in tr["stages"]) if tr["stages"] else tr["epochs"]
+    need(tr["warmup_epochs"] < max(total, 1) or tr["warmup_epochs"] == 0, "train.warmup_epochs",
+         f"must be smaller than the {total} training epochs")
+    for i, st in enumerate(tr["stages"]):
+        if st.get("epochs", 1) < 1:
+            raise ConfigError(f"train.stages[{i}].epochs must be >= 1, got {st['epochs']}")
+        if st.get("lr", 1.0) <= 0:
+            raise ConfigError(f"train.stages[{i}].lr must be > 0, got {st['lr']}")
+
+
+def get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def dump(cfg: dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,363 @@
+"""Dataset base class, samples, robust image loading and the data-layer errors.
+
+Every reader (CUB-200-2011, Wah et al. 2011; Oxford Flowers 102, Nilsback and Zisserman 2008; image
+folders; CSV manifests; the synthetic set) builds a list of :class:`Sample` and hands it to
+:class:`FGVCDataset`, which loads images as RGB ``uint8`` arrays whatever their mode (grayscale, CMYK,
+RGBA, palette, 16-bit, 1-bit), optionally crops to the sample's bounding box, applies the transform and
+either fails loudly on a bad file (``on_bad_image="error"``) or skips it (``"skip"``).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+log = logging.getLogger("fgvc.data")
+
+__all__ = [
+    "DataError", "BadImageError", "AnnotationError", "DatasetNotFoundError", "MissingImagesError",
+    "Sample", "FGVCDataset", "open_image", "load_image", "to_rgb", "missing_images_message",
+    "CHECK_HINT",
+]
+
+CHECK_HINT = "run `python -m fgvc.datasets check ROOT` to list every bad file, or set data.on_bad_image=skip"
+
+
+class DataError(ValueError):
+    """Anything wrong with a data set on disk (the CLI prints these as one line, without a traceback)."""
+
+
+class BadImageError(DataError):
+    """An image file that is missing, empty, truncated, corrupt or too large to decode safely."""
+
+    def __init__(self, path: str | Path, problem: str, hint: str = CHECK_HINT) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"bad image {path}: {problem}; {hint}")
+
+
+class AnnotationError(DataError):
+    """A malformed annotation file: names the file, the line and the offending text."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str, text: str | None = None) -> None:
+        self.path, self.line, self.problem = Path(path), line, problem
+        where = f"{path}, line {line}" if line is not None else str(path)
+        shown = f": {text.strip()[:120]!r}" if text is not None else ""
+        super().__init__(f"{where}: {problem}{shown}")
+
+
+class DatasetNotFoundError(DataError):
+    """The data set (or a required file of it) is not where the recipe says."""
+
+
+class MissingImagesError(DatasetNotFoundError):
+    """The annotation files are there but (some of) the image files are not."""
+
+
+def missing_images_message(what: str, missing: Sequence[Path], total: int, fix: str) -> str:
+    first = ", ".join(str(p) for p in missing[:3])
+    return (f"{len(missing):,} of {total:,} images listed by {what} are missing (first: {first}); {fix}")
+
+
+@dataclass
+class Sample:
+    """One image of a data set."""
+
+    path: Path
+    label: int
+    image_id: int | None = None
+    bbox: tuple[float, float, float, float] | None = None  # x, y, w, h in pixels
+    parts: np.ndarray | None = None  # P, 3 (x, y, visible)
+
+
+# Image.open's decompression-bomb check warns through the (process-global) warnings filters; the lock
+# keeps catch_warnings from racing when images are opened from several threads (fgvc.data.check).
+_OPEN_LOCK = threading.Lock()
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode ``path``; every failure is a :class:`BadImageError` naming the file.
+
+    PIL's default ``Image.MAX_IMAGE_PIXELS`` limit is kept, and its DecompressionBombWarning (more than
+    the limit) is treated as an error like DecompressionBombError (more than twice the limit).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadImageError(path, "file not found") from None
+    except OSError as e:
+        raise BadImageError(path, f"cannot read the file ({e.strerror or e})") from None
+    if not data:
+        raise BadImageError(path, "the file is empty (0 bytes)")
+    try:
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImageError(path, f"refusing a possible decompression bomb ({e})",
+                            "re-encode the image at a sane size, or set data.on_bad_image=skip") from None
+    except Exception as e:  # UnidentifiedImageError, SyntaxError, struct.error ... from corrupt headers
+        raise BadImageError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    try:
+        img.load()
+    except Exception as e:  # truncated or corrupt pixel data
+        problem = str(e)
+        if "truncated" in problem.lower() or isinstance(e, EOFError):
+            raise BadImageError(path, f"the file is truncated ({problem or 'unexpected end of data'})") from None
+        raise BadImageError(path, f"the image data is corrupt ({type(e).__name__}: {problem})") from None
+    return img
+
+
+def _composite_on_white(rgba: Image.Image) -> np.ndarray:
+    arr = np.asarray(rgba.convert("RGBA"), dtype=np.float32)
+    alpha = arr[..., 3:4] / 255.0
+    out = arr[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _scale_to_uint8(arr: np.ndarray, high_bit_depth: bool) -> np.ndarray:
+    """Map integer/float pixel values to 0..255 by rescaling (never by clipping a 16-bit range)."""
+    a = arr.astype(np.float64)
+    if np.issubdtype(arr.dtype, np.floating):
+        lo, hi = float(np.nanmin(a)) if a.size else 0.0, float(np.nanmax(a)) if a.size else 0.0
+        if lo >= 0.0 and hi <= 1.0:
+            a = a * 255.0
+        elif lo < 0.0 or hi > 255.0:
+            a = (a - lo) / max(hi - lo, 1e-12) * 255.0
+    elif high_bit_depth or a.max(initial=0) > 255:
+        if a.min(initial=0) >= 0 and a.max(initial=0) <= 65535:
+            a = a / 257.0  # 65535 -> 255, 257 -> 1
+        else:  # 32-bit data of unknown range
+            lo, hi = a.min(), a.max()
+            a = (a - lo) / max(hi - lo, 1.0) * 255.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """``H, W, 3`` uint8 RGB from any PIL mode; transparent pixels are composited on white."""
+    mode = img.mode
+    if mode == "RGB":
+        rgb = np.asarray(img, dtype=np.uint8)
+    elif mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
+        rgb = _composite_on_white(img)
+    elif mode.startswith("I;16") or mode in ("I", "F"):
+        gray = _scale_to_uint8(np.asarray(img), high_bit_depth=mode.startswith("I;16"))
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+    else:  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX ...
+        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:  # pragma: no cover - defensive
+        raise ValueError(f"cannot convert mode {mode} to RGB (got shape {rgb.shape})")
+    return np.ascontiguousarray(rgb)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """``H, W, 3`` uint8 RGB array of the image at ``path`` (raises :class:`BadImageError`)."""
+    img = open_image(path)
+    try:
+        return to_rgb(img)
+    except BadImageError:
+        raise
+    except Exception as e:
+        raise BadImageError(path, f"cannot convert mode {img.mode} to RGB ({e})") from None
+
+
+def crop_bbox(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+    """Crop ``image`` to ``bbox`` (x, y, w, h in pixels), clamped to the image; whole image if empty."""
+    h, w = image.shape[:2]
+    x0, y0 = max(int(np.floor(bbox[0])), 0), max(int(np.floor(bbox[1])), 0)
+    x1, y1 = min(int(np.ceil(bbox[0] + bbox[2])), w), min(int(np.ceil(bbox[1] + bbox[3])), h)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return image
+    return image[y0:y1, x0:x1]
+
+
+class FGVCDataset(torch.utils.data.Dataset):
+    """A labelled image data set: ``dataset[i] -> (image 3 x H x W float tensor, label int)``.
+
+    ``transform`` maps an ``H, W, 3`` uint8 RGB array to a tensor (see :func:`fgvc.data.build_transforms`);
+    without one the image is returned as a float tensor in [0, 1].
+    """
+
+    name = "dataset"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        samples: list[Sample],
+        classes: list[str],
+        transform: Callable[[np.ndarray], Any] | None = None,
+        on_bad_image: str = "error",
+        crop_to_bbox: bool = False,
+    ) -> None:
+        if on_bad_image not in ("error", "skip"):
+            raise ValueError(f"data.on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+        self.root, self.split = Path(root), split
+        self.samples, self.classes = samples, classes
+        self.transform, self.on_bad_image, self.crop_to_bbox = transform, on_bad_image, crop_to_bbox
+        self.bad_log: Path | None = None
+        self._warned: set[str] = set()
+        if crop_to_bbox and samples and all(s.bbox is None for s in samples):
+            raise DataError(f"crop_to_bbox=True but {type(self).__name__} at {self.root} has no bounding boxes; "
+                            "set crop_to_bbox=false in data.args")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def targets(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def class_counts(self) -> np.ndarray:
+        """Images per class, ``K`` int64, indexed by label."""
+        return np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=self.num_classes)
+
+    def load_sample(self, index: int) -> np.ndarray:
+        """The ``H, W, 3`` uint8 image of sample ``index`` (cropped to its box when ``crop_to_bbox``)."""
+        s = self.samples[index]
+        image = load_image(s.path)
+        if self.crop_to_bbox and s.bbox is not None:
+            image = crop_bbox(image, s.bbox)
+        return image
+
+    def _record_bad(self, sample: Sample, err: BadImageError) -> None:
+        key = str(sample.path)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        msg = f"skipping bad image {sample.path}: {err.problem} (data.on_bad_image=skip)"
+        warnings.warn(msg, stacklevel=3)
+        if self.bad_log is not None:
+            reason = " ".join(err.problem.split())
+            Path(self.bad_log).parent.mkdir(parents=True, exist_ok=True)
+            with open(self.bad_log, "a", encoding="utf-8") as f:
+                f.write(f"{sample.path}\t{reason}\n")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        n = len(self.samples)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        index %= n
+        for k in range(n):
+            j = (index + k) % n
+            try:
+                image = self.load_sample(j)
+            except BadImageError as e:
+                if self.on_bad_image == "error":
+                    raise
+                self._record_bad(self.samples[j], e)
+                continue
+            label = self.samples[j].label
+            if self.transform is not None:
+                return self.transform(image), label
+            return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0), label
+        raise BadImageError(self.root, f"all {n} images of split '{self.split}' are unreadable",
+                            "run `python -m fgvc.datasets check ROOT` to see why")
+
+    def __repr__(self) -> str:
+        counts = self.class_counts()
+        per = (f"{counts.min()}-{counts.max()} per class" if len(counts) else "no classes")
+        lines = [
+            f"{type(self).__name__}(split={self.split!r}, root={str(self.root)!r}, images={len(self):,}, "
+            f"classes={self.num_classes}, {per}, crop_to_bbox={self.crop_to_bbox}, on_bad_image={self.on_bad_image!r})"
+        ]
+        if self.transform is not None:
+            lines.append("  transform: " + repr(self.transform).replace("\n", "\n  "))
+        return "\n".join(lines)
+
+
+class Problems:
+    """Collects :class:`AnnotationError` s (``check`` mode) or raises the first one (``problems=None``)."""
+
+    def __init__(self, problems: list[AnnotationError] | None = None) -> None:
+        self.problems = problems
+        self._lines: dict[Path, list[str]] = {}
+
+    def text(self, path: Path, line: int | None) -> str | None:
+        if line is None:
+            return None
+        if path not in self._lines:
+            self._lines[path] = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = self._lines[path]
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+    def error(self, path: Path, line: int | None, problem: str, show_text: bool = True) -> None:
+        err = AnnotationError(path, line, problem, self.text(path, line) if show_text else None)
+        if self.problems is None:
+            raise err
+        self.problems.append(err)
+
+
+def read_table(path: Path, fields: Sequence[tuple[str, type]], what: str, col: Problems) -> dict[str, np.ndarray]:
+    """Parse a space-separated annotation file with typed ``fields`` (a final ``str`` field takes the rest
+    of the line). Returns one array per field plus ``"_line"`` (1-based line numbers). Valid files take
+    the fast pandas path; anything odd is re-read line by line to name the bad line and its text."""
+    import pandas as pd
+
+    names = [n for n, _ in fields]
+    try:
+        df = pd.read_csv(path, sep=" ", header=None, skip_blank_lines=False, na_filter=False, quoting=3,
+                         engine="c", dtype={i: str for i, (_, t) in enumerate(fields) if t is str})
+        ok = df.shape[1] == len(fields) and all(
+            (t is int and df[i].dtype.kind == "i") or (t is float and df[i].dtype.kind in "if")
+            or (t is str and df[i].map(len).min() > 0) for i, (_, t) in enumerate(fields)) and len(df) > 0
+    except Exception:  # ParserError, UnicodeDecodeError ...: the slow path says what and where
+        ok = False
+    if ok:
+        out = {n: df[i].to_numpy(dtype=object if t is str else t) for i, (n, t) in enumerate(fields)}
+        out["_line"] = np.arange(1, len(df) + 1)
+        return out
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        col.error(path, None, f"not UTF-8 text ({e})")
+        return {n: np.array([]) for n in [*names, "_line"]}
+    rows: list[list[Any]] = []
+    lines: list[int] = []
+    rest = fields[-1][1] is str
+    expect = f"expected {len(fields)} space-separated fields ({' '.join(names)}) for {what}"
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(None, len(fields) - 1) if rest else line.split()
+        if len(parts) != len(fields):
+            col.error(path, lineno, f"{expect}, found {len(parts)}")
+            continue
+        row: list[Any] = []
+        for (name, typ), value in zip(fields, parts):
+            try:
+                row.append(typ(value.strip()) if typ is not int else int(value))
+            except ValueError:
+                kind = "an integer" if typ is int else "a number"
+                col.error(path, lineno, f"field '{name}' is not {kind} ({value!r})")
+                break
+        else:
+            rows.append(row)
+            lines.append(lineno)
+    out = {n: np.array([r[i] for r in rows], dtype=object if t is str else t) for i, (n, t) in enumerate(fields)}
+    out["_line"] = np.array(lines, dtype=np.int64)
+    return out
+
+
+def check_unique(path: Path, ids: np.ndarray, lines: np.ndarray, what: str, col: Problems) -> np.ndarray:
+    """Report repeated ``ids`` (each repeat at its own line); returns the mask of first occurrences."""
+    _, first = np.unique(ids, return_index=True)
+    keep = np.zeros(len(ids), dtype=bool)
+    keep[first] = True
+    if not keep.all():
+        first_line = {ids[i]: lines[i] for i in first}
+        for i in np.flatnonzero(~keep)[:1000]:
+            col.error(path, int(lines[i]), f"duplicate {what} {ids[i]} (first on line {first_line[ids[i]]})")
+    return keep

@@ -1,0 +1,138 @@
+"""From a validated recipe to live objects: device, datasets and loaders, method, optimizer,
+scheduler. The trainer and the evaluate/visualize commands share these builders."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from typing import Any
+
+import torch
+from timm.scheduler import create_scheduler_v2
+from torch.utils.data import DataLoader, Dataset
+
+from fgvc.engine.distributed import DistEnv, EpochSampler, ShardSampler
+
+log = logging.getLogger("fgvc")
+
+__all__ = [
+    "resolve_device", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "build_optimizer",
+    "build_scheduler", "SeededSamples",
+]
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        warnings.warn("train.device=cuda but CUDA is not available here: falling back to the CPU (slow)", stacklevel=2)
+        return torch.device("cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def build_method_from_cfg(cfg: dict[str, Any], num_classes: int) -> torch.nn.Module:
+    from fgvc.losses import build_criterion
+    from fgvc.methods import build_method
+
+    model_cfg = dict(cfg["model"], args=dict(cfg["model"]["args"]))
+    if cfg["loss"]["aux"]:  # feature losses (center, triplet) on the method's embedding
+        model_cfg["args"]["aux_losses"] = cfg["loss"]["aux"]
+    return build_method(model_cfg, num_classes, build_criterion(cfg["loss"]))
+
+
+def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any]) -> Any:
+    """The recipe's train or eval transform, normalised as the backbone was pretrained."""
+    from fgvc.data import build_transforms
+
+    d, aug = cfg["data"], cfg["data"]["augment"]
+    return build_transforms(
+        img_size=d["img_size"], resize=d["resize"], mean=data_config["mean"], std=data_config["std"], train=train,
+        hflip=aug["hflip"], color_jitter=aug["color_jitter"], random_resized_crop=aug["random_resized_crop"],
+        rrc_scale=tuple(aug["rrc_scale"]),
+    )
+
+
+def build_split(cfg: dict[str, Any], split: str, train: bool, data_config: dict[str, Any] | None) -> Dataset:
+    """The dataset of one split; without ``data_config`` it has no transform yet (set ``.transform`` later)."""
+    from fgvc.data import build_dataset
+
+    d = cfg["data"]
+    transform = build_transform(cfg, train, data_config) if data_config is not None else None
+    return build_dataset(d["name"], d["root"], split, transform=transform, on_bad_image=d["on_bad_image"], **d["args"])
+
+
+class SeededSamples(Dataset):
+    """Seeds each sample's augmentation from (seed, epoch, index).
+
+    Augmentation then depends on neither the worker that loads a sample nor the order of loading,
+    so a run resumed mid-epoch, or sharded across DDP ranks, sees exactly the same crops and flips.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:  # classes, samples, targets, bad_log ... of the wrapped set
+        if name in ("dataset", "seed", "epoch"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Any:
+        transform = getattr(self.dataset, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            key = f"{self.seed}/{self.epoch}/{index}".encode()
+            transform.set_random_seed(int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little"))
+        return self.dataset[index]
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, train: bool, seed: int, env: DistEnv, pin: bool
+) -> DataLoader:
+    """Train: :class:`EpochSampler` (seeded, sharded, resumable), drop_last; eval: :class:`ShardSampler`."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if train:
+        sampler: Any = EpochSampler(n, seed, True, env.rank, env.world_size)
+        dataset = SeededSamples(dataset, seed)
+    else:
+        sampler = ShardSampler(n, env.rank, env.world_size)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin,
+        drop_last=train and n >= batch_size * env.world_size, persistent_workers=False,
+        # its own generator: creating an iterator must not consume the global torch RNG (exact resume)
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW; each group's lr = lr x its lr_scale; no weight decay on
+    biases and normalisation weights (1-D tensors)."""
+    param_groups = []
+    for g in groups:
+        params = [p for p in g["params"] if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        for ps, wd in ((decay, tr["weight_decay"]), (no_decay, 0.0)):
+            if ps:
+                param_groups.append({"params": ps, "lr": lr * g.get("lr_scale", 1.0), "weight_decay": wd,
+                                     "name": g.get("name", "")})
+    if not param_groups:
+        raise ValueError("no trainable parameters in this stage: check train.stages and the method's param_groups")
+    if tr["optimizer"] == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=tr["momentum"], nesterov=tr["nesterov"] and tr["momentum"] > 0)
+    return torch.optim.AdamW(param_groups, lr=lr)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, tr: dict[str, Any], epochs: int, updates_per_epoch: int) -> Any:
+    """timm scheduler stepped per optimizer update: warmup + cosine, or step decay (x decay_rate every
+    decay_epochs, as in the WS-DAN paper), or none (constant)."""
+    if tr["scheduler"] == "none":
+        return None
+    sched, _ = create_scheduler_v2(
+        optimizer, sched=tr["scheduler"], num_epochs=epochs, decay_epochs=tr["decay_epochs"],
+        decay_rate=tr["decay_rate"], min_lr=tr["min_lr"], warmup_lr=tr["warmup_lr"],
+        warmup_epochs=tr["warmup_epochs"], cooldown_epochs=0, step_on_epochs=False,
+        updates_per_epoch=max(updates_per_epoch, 1),
+    )
+    return sched

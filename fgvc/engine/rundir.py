@@ -1,0 +1,117 @@
+"""The run directory: everything a run leaves behind, and what evaluate/visualize/bench read.
+
+::
+
+    RUN/config.yaml         fully resolved recipe
+    RUN/metrics.jsonl       one line per epoch: loss, lr, train/val top-1, epoch time, images/s
+    RUN/final.json          final-epoch test metrics (top1, top5, mean per-class accuracy, n_images, seconds)
+    RUN/curves.png          loss and accuracy curves
+    RUN/train.log           the log
+    RUN/checkpoints/last.pt, best.pt (best on the validation split, never on test)
+    RUN/eval/per_class.csv, confusion.csv
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fgvc.engine.checkpoint import atomic_write_bytes
+
+__all__ = ["new_run_dir", "setup_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "plot_curves"]
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{name}-{stamp}"
+    i = 1
+    while path.exists():
+        path = Path(root) / f"{name}-{stamp}-{i}"
+        i += 1
+    return path
+
+
+def setup_logging(run_dir: Path | None, is_main: bool = True) -> logging.Logger:
+    log = logging.getLogger("fgvc")
+    log.setLevel(logging.INFO if is_main else logging.WARNING)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if run_dir is not None and is_main:
+        fh = logging.FileHandler(run_dir / "train.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(fh)
+    return log
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(_clean(data), indent=2) + "\n").encode())
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(_clean(row)) + "\n")
+        f.flush()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return rows
+
+
+def truncate_metrics(run_dir: Path, keep_epochs_below: int) -> None:
+    """On resume: drop rows of epochs the checkpoint does not include (written after it, before a kill)."""
+    rows = [r for r in read_metrics(run_dir) if r.get("epoch", 0) < keep_epochs_below]
+    atomic_write_bytes(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def plot_curves(run_dir: Path) -> Path | None:
+    """curves.png: train loss, and train/val top-1 per epoch."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] + 1 for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a.plot(ep, [r.get("loss") for r in rows], "o-", label="train loss")
+    a.set_xlabel("epoch"), a.set_ylabel("loss"), a.grid(alpha=0.3), a.legend()
+    b.plot(ep, [r.get("train_top1") for r in rows], "o-", label="train top-1")
+    if any(r.get("val_top1") is not None for r in rows):
+        b.plot(ep, [r.get("val_top1") for r in rows], "s-", label="val top-1")
+    b.set_xlabel("epoch"), b.set_ylabel("top-1 (%)"), b.grid(alpha=0.3), b.legend()
+    fig.suptitle(run_dir.name, fontsize=9)
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

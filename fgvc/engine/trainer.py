@@ -1,0 +1,339 @@
+"""The training loop. A method owns its training step; the trainer owns everything else:
+devices, AMP, gradient accumulation and clipping, EMA, Mixup, stages, schedulers, checkpoints,
+resume, NaN guard, DDP, logging, metrics and the final test evaluation.
+
+Exact resume: a checkpoint holds model, optimizer, scheduler, AMP scaler, EMA, method extra
+state, RNG states, the running epoch sums and the position in the epoch (stage, epoch, batch).
+Augmentation is seeded per (seed, epoch, sample) and the sampler starts at the saved position,
+so a resumed run sees the same batches and ends with the same metrics.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.data import Mixup
+from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from fgvc import config as C
+from fgvc.engine import builder as B
+from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
+from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
+from fgvc.engine.evaluator import autocast, evaluate, write_reports
+from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
+from fgvc.engine.state import capture_rng, restore_rng, seed_everything
+
+log = logging.getLogger("fgvc")
+
+__all__ = ["Trainer", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/Inf (train.on_nan=stop, or too many skipped steps)."""
+
+
+class Trainer:
+    def __init__(self, cfg: dict[str, Any], run_dir: Path, resume: bool = False, env: DistEnv | None = None) -> None:
+        self.cfg, self.run_dir, self.tr = cfg, Path(run_dir), cfg["train"]
+        self.device = B.resolve_device(self.tr["device"])
+        self.env = env or init_distributed(self.device.type)
+        if self.env.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.env.local_rank)
+        if self.tr["threads"]:
+            torch.set_num_threads(self.tr["threads"])
+        if self.tr["deterministic"]:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = not self.tr["deterministic"]
+        seed_everything(cfg["seed"])
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self._build()
+        self.progress = {"stage": 0, "epoch": 0, "epoch_in_stage": 0, "batch": 0, "global_step": 0, "stage_step": 0,
+                         "sums": {}, "seen": 0, "epoch_seconds": 0.0}
+        self.best = {"val_top1": -1.0, "epoch": -1}
+        self.train_seconds = 0.0
+        self._resume_state = load_checkpoint(self.ckpt_dir / "last.pt") if resume else None
+
+    # ------------------------------------------------------------------ setup
+    def _build(self) -> None:
+        cfg, d = self.cfg, self.cfg["data"]
+        self.train_ds = B.build_split(cfg, d["train_split"], True, None)
+        self.class_names = list(self.train_ds.classes)
+        self.method = B.build_method_from_cfg(cfg, len(self.class_names))
+        dc = self.data_config = self.method.data_config()
+        self.train_ds.transform = B.build_transform(cfg, True, dc)  # the backbone's own normalisation
+        self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
+        self.val_ds = B.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
+        self.test_split = d["test_split"]
+        self.channels_last = self.tr["channels_last"] in ("auto", True)
+        self.method.to(self.device)
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if self.tr["compile"]:
+            self.method.backbone.model.compile()
+        per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
+        pin = self.device.type == "cuda"
+        self.train_loader = B.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env, pin)
+        eval_bs = cfg["eval"]["batch_size"] or per_rank
+        self.val_loader = (B.make_loader(self.val_ds, eval_bs, d["num_workers"], False, 0, self.env, pin)
+                           if self.val_ds is not None else None)
+        self.ema = ModelEmaV3(self.method, decay=self.tr["ema_decay"]) if self.tr["ema"] else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.tr["amp"] == "fp16" and self.device.type == "cuda")
+        self.mixup = None
+        if self.tr["mixup"] > 0 or self.tr["cutmix"] > 0:
+            self.mixup = Mixup(mixup_alpha=self.tr["mixup"], cutmix_alpha=self.tr["cutmix"],
+                               label_smoothing=cfg["loss"]["args"].get("label_smoothing", 0.0),
+                               num_classes=len(self.class_names))
+        self.stages = self.tr["stages"] or [{"name": "main", "epochs": self.tr["epochs"]}]
+        self.total_epochs = sum(s["epochs"] for s in self.stages)
+
+    def _enter_stage(self, idx: int) -> None:
+        stage = self.stages[idx]
+        self.method.set_stage(stage["name"])
+        lr = stage.get("lr", self.tr["lr"])
+        groups = self.method.param_groups(stage["name"], stage.get("backbone_lr_scale", self.tr["backbone_lr_scale"]))
+        trainable = {id(p) for g in groups for p in g["params"]}
+        for p in self.method.parameters():
+            p.requires_grad_(id(p) in trainable)
+        self.optimizer = B.build_optimizer(groups, self.tr, lr)
+        self.updates_per_epoch = math.ceil(len(self.train_loader) / self.tr["grad_accum"])
+        tr = dict(self.tr, warmup_epochs=self.tr["warmup_epochs"] if self.tr["warmup_epochs"] < stage["epochs"] else 0)
+        self.scheduler = B.build_scheduler(self.optimizer, tr, stage["epochs"], self.updates_per_epoch)
+        self.model = self.method
+        if self.env.enabled:
+            self.model = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                             find_unused_parameters=True)
+        n_train = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
+        log.info(f"stage {idx + 1}/{len(self.stages)} '{stage['name']}': {stage['epochs']} epoch(s), lr {lr:g}, "
+                 f"{n_train / 1e6:.2f} M trainable parameters")
+
+    # ------------------------------------------------------------ checkpoint
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "extra": self.method.extra_state(),
+            "progress": dict(self.progress),
+            "best": dict(self.best),
+            "train_seconds": self.train_seconds,
+            "rng": capture_rng(),
+            "config": self.cfg,
+            "class_names": self.class_names,
+            "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
+        }
+
+    def save(self, name: str = "last.pt") -> None:
+        if self.env.is_main:
+            save_checkpoint(self._state(), self.ckpt_dir / name)
+        self.env.barrier()
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.method.load_state_dict(state["model"])
+        self.method.load_extra_state(state.get("extra") or {})
+        self.progress, self.best = dict(state["progress"]), dict(state["best"])
+        self.train_seconds = state.get("train_seconds", 0.0)
+        self._enter_stage(self.progress["stage"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        restore_rng(state["rng"])
+        if self.env.is_main:
+            truncate_metrics(self.run_dir, self.progress["epoch"])
+        log.info(f"resumed from {self.ckpt_dir / 'last.pt'}: epoch {self.progress['epoch'] + 1}, "
+                 f"batch {self.progress['batch']}, step {self.progress['global_step']}")
+
+    # ------------------------------------------------------------------ train
+    def fit(self) -> dict[str, Any]:
+        max_steps = self.tr["max_steps"]
+        if self._resume_state is not None:
+            self._restore(self._resume_state)
+            self._resume_state = None
+        else:
+            self._enter_stage(0)
+        p = self.progress
+        done = max_steps is not None and p["global_step"] >= max_steps
+        while p["stage"] < len(self.stages) and not done:
+            stage = self.stages[p["stage"]]
+            while p["epoch_in_stage"] < stage["epochs"] and not done:
+                done = self._train_epoch()
+                self._end_epoch(last=done or (p["stage"] == len(self.stages) - 1
+                                               and p["epoch_in_stage"] == stage["epochs"] - 1))
+            if p["epoch_in_stage"] >= stage["epochs"]:
+                p["stage"] += 1
+                p["epoch_in_stage"], p["stage_step"] = 0, 0
+                if p["stage"] < len(self.stages) and not done:
+                    self._enter_stage(p["stage"])
+                    self.save()
+        return self.final()
+
+    def _train_epoch(self) -> bool:
+        """One epoch (or the rest of one, after a resume). Returns True when train.max_steps is reached."""
+        p, tr = self.progress, self.tr
+        accum, max_steps = tr["grad_accum"], tr["max_steps"]
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(p["epoch"], p["batch"] * self.train_loader.batch_size)
+        self.train_loader.dataset.epoch = p["epoch"]
+        self.method.train()
+        t0, skipped_in_row = time.time(), 0
+        bar = tqdm(self.train_loader, total=len(self.train_loader), initial=p["batch"], leave=False,
+                   disable=not (self.env.is_main and _tty()), dynamic_ncols=True,
+                   desc=f"epoch {p['epoch'] + 1}/{self.total_epochs}")
+        for images, targets in bar:
+            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            if self.mixup is not None and images.shape[0] % 2 == 0:
+                images, targets = self.mixup(images, targets)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            last_micro = (p["batch"] + 1) % accum == 0 or p["batch"] + 1 == len(self.train_loader)
+            sync = self.model.no_sync() if (self.env.enabled and not last_micro) else contextlib.nullcontext()
+            with sync:
+                with autocast(self.device, tr["amp"]):
+                    out = self.model(images, targets)
+                loss = out["loss"].float()
+                if not self._finite(loss):
+                    skipped_in_row = self._on_nan(loss, skipped_in_row)
+                    p["batch"] += 1
+                    continue
+                self.scaler.scale(loss / accum).backward()
+            skipped_in_row = 0
+            self._accumulate(out, targets, images.shape[0])
+            p["batch"] += 1
+            if last_micro:
+                self._optimizer_step()
+                if tr["checkpoint_every_steps"] and p["global_step"] % tr["checkpoint_every_steps"] == 0:
+                    self.save()
+                if max_steps is not None and p["global_step"] >= max_steps:
+                    break
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        p["epoch_seconds"] += time.time() - t0
+        return max_steps is not None and p["global_step"] >= max_steps
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        ok = torch.isfinite(loss.detach()).float()
+        if self.env.enabled:
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        return bool(ok.item())
+
+    def _on_nan(self, loss: torch.Tensor, in_row: int) -> int:
+        where = f"epoch {self.progress['epoch'] + 1}, batch {self.progress['batch'] + 1}"
+        last = self.ckpt_dir / "last.pt"
+        keep = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
+        if self.tr["on_nan"] == "stop":
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at {where}; {keep}. Lower train.lr, set train.clip_grad (e.g. 1.0), "
+                "or set train.on_nan=skip to skip such steps.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress["sums"]["skipped_steps"] = self.progress["sums"].get("skipped_steps", 0) + 1
+        log.warning(f"non-finite loss ({loss.item()}) at {where}: step skipped (train.on_nan=skip)")
+        if in_row + 1 >= 20:
+            raise TrainingDiverged(f"20 non-finite losses in a row up to {where}; {keep}. Lower train.lr.")
+        return in_row + 1
+
+    def _accumulate(self, out: dict[str, torch.Tensor], targets: torch.Tensor, n: int) -> None:
+        s, p = self.progress["sums"], self.progress
+        hard = targets if targets.ndim == 1 else targets.argmax(1)
+        s["correct"] = s.get("correct", 0) + int((out["logits"].detach().argmax(1) == hard).sum())
+        for k, v in out.items():
+            if k != "logits" and torch.is_tensor(v) and v.ndim == 0:
+                s[k] = s.get(k, 0.0) + float(v.detach()) * n
+        p["seen"] += n
+
+    def _optimizer_step(self) -> None:
+        p = self.progress
+        if self.tr["clip_grad"]:
+            self.scaler.unscale_(self.optimizer)
+            params = [q for g in self.optimizer.param_groups for q in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.tr["clip_grad"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        p["global_step"] += 1
+        p["stage_step"] += 1
+        if self.ema is not None:
+            self.ema.update(self.method, step=p["global_step"])
+        if self.scheduler is not None:
+            self.scheduler.step_update(num_updates=p["stage_step"])
+
+    def _eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.method
+
+    def _end_epoch(self, last: bool) -> None:
+        p, tr = self.progress, self.tr
+        seen = max(p["seen"], 1)
+        row: dict[str, Any] = {"epoch": p["epoch"], "stage": self.stages[p["stage"]]["name"], "step": p["global_step"]}
+        sums = dict(p["sums"])
+        row["loss"] = reduce_mean(sums.pop("loss", float("nan")) / seen, self.env)
+        row["train_top1"] = reduce_mean(100.0 * sums.pop("correct", 0) / seen, self.env)
+        for k, v in sums.items():
+            row[k] = v if k == "skipped_steps" else reduce_mean(v / seen, self.env)
+        row["lr"] = max(g["lr"] for g in self.optimizer.param_groups)
+        row["epoch_seconds"] = round(p["epoch_seconds"], 2)
+        row["images_per_s"] = round(p["seen"] * self.env.world_size / max(p["epoch_seconds"], 1e-9), 1)
+        self.train_seconds += p["epoch_seconds"]
+        if self.val_loader is not None and (last or (p["epoch"] + 1) % tr["eval_every"] == 0):
+            res, _, _ = evaluate(self._eval_model(), self.val_loader, self.device, tr["amp"], False,
+                                 self.channels_last, self.env, desc="val")
+            row["val_top1"] = res["top1"]
+            row.update({f"val_{k}": v for k, v in res.items() if k.endswith("_top1") and k != "top1"})
+        msg = (f"epoch {p['epoch'] + 1}/{self.total_epochs} [{row['stage']}] loss {row['loss']:.4f} "
+               f"train {row['train_top1']:.1f}%" + (f" val {row['val_top1']:.1f}%" if "val_top1" in row else "")
+               + f" lr {row['lr']:.2e} {row['epoch_seconds']:.1f}s {row['images_per_s']:.1f} img/s")
+        log.info(msg)
+        is_best = "val_top1" in row and row["val_top1"] > self.best["val_top1"]
+        if is_best:
+            self.best = {"val_top1": row["val_top1"], "epoch": p["epoch"]}
+        if self.env.is_main:
+            append_metrics(self.run_dir, row)
+        # advance the position before saving: the checkpoint describes the start of the next epoch
+        p["epoch"] += 1
+        p["epoch_in_stage"] += 1
+        p.update(batch=0, sums={}, seen=0, epoch_seconds=0.0)
+        self.save()
+        if is_best:
+            self.save("best.pt")
+
+    # ------------------------------------------------------------------ final
+    def final(self) -> dict[str, Any]:
+        """Final-epoch model on the test split -> final.json (never a checkpoint chosen on test)."""
+        test_ds = B.build_split(self.cfg, self.test_split, False, self.data_config)
+        eval_bs = self.cfg["eval"]["batch_size"] or max(self.tr["batch_size"] // self.env.world_size, 1)
+        loader = B.make_loader(test_ds, eval_bs, self.cfg["data"]["num_workers"], False, 0, self.env,
+                               self.device.type == "cuda")
+        res, logits, targets = evaluate(self._eval_model(), loader, self.device, self.tr["amp"],
+                                        self.cfg["eval"]["tta_flip"], self.channels_last, self.env, desc="test")
+        res.update(split=self.test_split, weights="ema" if self.ema is not None else "model",
+                   epochs=self.progress["epoch"], steps=self.progress["global_step"],
+                   train_seconds=round(self.train_seconds, 1), best_val_top1=self.best["val_top1"],
+                   best_val_epoch=self.best["epoch"] + 1, bad_images=_count_lines(self.run_dir / "bad_images.tsv"),
+                   tta_flip=self.cfg["eval"]["tta_flip"])
+        if self.env.is_main:
+            write_json(self.run_dir / "final.json", res)
+            write_reports(self.run_dir / "eval", logits[res["prediction"]], targets, self.class_names)
+            plot_curves(self.run_dir)
+        return res
+
+
+def _count_lines(path: Path) -> int:
+    return len(set(path.read_text().splitlines())) if path.is_file() else 0
+
+
+def _tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+def dump_config(cfg: dict[str, Any], run_dir: Path) -> None:
+    (run_dir / "config.yaml").write_text(C.dump(cfg))

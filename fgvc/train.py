@@ -1,0 +1,95 @@
+"""``python -m fgvc.train RECIPE [--set key.sub=value ...] [--output DIR] [--resume [RUN_DIR]]``
+
+Trains the recipe and leaves a run directory (see :mod:`fgvc.engine.rundir`). ``--resume``
+continues a run from its ``checkpoints/last.pt`` exactly where it stopped; without a
+directory it takes ``--output`` or the newest run of the recipe under ``output.root``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fgvc import config as C
+from fgvc.cli import friendly
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="fgvc-train", description="Train a fine-grained classifier from a YAML recipe.")
+    ap.add_argument("recipe", nargs="?", help="recipe YAML, e.g. recipes/cub200_wsdan.yaml (optional with --resume RUN_DIR)")
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override dotted recipe keys, e.g. --set train.lr=0.01 data.img_size=224")
+    ap.add_argument("--output", help="run directory (default: <output.root>/<recipe>-<time>)")
+    ap.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
+                    help="continue a run from its checkpoints/last.pt")
+    return ap.parse_args(argv)
+
+
+def _find_run(args: argparse.Namespace) -> Path:
+    if args.resume:
+        return Path(args.resume)
+    if args.output:
+        return Path(args.output)
+    if not args.recipe:
+        raise C.ConfigError("--resume needs a run directory, or a recipe whose newest run to continue")
+    cfg, _ = C.load_recipe(args.recipe, args.sets)
+    name = cfg["output"]["name"] or Path(args.recipe).stem
+    runs = sorted(Path(cfg["output"]["root"]).glob(f"{name}-*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise C.ConfigError(f"no run of '{name}' with a checkpoint under {cfg['output']['root']}/ to resume")
+    return runs[-1].parent.parent
+
+
+@friendly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fgvc.engine.distributed import init_distributed
+    from fgvc.engine.rundir import new_run_dir, setup_logging
+    from fgvc.engine.trainer import Trainer
+
+    if args.resume is not None:
+        run_dir = _find_run(args)
+        if not (run_dir / "config.yaml").is_file():
+            raise C.ConfigError(f"{run_dir} is not an fgvc run directory (no config.yaml)")
+        cfg, _ = C.load_recipe(run_dir / "config.yaml", args.sets)
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise C.ConfigError(f"{run_dir} has no checkpoints/last.pt yet: start it again without --resume")
+    else:
+        if not args.recipe:
+            raise C.ConfigError("give a recipe, e.g. python -m fgvc.train recipes/demo.yaml")
+        cfg, _ = C.load_recipe(args.recipe, args.sets)
+        name = cfg["output"]["name"] or Path(args.recipe).stem
+        run_dir = Path(args.output) if args.output else new_run_dir(cfg["output"]["root"], name)
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise C.ConfigError(
+                f"{run_dir} already holds a run with a checkpoint; continue it with --resume {run_dir}, "
+                "or choose another --output (fgvc never overwrites a checkpoint of another run)")
+    env = init_distributed("cuda" if cfg["train"]["device"] != "cpu" and _cuda() else "cpu")
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(C.dump(cfg))
+    env.barrier()
+    log = setup_logging(run_dir, env.is_main)
+    log.info(f"run directory: {run_dir}")
+    trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env)
+    log.info(f"device {trainer.device} x{env.world_size} | {cfg['model']['name']} on {cfg['model']['backbone']} | "
+             f"{cfg['data']['name']}: {len(trainer.train_ds)} train, "
+             f"{len(trainer.val_ds) if trainer.val_ds is not None else 0} val images, {len(trainer.class_names)} classes")
+    final = trainer.fit()
+    if env.is_main:
+        log.info("final (test split, final-epoch weights): " + json.dumps(
+            {k: (round(v, 2) if isinstance(v, float) else v) for k, v in final.items()
+             if k in ("top1", "top5", "mean_class_acc", "n_images", "best_val_top1", "train_seconds")}))
+        log.info(f"wrote {run_dir}/final.json, metrics.jsonl, curves.png, eval/per_class.csv, checkpoints/")
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
