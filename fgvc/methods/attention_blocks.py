@@ -51,7 +51,7 @@ def is_resnet_family(name: str) -> bool:
     """Whether timm builds ``name`` with its ``ResNet`` class (which takes ``block_args``)."""
     try:
         return timm.models.model_entrypoint(name.split(".")[0]).__module__ == "timm.models.resnet"
-    except (RuntimeError, KeyError):
+    except Exception:  # unknown or hub-only names: not built by timm's ResNet class here
         return False
 
 
@@ -86,7 +86,11 @@ class AttentionBlocksNet(Baseline):
         backbone_args: dict[str, Any] | None = None,
     ) -> None:
         attn_layer = attn_layer or self.default_attn
-        if create_attn(attn_layer, 8) is None:
+        try:
+            probe = create_attn(attn_layer, 8)
+        except AssertionError:  # timm asserts on an unknown name
+            probe = None
+        if probe is None:
             raise ValueError(f"unknown timm attention layer '{attn_layer}' (e.g. 'se', 'cbam', 'eca')")
         per_block = after_stages is None and is_resnet_family(backbone)
         bargs = dict(backbone_args or {})
@@ -95,7 +99,7 @@ class AttentionBlocksNet(Baseline):
         super().__init__(num_classes, backbone, pretrained, pretrained_file, criterion, drop_rate, aux_losses, bargs)
         self.attn_layer, self.attn_lr_scale = attn_layer, attn_lr_scale
         if per_block:
-            kind = type(create_attn(attn_layer, 8))
+            kind = type(probe)
             self.attn_names = [n for n, m in self.backbone.named_modules() if type(m) is kind]
         else:
             self.attn_names = self._insert_after_stages(attn_layer, after_stages)

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fgvc.losses import build_aux_losses
 from fgvc.losses.ranking import RankingLoss
 from fgvc.methods.base import Method
 from fgvc.models.backbone import Backbone
@@ -138,6 +139,7 @@ class RACNN(Method):
         apn_grid: int = 7,
         apn_hidden: int = 1024,
         drop_rate: float = 0.0,
+        aux_losses: list[dict[str, Any]] | None = None,
         backbone_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(num_classes, criterion)
@@ -157,6 +159,8 @@ class RACNN(Method):
             [APN(dim, apn_channels, apn_grid, apn_hidden, min_scale) for _ in range(num_scales - 1)]
         )
         self.ranking = RankingLoss(margin)
+        # feature losses on the fused descriptor (embed), trained with the classifiers ("cls", "main")
+        self.aux_losses = build_aux_losses(aux_losses, dim * num_scales, num_classes)
 
     @property
     def backbone(self) -> Backbone:  # type: ignore[override]
@@ -181,7 +185,7 @@ class RACNN(Method):
         return self
 
     def _cls_params(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        head = [*self.classifiers.parameters(), *self.fusion.parameters()]
+        head = [*self.classifiers.parameters(), *self.fusion.parameters(), *self.aux_losses.parameters()]
         return list(self.backbones.parameters()), head
 
     def param_groups(self, stage: str = "main", backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
@@ -245,6 +249,13 @@ class RACNN(Method):
         ce_fused = self.criterion(fused, targets)
         rank = self.ranking(logits, targets)
         out.update(ce_fused=ce_fused.detach(), rank=rank.detach(), logits=fused.detach())
+        if stage != "apn" and len(self.aux_losses):
+            hard = targets if targets.ndim == 1 else targets.argmax(1)
+            desc = torch.cat([F.normalize(p, dim=1) for p in res["pooled"]], 1)  # B, S*C
+            for aux in self.aux_losses:
+                value = aux(desc, hard)
+                out[aux.name] = value.detach()
+                ce = ce + value
         if stage == "cls":
             out["loss"] = ce + ce_fused
         elif stage == "apn":

@@ -32,6 +32,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from fgvc.losses import build_aux_losses
 from fgvc.methods.base import Method
 from fgvc.models.backbone import Backbone
 from fgvc.models.pooling import bilinear_attention_pool, signed_sqrt
@@ -114,6 +115,7 @@ class WSDAN(Method):
         crop_padding: float = 0.1,
         test_theta: float = 0.1,
         test_padding: float = 0.05,
+        aux_losses: list[dict[str, Any]] | None = None,
         backbone_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(num_classes, criterion)
@@ -131,6 +133,7 @@ class WSDAN(Method):
         )
         self.fc = nn.Linear(m * c, num_classes, bias=False)
         self.register_buffer("centers", torch.zeros(num_classes, m * c))  # K, M*C feature centers
+        self.aux_losses = build_aux_losses(aux_losses, m * c, num_classes)  # on the raw view's part features
 
     # --------------------------------------------------------------- forward
     def forward_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,8 +192,14 @@ class WSDAN(Method):
         ce_crop = self.criterion(self.classify(self.forward_features(crops)[0]), targets)
         ce_drop = self.criterion(self.classify(self.forward_features(drops)[0]), targets)
         loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
-        return {"loss": loss, "logits": logits, "ce_raw": ce_raw.detach(), "ce_crop": ce_crop.detach(),
-                "ce_drop": ce_drop.detach(), "center": center.detach()}
+        out = {"logits": logits, "ce_raw": ce_raw.detach(), "ce_crop": ce_crop.detach(),
+               "ce_drop": ce_drop.detach(), "attn_center": center.detach()}
+        for aux in self.aux_losses:
+            value = aux(parts, hard)
+            out[aux.name] = value.detach()
+            loss = loss + value
+        out["loss"] = loss
+        return out
 
     # -------------------------------------------------------------- inference
     def localise(self, images: Tensor, maps: Tensor) -> Tensor:

@@ -33,8 +33,15 @@ __all__ = [
 ]
 
 
+def _fp32(x: Tensor) -> torch.autocast:
+    """Autocast off: second-order statistics and the signed sqrt that follows need fp32 (an ``eps`` of
+    1e-12 underflows in fp16, and sums of squares lose precision)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 def signed_sqrt(x: Tensor, eps: float = 1e-12) -> Tensor:
-    """``sign(x) * sqrt(|x| + eps)``; ``eps`` keeps the gradient finite at 0."""
+    """``sign(x) * sqrt(|x| + eps)``; ``eps`` keeps the gradient finite at 0 (computed in fp32)."""
+    x = x.float()
     return torch.sign(x) * torch.sqrt(torch.abs(x) + eps)
 
 
@@ -46,13 +53,16 @@ def bilinear_attention_pool(features: Tensor, attentions: Tensor) -> Tensor:
     if attentions.shape[-2:] != features.shape[-2:]:
         attentions = F.interpolate(attentions, size=features.shape[-2:], mode="bilinear", align_corners=False)
     h, w = features.shape[-2:]
-    return einsum(attentions, features, "b m h w, b c h w -> b m c") / float(h * w)  # B, M, C
+    with _fp32(features):
+        return einsum(attentions.float(), features.float(), "b m h w, b c h w -> b m c") / float(h * w)  # B, M, C
 
 
 def bilinear_pool(features: Tensor) -> Tensor:
     """Symmetric bilinear pooling ``B, C, H, W -> B, C*C``: ``mean_l x_l x_l^T``, flattened."""
     h, w = features.shape[-2:]
-    gram = einsum(features, features, "b c h w, b d h w -> b c d") / float(h * w)  # B, C, C
+    with _fp32(features):
+        x = features.float()
+        gram = einsum(x, x, "b c h w, b d h w -> b c d") / float(h * w)  # B, C, C
     return rearrange(gram, "b c d -> b (c d)")
 
 
@@ -95,7 +105,7 @@ class CompactBilinearPooling(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         b = features.shape[0]
-        with torch.autocast(device_type=features.device.type, enabled=False):  # FFT in fp32
+        with _fp32(features):  # FFT in fp32
             x = rearrange(features.float(), "b c h w -> (b h w) c")  # N = B*H*W, C
             f1 = torch.fft.rfft(self.sketch(x, 1), dim=-1)  # N, d//2+1 (complex)
             f2 = torch.fft.rfft(self.sketch(x, 2), dim=-1)
