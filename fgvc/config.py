@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
         "val_split": "val",
         "test_split": "test",
         "on_bad_image": "error",
+        "max_images": None,
         "args": {},
         "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
     },
@@ -85,6 +86,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "output.name": (str, NoneType),
     "data.resize": (int, NoneType),
     "data.val_split": (str, NoneType),
+    "data.max_images": (int, NoneType),
     "train.channels_last": (str, bool),
 }
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -277,6 +279,7 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
     need(tr["warmup_epochs"] >= 0, "train.warmup_epochs", "must be >= 0")
     need(tr["mixup"] >= 0 and tr["cutmix"] >= 0, "train.mixup", "mixup/cutmix alphas must be >= 0")
     need(data["img_size"] >= 16, "data.img_size", "must be >= 16 pixels")
+    need(data["max_images"] is None or data["max_images"] >= 1, "data.max_images", "must be >= 1 or null")
     need(data["num_workers"] >= 0, "data.num_workers", "must be >= 0")
     if data["resize"] is not None:
         need(
@@ -284,9 +287,6 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
             f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
             f"(e.g. {round(data['img_size'] * 8 / 7)}) or data.resize=null",
         )
-    total = sum(s.get("epochs", 0) for s in tr["stages"]) if tr["stages"] else tr["epochs"]
-    need(tr["warmup_epochs"] < max(total, 1) or tr["warmup_epochs"] == 0, "train.warmup_epochs",
-         f"must be smaller than the {total} training epochs")
     for i, st in enumerate(tr["stages"]):
         if st.get("epochs", 1) < 1:
             raise ConfigError(f"train.stages[{i}].epochs must be >= 1, got {st['epochs']}")

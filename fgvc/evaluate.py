@@ -96,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(keys) > 1:
         print("  " + "   ".join(f"{k[:-5]} {res[k]:.2f}" for k in keys))
     final = run_dir / "final.json"
-    if final.is_file() and args.checkpoint == "last" and split == cfg["data"]["test_split"] and not args.sets:
+    if final.is_file() and args.checkpoint == "last" and split == cfg["data"]["test_split"]:
         ref = json.loads(final.read_text())
         same = all(abs((ref.get(k) or 0) - res[k]) < 1e-6 for k in ("top1", "top5", "mean_class_acc"))
         if ref.get("tta_flip", False) == tta:
             print("  reproduces final.json" if same else
-                  f"  DIFFERS from final.json (top-1 {ref.get('top1')}): different data or environment?")
+                  f"  DIFFERS from final.json (top-1 {ref.get('top1')}): different data, --set overrides "
+                  f"({' '.join(args.sets) or 'none'}) or environment?")
     print(f"wrote {out}/{tag}.json, {tag}-per_class.csv, {tag}-confusion.csv")
     return 0
 

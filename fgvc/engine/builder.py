@@ -58,7 +58,12 @@ def build_split(cfg: dict[str, Any], split: str, train: bool, data_config: dict[
 
     d = cfg["data"]
     transform = build_transform(cfg, train, data_config) if data_config is not None else None
-    return build_dataset(d["name"], d["root"], split, transform=transform, on_bad_image=d["on_bad_image"], **d["args"])
+    ds = build_dataset(d["name"], d["root"], split, transform=transform, on_bad_image=d["on_bad_image"], **d["args"])
+    if d["max_images"] is not None and len(ds.samples) > d["max_images"]:
+        # smoke runs: a seeded subset, the same for every run of the recipe
+        keep = torch.randperm(len(ds.samples), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["max_images"]]
+        ds.samples = [ds.samples[i] for i in sorted(keep.tolist())]
+    return ds
 
 
 class SeededSamples(Dataset):

@@ -103,7 +103,10 @@ class Trainer:
             p.requires_grad_(id(p) in trainable)
         self.optimizer = B.build_optimizer(groups, self.tr, lr)
         self.updates_per_epoch = math.ceil(len(self.train_loader) / self.tr["grad_accum"])
-        tr = dict(self.tr, warmup_epochs=self.tr["warmup_epochs"] if self.tr["warmup_epochs"] < stage["epochs"] else 0)
+        tr = dict(self.tr)
+        if tr["warmup_epochs"] >= stage["epochs"] and tr["warmup_epochs"]:
+            log.warning(f"train.warmup_epochs={tr['warmup_epochs']} >= the stage's {stage['epochs']} epoch(s): no warmup")
+            tr["warmup_epochs"] = 0
         self.scheduler = B.build_scheduler(self.optimizer, tr, stage["epochs"], self.updates_per_epoch)
         self.model = self.method
         if self.env.enabled:
