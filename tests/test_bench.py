@@ -1,0 +1,105 @@
+"""fgvc.bench: the published table, the report on fake run directories, and a tiny CPU speed measurement."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from fgvc import bench
+from fgvc import config as C
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "benchmarks" / "published.csv"
+
+
+def test_published_csv_parses_with_required_columns() -> None:
+    rows = bench.load_published(PUBLISHED)
+    assert rows and all(set(bench.PUBLISHED_COLUMNS) <= set(r) for r in rows)
+    assert all(r["source"].strip() for r in rows)
+    assert all(r["notes"].strip() for r in rows if r["top1"] is None)  # an empty number says why
+    key: dict[tuple[str, str, str], float] = {}
+    for r in rows:  # the first row of a (method, backbone, dataset) is the one the report matches
+        if r["top1"] is not None:
+            key.setdefault((r["method"], r["backbone"], r["dataset"]), r["top1"])
+    assert key[("wsdan", "inception_v3", "cub200")] == 89.4
+    assert key[("racnn", "vgg19", "cub200")] == 85.3
+    assert key[("bcnn", "vgg16", "cub200")] == 84.0
+    assert key[("bcnn_compact", "vgg16", "cub200")] == 84.0
+    assert key[("baseline", "resnet50", "cub200")] == 84.5
+    assert {r["method"] for r in rows if r["top1"] is None} >= {"senet", "cbam"}
+
+
+def test_published_csv_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "p.csv"
+    bad.write_text("method,top1\nx,1\n")
+    with pytest.raises(bench.BenchError, match="lacks the column"):
+        bench.load_published(bad)
+    with pytest.raises(bench.BenchError, match="not found"):
+        bench.load_published(tmp_path / "none.csv")
+
+
+def test_match_prefers_backbone() -> None:
+    rows = bench.load_published(PUBLISHED)
+    row, how = bench.match_published(rows, "wsdan", "resnet101.tv_in1k", "cub200")
+    assert how == "backbone" and row["top1"] == 88.8
+    row, how = bench.match_published(rows, "wsdan", "resnet50", "CUB-200-2011")
+    assert how == "other-backbone" and row["backbone"] == "inception_v3"
+    assert bench.match_published(rows, "cbam", "resnet50", "cub200")[1] == "no-number"
+    assert bench.match_published(rows, "racnn", "vgg19", "flowers102") == (None, "none")
+
+
+def _fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, top1: float | None) -> Path:
+    cfg = copy.deepcopy(C.DEFAULTS)
+    cfg["model"].update(name=method, backbone=backbone)
+    cfg["data"].update(name="cub200", root=data_root, img_size=448)
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(C.dump(cfg))
+    rows = [{"epoch": 0, "loss": 2.0, "images_per_s": 10.0}, {"epoch": 1, "loss": 1.0, "images_per_s": 30.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if top1 is not None:
+        final = {"top1": top1, "top5": 97.0, "mean_class_acc": top1 - 0.5, "n_images": 5794, "epochs": 2,
+                 "steps": 376, "train_seconds": 1234.5}
+        (run / "final.json").write_text(json.dumps(final))
+    return run
+
+
+def test_report_table_gap_and_honesty_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    mini = _fake_run(tmp_path, "mini-run", "baseline", "resnet50.a1_in1k", "../shared/data/cub200-mini", 60.0)
+    full = _fake_run(tmp_path, "full-run", "wsdan", "resnet50", "datasets/CUB_200_2011", 88.0)
+    cbam = _fake_run(tmp_path, "cbam-run", "cbam", "resnet50", "datasets/CUB_200_2011", None)
+    out = tmp_path / "results" / "report.md"
+    assert bench.main(["report", str(mini), str(full), str(cbam), "--published", str(PUBLISHED), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert str(out) in capsys.readouterr().out
+    lines = {ln.split("|")[1].strip(): ln for ln in text.splitlines() if ln.startswith("| `")}
+    mini_row, full_row, cbam_row = lines["`mini-run` †"], lines["`full-run`"], lines["`cbam-run` ‡"]
+    assert "84.5" in mini_row and "-24.5" in mini_row and "20.0" in mini_row  # published, gap, mean img/s
+    assert "376" in mini_row and "1234" in mini_row
+    assert "89.4 (inception_v3)" in full_row and "-1.4" in full_row
+    assert "n/a" in cbam_row
+    assert "not a like-for-like comparison" in text.lower()
+    assert "ImageNet only" in text
+    assert out.with_suffix(".png").is_file()
+
+
+def test_report_on_a_non_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert bench.main(["report", str(tmp_path), "--published", str(PUBLISHED), "--out", str(tmp_path / "r.md")]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_speed_writes_a_json_line(tmp_path: Path) -> None:
+    pytest.importorskip("fgvc.methods")
+    results = tmp_path / "speed.jsonl"
+    argv = ["speed", "--backbone", "test_resnet.r160_in1k", "--img-size", "32", "--batch", "2", "--steps", "1",
+            "--warmup", "0", "--device", "cpu", "--results", str(results)]
+    assert bench.main(argv) == 0
+    rec = json.loads(results.read_text().splitlines()[-1])
+    assert rec["train_images_per_s"] > 0 and rec["infer_images_per_s"] > 0
+    assert rec["backbone"] == "test_resnet.r160_in1k" and rec["img_size"] == 32 and rec["batch"] == 2
+    assert rec["command"].startswith("python -m fgvc.bench speed") and rec["date"]
+    for key in ("platform", "cpu_count", "torch", "device_name"):
+        assert key in rec["machine"]
+    assert bench.main(argv[:-2] + ["--amp", "fp16", "--results", str(results)]) == 2  # fp16 needs CUDA
