@@ -38,8 +38,8 @@ class DataError(ValueError):
 class BadImageError(DataError):
     """An image file that is missing, empty, truncated, corrupt or too large to decode safely."""
 
-    def __init__(self, path: str | Path, problem: str, hint: str = CHECK_HINT) -> None:
-        self.path, self.problem = Path(path), problem
+    def __init__(self, path: str | Path, problem: str, hint: str = CHECK_HINT, kind: str = "corrupt") -> None:
+        self.path, self.problem, self.kind = Path(path), problem, kind  # kind: missing/empty/truncated/corrupt/bomb
         super().__init__(f"bad image {path}: {problem}; {hint}")
 
 
@@ -49,7 +49,7 @@ class AnnotationError(DataError):
     def __init__(self, path: str | Path, line: int | None, problem: str, text: str | None = None) -> None:
         self.path, self.line, self.problem = Path(path), line, problem
         where = f"{path}, line {line}" if line is not None else str(path)
-        shown = f": {text.strip()[:120]!r}" if text is not None else ""
+        shown = f": {text.strip()[:120]!r} (fix or delete this line)" if text is not None else ""
         super().__init__(f"{where}: {problem}{shown}")
 
 
@@ -92,18 +92,18 @@ def open_image(path: str | Path) -> Image.Image:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise BadImageError(path, "file not found") from None
+        raise BadImageError(path, "file not found", kind="missing") from None
     except OSError as e:
         raise BadImageError(path, f"cannot read the file ({e.strerror or e})") from None
     if not data:
-        raise BadImageError(path, "the file is empty (0 bytes)")
+        raise BadImageError(path, "the file is empty (0 bytes)", kind="empty")
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(path, f"refusing a possible decompression bomb ({e})",
-                            "re-encode the image at a sane size, or set data.on_bad_image=skip") from None
+                            "re-encode the image at a sane size, or set data.on_bad_image=skip", kind="bomb") from None
     except Exception as e:  # UnidentifiedImageError, SyntaxError, struct.error ... from corrupt headers
         raise BadImageError(path, f"not a readable image ({type(e).__name__}: {e})") from None
     try:
@@ -111,7 +111,8 @@ def open_image(path: str | Path) -> Image.Image:
     except Exception as e:  # truncated or corrupt pixel data
         problem = str(e)
         if "truncated" in problem.lower() or isinstance(e, EOFError):
-            raise BadImageError(path, f"the file is truncated ({problem or 'unexpected end of data'})") from None
+            raise BadImageError(path, f"the file is truncated ({problem or 'unexpected end of data'})",
+                                kind="truncated") from None
         raise BadImageError(path, f"the image data is corrupt ({type(e).__name__}: {problem})") from None
     return img
 
@@ -145,14 +146,14 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     """``H, W, 3`` uint8 RGB from any PIL mode; transparent pixels are composited on white."""
     mode = img.mode
     if mode == "RGB":
-        rgb = np.asarray(img, dtype=np.uint8)
+        rgb = np.array(img, dtype=np.uint8)
     elif mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
         rgb = _composite_on_white(img)
     elif mode.startswith("I;16") or mode in ("I", "F"):
         gray = _scale_to_uint8(np.asarray(img), high_bit_depth=mode.startswith("I;16"))
         rgb = np.repeat(gray[..., None], 3, axis=2)
     else:  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX ...
-        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        rgb = np.array(img.convert("RGB"), dtype=np.uint8)
     if rgb.ndim != 3 or rgb.shape[2] != 3:  # pragma: no cover - defensive
         raise ValueError(f"cannot convert mode {mode} to RGB (got shape {rgb.shape})")
     return np.ascontiguousarray(rgb)
@@ -256,7 +257,9 @@ class FGVCDataset(torch.utils.data.Dataset):
                 image = self.load_sample(j)
             except BadImageError as e:
                 if self.on_bad_image == "error":
-                    raise
+                    hint = (f"run `python -m fgvc.datasets check {self.name} {self.root}` to list every bad file, "
+                            "or set data.on_bad_image=skip")
+                    raise BadImageError(e.path, e.problem, hint, e.kind) from None
                 self._record_bad(self.samples[j], e)
                 continue
             label = self.samples[j].label

@@ -63,6 +63,7 @@ class CUBAnnotations:
     class_folders: list[str]
     parts: np.ndarray | None  # N, P, 3 (x, y, visible)
     part_names: list[str]
+    all_paths: list[str]  # every image of images.txt, also those whose other annotations are bad
 
 
 def _check_known(path: Path, ids: np.ndarray, lines: np.ndarray, known: np.ndarray, what: str, ref: str,
@@ -77,8 +78,8 @@ def _check_complete(path: Path, have: np.ndarray, image_ids: np.ndarray, col: Pr
     missing = np.setdiff1d(image_ids, have)
     if len(missing):
         first = ", ".join(str(i) for i in missing[:5])
-        col.error(path, None, f"{len(missing):,} image ids of images.txt have no line here (first: {first}); "
-                              f"every image needs one")
+        col.error(path, None, f"{len(missing):,} image id(s) of images.txt have no line in this file (first: "
+                              f"{first}); add the missing lines, or remove those images from images.txt")
 
 
 def parse_cub(root: str | Path, problems: list | None = None, load_parts: bool = True) -> CUBAnnotations:
@@ -99,6 +100,8 @@ def parse_cub(root: str | Path, problems: list | None = None, load_parts: bool =
     order = np.argsort(image_ids, kind="stable")
     image_ids, paths = image_ids[order], paths[order]
     n = len(image_ids)
+    if n == 0:
+        col.error(p, None, "lists no images; expected lines 'image_id relative/path.jpg'")
 
     p = d / "classes.txt"
     cls = read_table(p, [("class_id", int), ("name", str)], "classes.txt", col)
@@ -116,7 +119,7 @@ def parse_cub(root: str | Path, problems: list | None = None, load_parts: bool =
         pos = np.searchsorted(image_ids, t["image_id"])
         found = np.zeros(n, dtype=bool)
         found[pos] = True
-        return {k: v for k, v in t.items()} | {"_pos": pos}, found
+        return t | {"_pos": pos}, found
 
     p = d / "image_class_labels.txt"
     lab, has_label = per_image("image_class_labels.txt", [("class_id", int)])
@@ -144,7 +147,8 @@ def parse_cub(root: str | Path, problems: list | None = None, load_parts: bool =
         for j, k in enumerate("xywh"):
             box[bb["_pos"][~bad], j] = bb[k][~bad]
 
-    parts, part_names = None, []
+    parts: np.ndarray | None = None
+    part_names: list[str] = []
     if load_parts and (d / "parts" / "part_locs.txt").is_file():
         parts, part_names = _parse_parts(d, image_ids, col)
 
@@ -152,15 +156,16 @@ def parse_cub(root: str | Path, problems: list | None = None, load_parts: bool =
     used = sorted(set(class_id[valid].tolist()))  # classes with images, in id order -> labels 0..K-1
     label_of = {c: i for i, c in enumerate(used)}
     label = np.array([label_of.get(c, -1) for c in class_id.tolist()], dtype=np.int64)
+    all_paths = [str(d / "images" / s) for s in paths]
     table = pd.DataFrame({
-        "image_id": image_ids, "path": [str(d / "images" / s) for s in paths], "class_id": class_id,
+        "image_id": image_ids, "path": all_paths, "class_id": class_id,
         "label": label, "is_train": is_train, "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
         "class_name": [folders.get(c, "") for c in class_id.tolist()],
     })
     if not valid.all():  # only in collect mode: the errors are already recorded
         table = table[valid & (label >= 0)].reset_index(drop=True)
         parts = parts[valid & (label >= 0)] if parts is not None else None
-    return CUBAnnotations(d, table, used, [folders[c] for c in used], parts, part_names)
+    return CUBAnnotations(d, table, used, [folders[c] for c in used], parts, part_names, all_paths)
 
 
 def _parse_parts(d: Path, image_ids: np.ndarray, col: Problems) -> tuple[np.ndarray, list[str]]:
@@ -210,7 +215,7 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.nda
         if len(idx) < 2:
             continue
         k = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1)
-        rng = np.random.default_rng([int(seed), int(c)])
+        rng = np.random.default_rng([int(seed) % 2**32, int(c) % 2**32])
         mask[idx[rng.permutation(len(idx))[:k]]] = True
     return mask
 
@@ -242,17 +247,19 @@ class CUB200(FGVCDataset):
         ann = parse_cub(root, load_parts=load_parts)
         t = ann.table
         train = t["is_train"].to_numpy() == 1
-        held = stratified_holdout(np.where(train, t["class_id"].to_numpy(), -1), val_fraction, seed) & train
+        held = np.zeros(len(t), dtype=bool)
+        held[np.flatnonzero(train)[stratified_holdout(t["class_id"].to_numpy()[train], val_fraction, seed)]] = True
         select = {"train": train & ~held, "val": held, "trainval": train, "test": ~train}[split]
         self.class_ids, self.class_folders = ann.class_ids, ann.class_folders
         self.part_names, self.annotations_dir = ann.part_names, ann.dir
-        idx = np.flatnonzero(select)
-        boxes = t[["x", "y", "w", "h"]].to_numpy()
+        boxes = t[["x", "y", "w", "h"]].to_numpy(dtype=np.float64)
+        paths, labels, ids = t["path"].tolist(), t["label"].tolist(), t["image_id"].tolist()
         samples = [
-            Sample(Path(t["path"].iat[i]), int(t["label"].iat[i]), int(t["image_id"].iat[i]),
-                   None if np.isnan(boxes[i, 0]) else tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+            Sample(Path(paths[i]), int(labels[i]), int(ids[i]),
+                   None if np.isnan(boxes[i, 0]) else (float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]),
+                                                        float(boxes[i, 3])),
                    None if ann.parts is None else ann.parts[i])
-            for i in idx
+            for i in np.flatnonzero(select).tolist()
         ]
         classes = [_PREFIX.sub("", f) for f in ann.class_folders]
         super().__init__(root, split, samples, classes, transform, on_bad_image, crop_to_bbox)

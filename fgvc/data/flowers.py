@@ -120,6 +120,8 @@ def parse_flowers(root: str | Path, names_file: str | Path | None = None,
 
 def _names(root: Path, names_file: str | Path | None, class_ids: list[int]) -> list[str]:
     path = Path(names_file) if names_file is not None else root / "cat_to_name.json"
+    if names_file is not None and not path.is_absolute() and not path.is_file() and (root / path).is_file():
+        path = root / path  # relative to the data root
     if not path.is_file():
         if names_file is not None:
             raise DatasetNotFoundError(f"data.args.names_file {path} does not exist")
