@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fgvc import config as C
-from fgvc.cli import friendly
+from fgvc.cli import add_run_arguments, friendly
 
 
 def load_run(target: str | Path, checkpoint: str = "last", sets: list[str] | None = None) -> tuple[dict, dict, Path]:
@@ -46,14 +46,8 @@ def build_trained(cfg: dict[str, Any], state: dict[str, Any], weights: str = "au
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-evaluate", description="Evaluate a trained fgvc run on a split.")
-    ap.add_argument("target", help="run directory or checkpoint file")
-    ap.add_argument("--split", default=None, help="split to evaluate (default: the recipe's data.test_split)")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
-    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
-                    help="auto: EMA weights when the run kept an EMA (as final.json), else the model's")
+    add_run_arguments(ap, "split to evaluate")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys, e.g. data.root=/data/CUB train.device=cpu")
     return ap.parse_args(argv)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fgvc.cli import friendly
+from fgvc.cli import add_run_arguments, friendly
 from fgvc.vis.overlay import denormalize, heat_overlay, upsample_maps
 
 log = logging.getLogger("fgvc")
@@ -217,17 +217,11 @@ def render_attention(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-visualize", description="Draw the attention maps of a trained fgvc run.")
-    ap.add_argument("target", help="run directory or checkpoint file")
-    ap.add_argument("--split", default=None, help="split to draw from (default: the recipe's data.test_split)")
+    add_run_arguments(ap, "split to draw from")
     ap.add_argument("--n", type=int, default=8, help="number of images, evenly spaced over the split (default 8)")
     ap.add_argument("--indices", type=int, nargs="+", default=None, help="draw these dataset indices instead of --n")
     ap.add_argument("--maps", default="mean", choices=MAP_MODES, help="mean map only, + the 4 largest, or + all maps")
     ap.add_argument("--out", default=None, help="output PNG (default RUN/vis/attention-<split>-<checkpoint>-<maps>.png)")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
-    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
-                    help="auto: EMA weights when the run kept an EMA, else the model's")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys, e.g. data.root=/data/CUB train.device=cpu")
     return ap.parse_args(argv)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import Callable
 
@@ -25,6 +26,34 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+_WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
+_LAST = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.*)$")
+
+
+def _subclass_names(types: tuple[type[BaseException], ...]) -> set[str]:
+    names, todo = set(), list(types)
+    while todo:
+        t = todo.pop()
+        if t.__name__ not in names:
+            names.add(t.__name__)
+            todo += t.__subclasses__()
+    return names
+
+
+def worker_error(exc: BaseException) -> str | None:
+    """The one-line message of a user error raised inside a DataLoader worker.
+
+    torch re-raises it in the main process as ``RuntimeError`` (or as its own type when it takes one
+    argument) with the worker's whole traceback as the message; the last line is the original error."""
+    text = str(exc).strip()
+    if not _WORKER.match(text):
+        return None
+    m = _LAST.match(text.splitlines()[-1].strip())
+    if m is None or m.group(1) not in _subclass_names(user_errors()):
+        return None
+    return m.group(2)
+
+
 def friendly(main: Callable[..., int]) -> Callable[..., int]:
     """Wrap a CLI main: known user errors -> 'error: ...' on stderr and exit code 2."""
 
@@ -33,10 +62,27 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs)
         except user_errors() as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {worker_error(exc) or exc}", file=sys.stderr)
+            return 2
+        except RuntimeError as exc:  # a user error from a DataLoader worker, re-wrapped by torch
+            msg = worker_error(exc)
+            if msg is None:
+                raise
+            print(f"error: {msg}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
 
     return wrapper
+
+
+def add_run_arguments(ap: argparse.ArgumentParser, split_help: str) -> None:
+    """The arguments of every command that reads a trained run: target, --split, --checkpoint, --weights, --set."""
+    ap.add_argument("target", help="run directory or checkpoint file")
+    ap.add_argument("--split", default=None, help=f"{split_help} (default: the recipe's data.test_split)")
+    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
+    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
+                    help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override recipe keys, e.g. data.root=/data/CUB train.device=cpu")

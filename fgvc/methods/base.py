@@ -51,6 +51,18 @@ class Method(nn.Module):
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def classification_step(self, feats: Tensor, logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """The common step of single-view classifiers: criterion on ``logits: B, K`` plus every weighted
+        feature loss in ``self.aux_losses`` (center, triplet) on ``feats: B, D``."""
+        out = {"ce": self.criterion(logits, targets), "logits": logits}
+        loss = out["ce"]
+        hard = targets if targets.ndim == 1 else targets.argmax(1)
+        for aux in getattr(self, "aux_losses", ()):
+            out[aux.name] = aux(feats, hard)
+            loss = loss + out[aux.name]
+        out["loss"] = loss
+        return out
+
     # --------------------------------------------------------------- inference
     def predict(self, images: Tensor) -> Tensor:
         raise NotImplementedError

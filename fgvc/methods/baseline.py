@@ -47,11 +47,4 @@ class Baseline(Method):
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
         feats = self.embed(images)  # B, C
         logits = self.fc(self.dropout(feats))  # B, K
-        out = {"ce": self.criterion(logits, targets), "logits": logits}
-        loss = out["ce"]
-        hard = targets if targets.ndim == 1 else targets.argmax(1)
-        for aux in self.aux_losses:
-            out[aux.name] = aux(feats, hard)
-            loss = loss + out[aux.name]
-        out["loss"] = loss
-        return out
+        return self.classification_step(feats, logits, targets)
