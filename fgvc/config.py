@@ -107,13 +107,21 @@ class ConfigError(ValueError):
     """A recipe problem: says which key, where it came from, and the fix."""
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong and where (PyYAML's own message spans several lines)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    hint = "; Python tags (!!python/...) are refused: recipes are read with yaml.safe_load" if "tag" in problem else ""
+    return " ".join(f"{problem}{where}{hint}".split())
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of keys, not a {type(data).__name__}")
     return data
@@ -162,7 +170,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     try:
         return key.strip(), yaml.safe_load(value) if value != "" else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"override '{item}': value is not valid YAML ({_yaml_problem(exc)})") from exc
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str], origin: dict[str, str] | None = None) -> None:

@@ -104,7 +104,10 @@ def open_image(path: str | Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(path, f"refusing a possible decompression bomb ({e})",
                             "re-encode the image at a sane size, or set data.on_bad_image=skip", kind="bomb") from None
-    except Exception as e:  # UnidentifiedImageError, SyntaxError, struct.error ... from corrupt headers
+    except Image.UnidentifiedImageError:
+        raise BadImageError(path, "not a readable image (UnidentifiedImageError: not an image format PIL knows, "
+                                  "or a corrupt header)") from None
+    except Exception as e:  # SyntaxError, struct.error ... from corrupt headers
         raise BadImageError(path, f"not a readable image ({type(e).__name__}: {e})") from None
     try:
         img.load()
@@ -224,6 +227,17 @@ class FGVCDataset(torch.utils.data.Dataset):
     def class_counts(self) -> np.ndarray:
         """Images per class, ``K`` int64, indexed by label."""
         return np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=self.num_classes)
+
+    def check_images_exist(self, what: str, fix: str) -> None:
+        """Missing image files raise :class:`MissingImagesError`; with ``on_bad_image="skip"`` (and some images
+        present) they are a warning instead, and loading skips and logs each one like any other bad image."""
+        missing = [s.path for s in self.samples if not s.path.is_file()]
+        if not missing:
+            return
+        msg = missing_images_message(what, missing, len(self.samples), fix)
+        if self.on_bad_image == "error" or len(missing) == len(self.samples):
+            raise MissingImagesError(msg)
+        warnings.warn(f"{msg} (data.on_bad_image=skip: they will be skipped)", stacklevel=3)
 
     def load_sample(self, index: int) -> np.ndarray:
         """The ``H, W, 3`` uint8 image of sample ``index`` (cropped to its box when ``crop_to_bbox``)."""

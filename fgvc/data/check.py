@@ -69,7 +69,8 @@ def inspect_image(path: str | Path) -> list[Problem]:
 
 
 def _annotation_problem(e: AnnotationError) -> Problem:
-    return Problem(str(e.path), e.line, "error", str(e), "annotation")
+    msg, where = str(e), f"{e.path}, line {e.line}: " if e.line is not None else f"{e.path}: "
+    return Problem(str(e.path), e.line, "error", msg[len(where):] if msg.startswith(where) else msg, "annotation")
 
 
 def _image_paths(name: str, root: Path, errors: list[Any], kwargs: dict[str, Any]) -> list[str]:

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fgvc.data.base import (
-    DataError, DatasetNotFoundError, FGVCDataset, MissingImagesError, Problems, Sample, check_unique,
-    missing_images_message, read_table,
+    DataError, DatasetNotFoundError, FGVCDataset, Problems, Sample, check_unique, read_table,
 )
 from fgvc.registry import DATASETS
 
@@ -266,13 +265,9 @@ class CUB200(FGVCDataset):
         self._check_images_exist(root)
 
     def _check_images_exist(self, root: str | Path) -> None:
-        missing = [s.path for s in self.samples if not s.path.is_file()]
-        if not missing:
-            return
         fix = (f"the annotation files are there but not the images: {fetch_hint(root)}, or set data.root to a "
                f"complete copy (expected the images under {self.annotations_dir / 'images'})")
-        raise MissingImagesError(missing_images_message(
-            f"{self.annotations_dir} for split '{self.split}'", missing, len(self.samples), fix))
+        self.check_images_exist(f"{self.annotations_dir} for split '{self.split}'", fix)
 
     @property
     def parts(self) -> np.ndarray | None:

@@ -20,10 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fgvc.data.base import (
-    AnnotationError, DataError, DatasetNotFoundError, FGVCDataset, MissingImagesError, Sample,
-    missing_images_message,
-)
+from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, FGVCDataset, Sample
 from fgvc.registry import DATASETS
 
 __all__ = ["Flowers102", "FlowersAnnotations", "parse_flowers", "SPLITS", "SET_KEYS"]
@@ -162,8 +159,5 @@ class Flowers102(FGVCDataset):
         indices = np.concatenate([ann.sets["train"], ann.sets["val"]]) if split == "trainval" else ann.sets[split]
         samples = [Sample(image_path(root, int(i)), label_of[int(ann.labels[i - 1])], int(i)) for i in indices]
         super().__init__(root, split, samples, ann.names, transform, on_bad_image)
-        missing = [s.path for s in samples if not s.path.is_file()]
-        if missing:
-            raise MissingImagesError(missing_images_message(
-                f"{root / 'setid.mat'} for split '{split}'", missing, len(samples),
-                f"the .mat files are there but not these images: {fetch_hint(root)}"))
+        self.check_images_exist(f"{root / 'setid.mat'} for split '{split}'",
+                                f"the .mat files are there but not these images: {fetch_hint(root)}")

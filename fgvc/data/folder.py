@@ -15,10 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fgvc.data.base import (
-    AnnotationError, DataError, DatasetNotFoundError, FGVCDataset, MissingImagesError, Sample,
-    missing_images_message,
-)
+from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, FGVCDataset, Sample
 from fgvc.registry import DATASETS
 
 __all__ = ["ImageFolder", "CSVManifest", "scan_folder", "read_manifest", "IMAGE_EXTENSIONS"]
@@ -72,9 +69,7 @@ def scan_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS,
 def _finish(ds: FGVCDataset, where: str, fix: str) -> None:
     if not ds.samples:
         raise DataError(f"split '{ds.split}' of {where} has no images; {fix}")
-    missing = [s.path for s in ds.samples if not s.path.is_file()]
-    if missing:
-        raise MissingImagesError(missing_images_message(where, missing, len(ds.samples), fix))
+    ds.check_images_exist(where, fix)
 
 
 @DATASETS.register("folder")

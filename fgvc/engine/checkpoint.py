@@ -2,9 +2,10 @@
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsync'd, then
 renamed over the old one (``os.replace`` is atomic on POSIX), so a kill at any moment leaves
-either the old or the new file, never half of one. The file starts with a magic line
-and the SHA-256 of the payload, checked on load, so damage after writing is caught. A full disk while saving
-removes the temporary file and leaves the previous checkpoint untouched.
+either the old or the new file, never half of one (the next save removes a killed save's temporary
+file). The file starts with a magic line and the SHA-256 of the payload, checked on load, so damage
+after writing is caught. A full disk while saving removes the temporary file and leaves the previous
+checkpoint untouched.
 
 Loading always uses ``torch.load(weights_only=True)``: a checkpoint holds tensors, numbers,
 strings, lists and dicts only, and a file that needs arbitrary unpickling is refused.
@@ -64,11 +65,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buf)
     payload = buf.getvalue()
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed mid-write
+        stale.unlink(missing_ok=True)
     try:
         atomic_write_bytes(path, MAGIC + hashlib.sha256(payload).digest() + payload)
     except OSError as exc:
+        kept = (f"the previous checkpoint {path.name} is intact" if path.is_file()
+                else "no earlier checkpoint existed at this path")
         raise CheckpointError(
-            f"could not write checkpoint {path}: {exc}. The previous checkpoint at this path (if any) is intact. "
+            f"could not write checkpoint {path}: {exc}; {kept}. "
             "Free disk space (or set --output to another disk) and resume with --resume."
         ) from exc
 
@@ -94,9 +99,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {path} was refused: it needs arbitrary unpickling ({str(exc).splitlines()[0][:200]}). "
+            f"checkpoint {path} was refused: it needs arbitrary unpickling ({_refusal_reason(exc)}). "
             "fgvc loads with weights_only=True and never runs code from a file."
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fgvc checkpoint (no '{FORMAT}' tag)")
     return state
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """The part of torch's weights_only error that says what was refused (not its advice to turn safety off)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    else:
+        text = text.splitlines()[0] if text.strip() else type(exc).__name__
+    return " ".join(text.split()).split(". ")[0][:200]

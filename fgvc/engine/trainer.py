@@ -58,7 +58,15 @@ class Trainer:
                          "sums": {}, "seen": 0, "epoch_seconds": 0.0}
         self.best = {"val_top1": -1.0, "epoch": -1}
         self.train_seconds = 0.0
+        self.nan_in_row = 0
         self._resume_state = load_checkpoint(self.ckpt_dir / "last.pt") if resume else None
+        saved = list((self._resume_state or {}).get("class_names") or self.class_names)
+        if saved != self.class_names:
+            raise C.ConfigError(
+                f"cannot resume {self.run_dir}: its checkpoint was trained on {len(saved)} classes, but "
+                f"{self.cfg['data']['root']} has {len(self.class_names)} different ones "
+                f"({', '.join(self.class_names[:3])}...); resume with the run's own data (drop --set data.root=...) "
+                "or start a new run")
 
     # ------------------------------------------------------------------ setup
     def _build(self) -> None:
@@ -70,6 +78,8 @@ class Trainer:
         self.train_ds.transform = B.build_transform(cfg, True, dc)  # the backbone's own normalisation
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
         self.val_ds = B.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
+        if self.val_ds is not None:
+            self.val_ds.bad_log = self.train_ds.bad_log
         self.test_split = d["test_split"]
         self.channels_last = self.tr["channels_last"] in ("auto", True)
         self.method.to(self.device)
@@ -80,6 +90,8 @@ class Trainer:
         per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
         pin = self.device.type == "cuda"
         self.train_loader = B.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env, pin)
+        # batches in a whole epoch (len(train_loader) shrinks while a resumed epoch starts mid-way)
+        self.batches_per_epoch = len(self.train_loader)
         eval_bs = cfg["eval"]["batch_size"] or per_rank
         self.val_loader = (B.make_loader(self.val_ds, eval_bs, d["num_workers"], False, 0, self.env, pin)
                            if self.val_ds is not None else None)
@@ -102,7 +114,7 @@ class Trainer:
         for p in self.method.parameters():
             p.requires_grad_(id(p) in trainable)
         self.optimizer = B.build_optimizer(groups, self.tr, lr)
-        self.updates_per_epoch = math.ceil(len(self.train_loader) / self.tr["grad_accum"])
+        self.updates_per_epoch = math.ceil(self.batches_per_epoch / self.tr["grad_accum"])
         tr = dict(self.tr)
         if tr["warmup_epochs"] >= stage["epochs"] and tr["warmup_epochs"]:
             log.warning(f"train.warmup_epochs={tr['warmup_epochs']} >= the stage's {stage['epochs']} epoch(s): no warmup")
@@ -189,8 +201,8 @@ class Trainer:
         sampler.set_epoch(p["epoch"], p["batch"] * self.train_loader.batch_size)
         self.train_loader.dataset.epoch = p["epoch"]
         self.method.train()
-        t0, skipped_in_row = time.time(), 0
-        bar = tqdm(self.train_loader, total=len(self.train_loader), initial=p["batch"], leave=False,
+        t0 = time.time()
+        bar = tqdm(self.train_loader, total=self.batches_per_epoch, initial=p["batch"], leave=False,
                    disable=not (self.env.is_main and _tty()), dynamic_ncols=True,
                    desc=f"epoch {p['epoch'] + 1}/{self.total_epochs}")
         for images, targets in bar:
@@ -199,18 +211,18 @@ class Trainer:
                 images, targets = self.mixup(images, targets)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            last_micro = (p["batch"] + 1) % accum == 0 or p["batch"] + 1 == len(self.train_loader)
+            last_micro = (p["batch"] + 1) % accum == 0 or p["batch"] + 1 == self.batches_per_epoch
             sync = self.model.no_sync() if (self.env.enabled and not last_micro) else contextlib.nullcontext()
             with sync:
                 with autocast(self.device, tr["amp"]):
                     out = self.model(images, targets)
                 loss = out["loss"].float()
                 if not self._finite(loss):
-                    skipped_in_row = self._on_nan(loss, skipped_in_row)
+                    self._on_nan(loss)
                     p["batch"] += 1
                     continue
                 self.scaler.scale(loss / accum).backward()
-            skipped_in_row = 0
+            self.nan_in_row = 0
             self._accumulate(out, targets, images.shape[0])
             p["batch"] += 1
             if last_micro:
@@ -229,7 +241,7 @@ class Trainer:
             torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
         return bool(ok.item())
 
-    def _on_nan(self, loss: torch.Tensor, in_row: int) -> int:
+    def _on_nan(self, loss: torch.Tensor) -> None:
         where = f"epoch {self.progress['epoch'] + 1}, batch {self.progress['batch'] + 1}"
         last = self.ckpt_dir / "last.pt"
         keep = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
@@ -240,9 +252,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.progress["sums"]["skipped_steps"] = self.progress["sums"].get("skipped_steps", 0) + 1
         log.warning(f"non-finite loss ({loss.item()}) at {where}: step skipped (train.on_nan=skip)")
-        if in_row + 1 >= 20:
+        self.nan_in_row += 1  # counted across epochs: a run whose every step is skipped must not "finish"
+        if self.nan_in_row >= 20:
             raise TrainingDiverged(f"20 non-finite losses in a row up to {where}; {keep}. Lower train.lr.")
-        return in_row + 1
 
     def _accumulate(self, out: dict[str, torch.Tensor], targets: torch.Tensor, n: int) -> None:
         s, p = self.progress["sums"], self.progress
@@ -303,14 +315,15 @@ class Trainer:
         p["epoch"] += 1
         p["epoch_in_stage"] += 1
         p.update(batch=0, sums={}, seen=0, epoch_seconds=0.0)
-        self.save()
-        if is_best:
+        if is_best:  # best.pt first: a kill between the two saves redoes this epoch's end, best.pt included
             self.save("best.pt")
+        self.save()
 
     # ------------------------------------------------------------------ final
     def final(self) -> dict[str, Any]:
         """Final-epoch model on the test split -> final.json (never a checkpoint chosen on test)."""
         test_ds = B.build_split(self.cfg, self.test_split, False, self.data_config)
+        test_ds.bad_log = self.train_ds.bad_log
         eval_bs = self.cfg["eval"]["batch_size"] or max(self.tr["batch_size"] // self.env.world_size, 1)
         loader = B.make_loader(test_ds, eval_bs, self.cfg["data"]["num_workers"], False, 0, self.env,
                                self.device.type == "cuda")
@@ -322,6 +335,9 @@ class Trainer:
                    best_val_epoch=self.best["epoch"] + 1, bad_images=_count_lines(self.run_dir / "bad_images.tsv"),
                    tta_flip=self.cfg["eval"]["tta_flip"])
         if self.env.is_main:
+            if res["bad_images"]:
+                log.warning(f"skipped {res['bad_images']} bad image(s) (data.on_bad_image=skip); they are listed in "
+                            f"{self.run_dir / 'bad_images.tsv'}")
             write_json(self.run_dir / "final.json", res)
             write_reports(self.run_dir / "eval", logits[res["prediction"]], targets, self.class_names)
             plot_curves(self.run_dir)

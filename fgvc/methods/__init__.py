@@ -37,7 +37,10 @@ def build_method(model_cfg: dict[str, Any], num_classes: int, criterion: nn.Modu
             raise RegistryError(f"model.{key} and model.args.{key} are both set; keep one")
     reserved = {"num_classes", "criterion"} & set(args)
     if reserved:
-        raise RegistryError(f"model.args may not set {sorted(reserved)}: the trainer passes them")
+        raise RegistryError(
+            f"model.args may not set {', '.join(sorted(reserved))}: the trainer passes them (num_classes comes from "
+            f"the data: {num_classes} classes here; the loss from the recipe's loss section); remove "
+            f"{' and '.join('model.args.' + k for k in sorted(reserved))} from the recipe")
     kwargs = {k: cfg[k] for k in _TOP_LEVEL if k in cfg}
     kwargs.update(args)
     METHODS.check_kwargs(name, kwargs, where="model")
