@@ -66,13 +66,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run_dir} already holds a run with a checkpoint; continue it with --resume {run_dir}, "
                 "or choose another --output (fgvc never overwrites a checkpoint of another run)")
     env = init_distributed("cuda" if cfg["train"]["device"] != "cpu" and _cuda() else "cpu")
+    fresh = not run_dir.exists()
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(C.dump(cfg))
     env.barrier()
     log = setup_logging(run_dir, env.is_main)
     log.info(f"run directory: {run_dir}")
-    trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env)
+    try:
+        trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env)
+    except BaseException:
+        if fresh and env.is_main:  # failed before training (bad data, weights...): leave no empty run behind
+            _remove_empty_run(run_dir)
+        raise
     log.info(f"device {trainer.device} x{env.world_size} | {cfg['model']['name']} on {cfg['model']['backbone']} | "
              f"{cfg['data']['name']}: {len(trainer.train_ds)} train, "
              f"{len(trainer.val_ds) if trainer.val_ds is not None else 0} val images, {len(trainer.class_names)} classes")
@@ -83,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
              if k in ("top1", "top5", "mean_class_acc", "n_images", "best_val_top1", "train_seconds")}))
         log.info(f"wrote {run_dir}/final.json, metrics.jsonl, curves.png, eval/per_class.csv, checkpoints/")
     return 0
+
+
+def _remove_empty_run(run_dir: Path) -> None:
+    """Delete a run directory this command created if it holds nothing but config.yaml and the log."""
+    import logging
+    import shutil
+
+    for h in list(logging.getLogger("fgvc").handlers):
+        if isinstance(h, logging.FileHandler):
+            h.close()
+    if not (run_dir / "checkpoints").exists() and {p.name for p in run_dir.iterdir()} <= {"config.yaml", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _cuda() -> bool:
