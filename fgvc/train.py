@@ -82,23 +82,27 @@ def main(argv: list[str] | None = None) -> int:
     log.info(f"device {trainer.device} x{env.world_size} | {cfg['model']['name']} on {cfg['model']['backbone']} | "
              f"{cfg['data']['name']}: {len(trainer.train_ds)} train, "
              f"{len(trainer.val_ds) if trainer.val_ds is not None else 0} val images, {len(trainer.class_names)} classes")
-    final = trainer.fit()
-    if env.is_main:
-        log.info("final (test split, final-epoch weights): " + json.dumps(
-            {k: (round(v, 2) if isinstance(v, float) else v) for k, v in final.items()
-             if k in ("top1", "top5", "mean_class_acc", "n_images", "best_val_top1", "train_seconds")}))
-        log.info(f"wrote {run_dir}/final.json, metrics.jsonl, curves.png, eval/per_class.csv, checkpoints/")
+    try:
+        final = trainer.fit()
+        if env.is_main:
+            log.info("final (test split, final-epoch weights): " + json.dumps(
+                {k: (round(v, 2) if isinstance(v, float) else v) for k, v in final.items()
+                 if k in ("top1", "top5", "mean_class_acc", "n_images", "best_val_top1", "train_seconds")}))
+            log.info(f"wrote {run_dir}/final.json, metrics.jsonl, curves.png, eval/per_class.csv, checkpoints/")
+    finally:
+        from fgvc.engine.rundir import close_file_logging
+
+        close_file_logging()
     return 0
 
 
 def _remove_empty_run(run_dir: Path) -> None:
     """Delete a run directory this command created if it holds nothing but config.yaml and the log."""
-    import logging
     import shutil
 
-    for h in list(logging.getLogger("fgvc").handlers):
-        if isinstance(h, logging.FileHandler):
-            h.close()
+    from fgvc.engine.rundir import close_file_logging
+
+    close_file_logging()
     if not (run_dir / "checkpoints").exists() and {p.name for p in run_dir.iterdir()} <= {"config.yaml", "train.log"}:
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from fgvc.engine.checkpoint import atomic_write_bytes
 
-__all__ = ["new_run_dir", "setup_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "plot_curves"]
+__all__ = ["new_run_dir", "setup_logging", "close_file_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "plot_curves"]
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -50,6 +50,15 @@ def setup_logging(run_dir: Path | None, is_main: bool = True) -> logging.Logger:
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(fh)
     return log
+
+
+def close_file_logging() -> None:
+    """Detach and close the run's log file (the run is over, or its directory is being removed)."""
+    log = logging.getLogger("fgvc")
+    for h in list(log.handlers):
+        if isinstance(h, logging.FileHandler):
+            log.removeHandler(h)
+            h.close()
 
 
 def _clean(obj: Any) -> Any:
