@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "decay_epochs": 2,
         "decay_rate": 0.9,
         "amp": "none",
+        "cpu_amp": False,
         "grad_accum": 1,
         "clip_grad": None,
         "ema": False,

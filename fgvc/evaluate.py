@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     bs = cfg["eval"]["batch_size"] or cfg["train"]["batch_size"]
     loader = B.make_loader(ds, bs, cfg["data"]["num_workers"], False, 0, DistEnv(), device.type == "cuda")
     tta = args.tta or cfg["eval"]["tta_flip"]
-    res, logits, targets = evaluate(method, loader, device, cfg["train"]["amp"], tta, channels_last, desc=split)
+    amp = B.resolve_amp(cfg["train"], device)
+    res, logits, targets = evaluate(method, loader, device, amp, tta, channels_last, desc=split)
     res.update(split=split, checkpoint=args.checkpoint, weights=weights, tta_flip=tta)
     out = run_dir / "eval"
     tag = f"{split}-{args.checkpoint}" + ("-tta" if tta else "")

@@ -96,7 +96,8 @@ class Trainer:
         self.val_loader = (B.make_loader(self.val_ds, eval_bs, d["num_workers"], False, 0, self.env, pin)
                            if self.val_ds is not None else None)
         self.ema = ModelEmaV3(self.method, decay=self.tr["ema_decay"]) if self.tr["ema"] else None
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.tr["amp"] == "fp16" and self.device.type == "cuda")
+        self.amp = B.resolve_amp(self.tr, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.mixup = None
         if self.tr["mixup"] > 0 or self.tr["cutmix"] > 0:
             self.mixup = Mixup(mixup_alpha=self.tr["mixup"], cutmix_alpha=self.tr["cutmix"],
@@ -214,7 +215,7 @@ class Trainer:
             last_micro = (p["batch"] + 1) % accum == 0 or p["batch"] + 1 == self.batches_per_epoch
             sync = self.model.no_sync() if (self.env.enabled and not last_micro) else contextlib.nullcontext()
             with sync:
-                with autocast(self.device, tr["amp"]):
+                with autocast(self.device, self.amp):
                     out = self.model(images, targets)
                 loss = out["loss"].float()
                 if not self._finite(loss):
@@ -298,7 +299,7 @@ class Trainer:
         row["images_per_s"] = round(p["seen"] * self.env.world_size / max(p["epoch_seconds"], 1e-9), 1)
         self.train_seconds += p["epoch_seconds"]
         if self.val_loader is not None and (last or (p["epoch"] + 1) % tr["eval_every"] == 0):
-            res, _, _ = evaluate(self._eval_model(), self.val_loader, self.device, tr["amp"], False,
+            res, _, _ = evaluate(self._eval_model(), self.val_loader, self.device, self.amp, False,
                                  self.channels_last, self.env, desc="val")
             row["val_top1"] = res["top1"]
             row.update({f"val_{k}": v for k, v in res.items() if k.endswith("_top1") and k != "top1"})
@@ -327,7 +328,7 @@ class Trainer:
         eval_bs = self.cfg["eval"]["batch_size"] or max(self.tr["batch_size"] // self.env.world_size, 1)
         loader = B.make_loader(test_ds, eval_bs, self.cfg["data"]["num_workers"], False, 0, self.env,
                                self.device.type == "cuda")
-        res, logits, targets = evaluate(self._eval_model(), loader, self.device, self.tr["amp"],
+        res, logits, targets = evaluate(self._eval_model(), loader, self.device, self.amp,
                                         self.cfg["eval"]["tta_flip"], self.channels_last, self.env, desc="test")
         res.update(split=self.test_split, weights="ema" if self.ema is not None else "model",
                    epochs=self.progress["epoch"], steps=self.progress["global_step"],
