@@ -86,7 +86,11 @@ class Trainer:
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
         if self.tr["compile"]:
-            self.method.backbone.model.compile()
+            from fgvc.models.backbone import Backbone
+
+            for m in self.method.modules():
+                if isinstance(m, Backbone):
+                    m.compile_features()
         per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
         pin = self.device.type == "cuda"
         self.train_loader = B.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env, pin)

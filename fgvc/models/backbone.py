@@ -139,5 +139,9 @@ class Backbone(nn.Module):
         cfg = timm.data.resolve_model_data_config(self.model)
         return {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]), "interpolation": cfg.get("interpolation", "bilinear")}
 
+    def compile_features(self, **kwargs: Any) -> None:
+        """``torch.compile`` the feature extractor in place (parameter names and checkpoints are unchanged)."""
+        self.model.forward_features = torch.compile(self.model.forward_features, **kwargs)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.model.forward_features(x)  # B, C, h, w
