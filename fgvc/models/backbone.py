@@ -2,7 +2,7 @@
 
 ``Backbone(name)`` wraps any timm model with its classifier and pooling removed, so
 ``backbone(x)`` returns the last feature map ``B, C, H, W`` and ``backbone.num_features``
-is ``C``. ``pretrained_file`` loads local weights (safetensors or a ``torch.save`` state dict,
+is ``C``; ``out_index=k`` taps stage k of timm's ``features_only`` model instead of the last map. ``pretrained_file`` loads local weights (safetensors or a ``torch.save`` state dict,
 always with ``weights_only=True``) and tolerates blocks the checkpoint does not have
 (e.g. SE/CBAM inserted into a ResNet), reporting what was left at initialisation.
 """
@@ -80,6 +80,7 @@ class Backbone(nn.Module):
         pretrained: bool = False,
         pretrained_file: str | Path | None = None,
         drop_path_rate: float = 0.0,
+        out_index: int | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -90,7 +91,10 @@ class Backbone(nn.Module):
         if name not in timm.list_models() and not timm.is_model(name):
             close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
             raise ValueError(f"unknown timm backbone '{name}'; similar names: {close}")
-        kwargs: dict[str, Any] = dict(num_classes=0, global_pool="", **timm_kwargs)
+        if out_index is None:
+            kwargs: dict[str, Any] = dict(num_classes=0, global_pool="", **timm_kwargs)
+        else:  # a mid-level feature map (e.g. stride 16, like WS-DAN's Inception Mixed_6e tap)
+            kwargs = dict(features_only=True, out_indices=(out_index,), **timm_kwargs)
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
         use_hub = bool(pretrained) and pretrained_file is None
@@ -108,7 +112,10 @@ class Backbone(nn.Module):
                 "model.pretrained_file=auto, or give model.pretrained_file=PATH, or train from scratch with "
                 "model.pretrained=false."
             ) from exc
-        self.num_features: int = int(self.model.num_features)
+        self.out_index = out_index
+        self.num_features: int = int(
+            self.model.num_features if out_index is None else self.model.feature_info.channels()[-1]
+        )
         self.missing_keys: list[str] = []
         if pretrained and pretrained_file is not None:
             self.load_weights(pretrained_file)
@@ -141,7 +148,12 @@ class Backbone(nn.Module):
 
     def compile_features(self, **kwargs: Any) -> None:
         """``torch.compile`` the feature extractor in place (parameter names and checkpoints are unchanged)."""
-        self.model.forward_features = torch.compile(self.model.forward_features, **kwargs)
+        if self.out_index is None:
+            self.model.forward_features = torch.compile(self.model.forward_features, **kwargs)
+        else:
+            self.model.compile(**kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.out_index is not None:
+            return self.model(x)[-1]  # B, C, h, w at the chosen stage
         return self.model.forward_features(x)  # B, C, h, w
