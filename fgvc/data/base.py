@@ -224,6 +224,11 @@ class FGVCDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def hflip_problem(self) -> str | None:
+        """Why a horizontal flip would change what an image shows (e.g. classes that are mirror images of
+        each other), or None when flipping keeps the label, as for birds and flowers."""
+        return None
+
     def class_counts(self) -> np.ndarray:
         """Images per class, ``K`` int64, indexed by label."""
         return np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=self.num_classes)

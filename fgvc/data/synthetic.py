@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no lock between processes
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["make_synthetic", "SyntheticFGVC", "PATTERNS", "VERSION"]
+__all__ = ["make_synthetic", "SyntheticFGVC", "PATTERNS", "VERSION", "mirror"]
 
 VERSION = 1
 SHAPES = ("Square", "Disk", "Triangle", "Diamond")
@@ -157,6 +157,15 @@ def render(pattern: tuple[str, str, str], distractors: list[tuple[str, str, str]
         _draw_part(img, pat, px, py, s, rng)
     img += rng.normal(0, 5, img.shape).astype(np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), (x0, y0, x1 - x0, y1 - y0), centres[0]
+
+
+MIRRORED_TEXTURES = {"Slash": "Backslash", "Backslash": "Slash"}  # every shape is symmetric left-right
+
+
+def mirror(pattern: tuple[str, str, str]) -> tuple[str, str, str]:
+    """The pattern a horizontal flip turns ``pattern`` into."""
+    shape, texture, outline = pattern
+    return shape, MIRRORED_TEXTURES.get(texture, texture), outline
 
 
 def _class_name(pattern: tuple[str, str, str]) -> str:
@@ -316,6 +325,21 @@ class SyntheticFGVC(CUB200):
                 make_synthetic(root, num_classes, images_per_class, img_size, seed=seed, progress=True)
         super().__init__(root, split, transform, on_bad_image, crop_to_bbox=crop_to_bbox, val_fraction=val_fraction,
                          seed=seed, load_parts=True)
+        self.meta = _read_meta(root) or {}
+
+    def hflip_problem(self) -> str | None:
+        """Slash and Backslash stripes are mirror images: flipping such a part gives another class's pattern
+        (or a distractor's), so a flip augmentation would teach the model to confuse them."""
+        classes = {tuple(p): name for name, p in self.meta.get("classes", {}).items()}
+        distractors = {tuple(p) for p in self.meta.get("distractor_patterns", [])}
+        swaps = sorted({tuple(sorted((name, classes[mirror(p)]))) for p, name in classes.items()
+                        if mirror(p) != p and mirror(p) in classes})
+        into_distractor = sorted(name for p, name in classes.items() if mirror(p) != p and mirror(p) in distractors)
+        if not swaps and not into_distractor:
+            return None
+        said = [f"{a} <-> {b}" for a, b in swaps] + [f"{n} -> a distractor" for n in into_distractor]
+        return (f"a horizontal flip changes the class pattern of {len(said)} class(es) of the synthetic set at "
+                f"{self.root} ({'; '.join(said[:4])}{'; ...' if len(said) > 4 else ''})")
 
 
 def _read_meta(root: Path) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 Before Looking Closer: Weakly Supervised Data Augmentation Network for Fine-Grained Visual
 Classification", arXiv:1901.09891).
 
-* ``M`` attention maps from a 1x1 conv + BN + ReLU on the backbone's last feature map.
+* ``M`` attention maps from a 1x1 conv + BN + ReLU on the backbone's feature map.
 * Bilinear attention pooling (BAP): part features ``P: B, M, C``, flattened to ``B, M*C``, signed
   square root, L2 normalisation; the classifier (no bias) sees ``feature_scale * P`` (100 in the
   authors' code).
@@ -19,8 +19,9 @@ Deviations from the authors' code, each deliberate: the center update averages t
 of a class (the reference's fancy-indexed ``+=`` keeps only the last sample of a repeated label);
 the crop is a ``roi_align`` of the continuous box (the reference slices integer pixels and resizes);
 a map whose maximum is 0 crops the whole image and drops nothing (the reference would drop the
-whole image); attention comes from the backbone's last feature map (the reference taps
-Inception's Mixed_6e, or the last stage of ResNet/VGG).
+whole image). Attention maps and pooled features come from one backbone feature map: the last by
+default, or a mid-level stage with ``backbone_args={"out_index": i}``; the recipes tap the stride-16
+stage, as the reference taps Inception-v3's Mixed_6e.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from fgvc.data import build_dataset, make_synthetic
 from fgvc.data.base import DataError, DatasetNotFoundError
 from fgvc.data.cub import CUB200
-from fgvc.data.synthetic import PATTERNS, SyntheticFGVC
+from fgvc.data.synthetic import PATTERNS, SyntheticFGVC, mirror
 
 SMALL = dict(num_classes=3, images_per_class=4, img_size=32, progress=False)
 
@@ -79,3 +79,16 @@ def test_builder_refuses_folder_with_other_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="holds other files"):
         SyntheticFGVC(tmp_path, "train", num_classes=3, images_per_class=4, img_size=32)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_hflip_problem_names_mirror_classes(tmp_path: Path) -> None:
+    ds = SyntheticFGVC(tmp_path / "s", "train", num_classes=3, images_per_class=4, img_size=32)
+    ds.meta = {"classes": {"001.a": ["Square", "Slash", "Plain"], "002.b": ["Square", "Backslash", "Plain"],
+                           "003.c": ["Disk", "Dots", "Plain"]}, "distractor_patterns": [["Disk", "Checker", "Plain"]]}
+    assert "001.a <-> 002.b" in ds.hflip_problem()
+    ds.meta["classes"] = {"001.a": ["Diamond", "Slash", "Framed"], "003.c": ["Disk", "Dots", "Plain"]}
+    ds.meta["distractor_patterns"] = [["Diamond", "Backslash", "Framed"]]
+    assert "001.a -> a distractor" in ds.hflip_problem()
+    ds.meta["classes"] = {"001.a": ["Square", "Hstripes", "Plain"], "003.c": ["Triangle", "Checker", "Framed"]}
+    assert ds.hflip_problem() is None  # every shape and these textures are symmetric left-right
+    assert mirror(("Triangle", "Slash", "Plain")) == ("Triangle", "Backslash", "Plain")

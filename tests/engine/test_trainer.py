@@ -89,3 +89,13 @@ def test_unknown_method_argument_fails_before_training(tmp_path, syn_root, capsy
     assert rc == 2
     err = capsys.readouterr().err
     assert "drop_rat" in err and "drop_rate" in err
+
+
+def test_warns_when_a_flip_changes_the_class(tmp_path, syn_root, monkeypatch):
+    from fgvc.data.synthetic import SyntheticFGVC
+
+    monkeypatch.setattr(SyntheticFGVC, "hflip_problem", lambda self: "classes a and b are mirror images")
+    out, _ = run(tmp_path, syn_root, sets=["train.max_steps=1", "data.augment.hflip=true"])
+    log = (out / "train.log").read_text()
+    assert "data.augment.hflip=true, but classes a and b are mirror images: set data.augment.hflip=false" in log
+    assert "eval.tta_flip" not in log
