@@ -88,18 +88,3 @@ def test_report_table_gap_and_honesty_note(tmp_path: Path, capsys: pytest.Captur
 def test_report_on_a_non_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert bench.main(["report", str(tmp_path), "--published", str(PUBLISHED), "--out", str(tmp_path / "r.md")]) == 2
     assert "no config.yaml" in capsys.readouterr().err
-
-
-def test_speed_writes_a_json_line(tmp_path: Path) -> None:
-    pytest.importorskip("fgvc.methods")
-    results = tmp_path / "speed.jsonl"
-    argv = ["speed", "--backbone", "test_resnet.r160_in1k", "--img-size", "32", "--batch", "2", "--steps", "1",
-            "--warmup", "0", "--device", "cpu", "--results", str(results)]
-    assert bench.main(argv) == 0
-    rec = json.loads(results.read_text().splitlines()[-1])
-    assert rec["train_images_per_s"] > 0 and rec["infer_images_per_s"] > 0
-    assert rec["backbone"] == "test_resnet.r160_in1k" and rec["img_size"] == 32 and rec["batch"] == 2
-    assert rec["command"].startswith("python -m fgvc.bench speed") and rec["date"]
-    for key in ("platform", "cpu_count", "torch", "device_name"):
-        assert key in rec["machine"]
-    assert bench.main(argv[:-2] + ["--amp", "fp16", "--results", str(results)]) == 2  # fp16 needs CUDA
