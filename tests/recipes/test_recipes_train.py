@@ -33,3 +33,19 @@ def test_recipe_trains_on_mini_set(tmp_path, dataset, method):
     assert final["n_images"] == 24 and final["steps"] == 2 and 0 <= final["top1"] <= 100
     for name in ("config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.pt", "eval/per_class.csv"):
         assert (out / name).is_file(), name
+
+
+def test_demo_recipe_trains_without_flips(tmp_path):
+    """The README's first command, shrunk: the demo recipe makes its own data and never flips it (a flip turns a
+    Slash part into a Backslash one, i.e. another class)."""
+    weights = [f"model.pretrained_file={WEIGHTS}"] if WEIGHTS.exists() else ["model.pretrained=false"]
+    out = tmp_path / "run"
+    rc = train_main([
+        str(REPO / "recipes" / "demo.yaml"), "--output", str(out), "--set", f"data.root={tmp_path / 'syn'}",
+        "data.args.images_per_class=4", "data.img_size=64", "data.resize=72", "train.batch_size=4",
+        "train.max_steps=1", "train.device=cpu", "data.num_workers=0", *weights,
+    ])
+    assert rc == 0
+    cfg = (out / "config.yaml").read_text()
+    assert "hflip: false" in cfg
+    assert "data.augment.hflip=true" not in (out / "train.log").read_text()
