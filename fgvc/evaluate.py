@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     bs = cfg["eval"]["batch_size"] or cfg["train"]["batch_size"]
     loader = B.make_loader(ds, bs, cfg["data"]["num_workers"], False, 0, DistEnv(), device.type == "cuda")
     tta = args.tta or cfg["eval"]["tta_flip"]
-    if tta and ds.hflip_problem():
-        print(f"warning: flip TTA is on, but {ds.hflip_problem()}", file=sys.stderr)
+    for warning in B.flip_warnings(ds, {"eval.tta_flip (--tta)": tta}):
+        print(f"warning: {warning}", file=sys.stderr)
     amp = B.resolve_amp(cfg["train"], device)
     res, logits, targets = evaluate(method, loader, device, amp, tta, channels_last, desc=split)
     res.update(split=split, checkpoint=args.checkpoint, weights=weights, tta_flip=tta)

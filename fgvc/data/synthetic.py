@@ -323,9 +323,10 @@ class SyntheticFGVC(CUB200):
                     raise DatasetNotFoundError(f"synthetic set at {root} does not match data.args {want} "
                                                f"(found {found}); regenerate with {make}")
                 make_synthetic(root, num_classes, images_per_class, img_size, seed=seed, progress=True)
+                meta = _read_meta(root)
         super().__init__(root, split, transform, on_bad_image, crop_to_bbox=crop_to_bbox, val_fraction=val_fraction,
                          seed=seed, load_parts=True)
-        self.meta = _read_meta(root) or {}
+        self.meta = meta or {}  # the generator's parameters, class patterns and distractor patterns
 
     def hflip_problem(self) -> str | None:
         """Slash and Backslash stripes are mirror images: flipping such a part gives another class's pattern

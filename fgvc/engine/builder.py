@@ -17,7 +17,7 @@ log = logging.getLogger("fgvc")
 
 __all__ = [
     "resolve_device", "resolve_amp", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "build_optimizer",
-    "build_scheduler", "SeededSamples",
+    "build_scheduler", "SeededSamples", "flip_warnings",
 ]
 
 
@@ -78,6 +78,13 @@ def build_split(cfg: dict[str, Any], split: str, train: bool, data_config: dict[
         keep = torch.randperm(len(ds.samples), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["max_images"]]
         ds.samples = [ds.samples[i] for i in sorted(keep.tolist())]
     return ds
+
+
+def flip_warnings(dataset: Dataset, settings: dict[str, bool]) -> list[str]:
+    """One warning per flip setting that is on (``{"data.augment.hflip": True, ...}``) when a horizontal flip
+    changes what the data set's images show (see ``FGVCDataset.hflip_problem``)."""
+    problem = dataset.hflip_problem() if any(settings.values()) else None
+    return [f"{key}=true, but {problem}: set {key}=false" for key, on in settings.items() if on and problem]
 
 
 class SeededSamples(Dataset):

@@ -77,10 +77,9 @@ class Trainer:
         dc = self.data_config = self.method.data_config()
         self.train_ds.transform = B.build_transform(cfg, True, dc)  # the backbone's own normalisation
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
-        flip_problem = self.train_ds.hflip_problem()
-        for key, on in (("data.augment.hflip", d["augment"]["hflip"]), ("eval.tta_flip", cfg["eval"]["tta_flip"])):
-            if on and flip_problem:
-                log.warning(f"{key}=true, but {flip_problem}: set {key}=false")
+        for warning in B.flip_warnings(self.train_ds, {"data.augment.hflip": d["augment"]["hflip"],
+                                                       "eval.tta_flip": cfg["eval"]["tta_flip"]}):
+            log.warning(warning)
         self.val_ds = B.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
         if self.val_ds is not None:
             self.val_ds.bad_log = self.train_ds.bad_log

@@ -86,6 +86,18 @@ def train_inprocess(args: list[str], capsys: pytest.CaptureFixture | None = None
     return rc, err
 
 
+def train_one_epoch(tmp: Path) -> Path:
+    """A 1-epoch run of the base recipe on a copy of the pristine data in ``tmp`` (for module-scope fixtures, which
+    cannot use ``torch_globals``: the process-wide torch settings are restored here); returns the run directory."""
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    recipe = write_recipe(tmp / "r.yaml", base_recipe(copy_data(tmp / "data"), train={"epochs": 1}))
+    rc, _ = train_inprocess([recipe, "--output", tmp / "run"])
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det)
+    assert rc == 0
+    return tmp / "run"
+
+
 def run_module(module: str, args: list[Any], timeout: float = 300, env: dict[str, str] | None = None,
                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m module args`` in a subprocess (1 thread), output captured."""

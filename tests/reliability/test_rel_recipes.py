@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 from rel_helpers import (
-    base_recipe, copy_data, one_line_error, pristine_root, torch_globals, train_inprocess, write_recipe,
+    base_recipe, one_line_error, pristine_root, torch_globals, train_inprocess, train_one_epoch,
+    write_recipe,
 )
 
 from fgvc.evaluate import main as evaluate_main
@@ -64,15 +65,8 @@ def test_bad_recipe_refused_before_training(tmp_path, capsys, torch_globals, cas
 
 @pytest.fixture(scope="module")
 def one_epoch_run(tmp_path_factory):
-    import torch
-
     tmp = tmp_path_factory.mktemp("recipes")
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    recipe = write_recipe(tmp / "r.yaml", base_recipe(copy_data(tmp / "data"), train={"epochs": 1}))
-    rc, _ = train_inprocess([recipe, "--output", tmp / "run"])
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-    assert rc == 0
+    train_one_epoch(tmp)
     from fgvc.data import make_synthetic
 
     make_synthetic(tmp / "four", num_classes=4, images_per_class=4, img_size=32, progress=False)

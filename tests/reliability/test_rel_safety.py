@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 from rel_helpers import (
-    REPO, base_recipe, copy_data, one_line_error, run_module, torch_globals, train_inprocess, write_recipe,
+    REPO, base_recipe, one_line_error, run_module, torch_globals, train_inprocess, train_one_epoch,
+    write_recipe,
 )
 
 from fgvc.engine.checkpoint import MAGIC
@@ -86,13 +87,7 @@ def _with_header(payload: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("safety")
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    recipe = write_recipe(tmp / "r.yaml", base_recipe(copy_data(tmp / "data"), train={"epochs": 1}))
-    rc, _ = train_inprocess([recipe, "--output", tmp / "run"])
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-    assert rc == 0
-    return tmp / "run"
+    return train_one_epoch(tmp)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
