@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from fgvc.cli import friendly
+from fgvc.errors import BenchError
 from fgvc.engine.speed import SpeedError, measure_speed
 
 __all__ = ["load_published", "read_run", "match_published", "is_subset", "write_report", "main"]
@@ -34,10 +35,6 @@ __all__ = ["load_published", "read_run", "match_published", "is_subset", "write_
 PUBLISHED_COLUMNS = ("method", "backbone", "dataset", "img_size", "top1", "source", "venue", "notes")
 DATASET_ALIASES = {"cub": "cub200", "cub200": "cub200", "cub2002011": "cub200", "flowers": "flowers102",
                    "flowers102": "flowers102", "oxfordflowers102": "flowers102"}
-
-
-class BenchError(ValueError):
-    """A run directory or published table that cannot be read; the message names the file and the fix."""
 
 
 # ---------------------------------------------------------------- published

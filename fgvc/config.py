@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
 __all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "get", "dump"]
@@ -102,10 +103,6 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 FREE_FORM = {"data.args", "model.args", "loss.args"}
 STAGE_KEYS = {"name": str, "epochs": int, "lr": float, "backbone_lr_scale": float}
 AUX_KEYS = {"name": str, "weight": float, "args": dict}
-
-
-class ConfigError(ValueError):
-    """A recipe problem: says which key, where it came from, and the fix."""
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -11,14 +11,9 @@ import difflib
 import inspect
 from typing import Any, Callable, Iterable
 
+from fgvc.errors import RegistryError
+
 __all__ = ["Registry", "RegistryError", "METHODS", "DATASETS", "LOSSES", "closest"]
-
-
-class RegistryError(KeyError, ValueError):
-    """An unknown name or an argument the builder does not take."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

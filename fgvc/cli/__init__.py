@@ -1,30 +1,13 @@
 """Shared command-line plumbing: user errors print one clear line (no traceback) and exit 2."""
 from __future__ import annotations
 
+import argparse
 import functools
 import re
 import sys
 from typing import Callable
 
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    from fgvc.config import ConfigError
-    from fgvc.engine.checkpoint import CheckpointError
-    from fgvc.engine.trainer import TrainingDiverged
-    from fgvc.models.backbone import WeightsError
-    from fgvc.registry import RegistryError
-
-    errors: list[type[BaseException]] = [ConfigError, CheckpointError, TrainingDiverged, WeightsError, RegistryError]
-    try:
-        from fgvc.data.base import DataError
-
-        errors.append(DataError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
+from fgvc.errors import UserError
 
 _WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 _LAST = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.*)$")
@@ -49,7 +32,7 @@ def worker_error(exc: BaseException) -> str | None:
     if not _WORKER.match(text):
         return None
     m = _LAST.match(text.splitlines()[-1].strip())
-    if m is None or m.group(1) not in _subclass_names(user_errors()):
+    if m is None or m.group(1) not in _subclass_names((UserError,)):
         return None
     return m.group(2)
 
@@ -61,7 +44,7 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
     def wrapper(*args, **kwargs) -> int:  # type: ignore[no-untyped-def]
         try:
             return main(*args, **kwargs)
-        except user_errors() as exc:
+        except UserError as exc:
             print(f"error: {worker_error(exc) or exc}", file=sys.stderr)
             return 2
         except RuntimeError as exc:  # a user error from a DataLoader worker, re-wrapped by torch

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fgvc.errors import DataError
+
 log = logging.getLogger("fgvc.data")
 
 __all__ = [
@@ -29,10 +31,6 @@ __all__ = [
 ]
 
 CHECK_HINT = "run `python -m fgvc.datasets check ROOT` to list every bad file, or set data.on_bad_image=skip"
-
-
-class DataError(ValueError):
-    """Anything wrong with a data set on disk (the CLI prints these as one line, without a traceback)."""
 
 
 class BadImageError(DataError):

@@ -21,13 +21,11 @@ from typing import Any
 
 import torch
 
+from fgvc.errors import CheckpointError
+
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "FORMAT"]
 
 FORMAT = "fgvc-checkpoint-v1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that could not be written or read; the message says which file and what to do."""
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:

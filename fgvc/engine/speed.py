@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fgvc.errors import SpeedError
+
 __all__ = ["SpeedError", "machine_info", "measure_speed"]
-
-
-class SpeedError(ValueError):
-    """A speed measurement that cannot run as asked (e.g. fp16 on the CPU)."""
 
 
 def _cpu_name() -> str:

@@ -29,14 +29,11 @@ from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
 from fgvc.engine.evaluator import autocast, evaluate, write_reports
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
+from fgvc.errors import TrainingDiverged
 
 log = logging.getLogger("fgvc")
 
 __all__ = ["Trainer", "TrainingDiverged"]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/Inf (train.on_nan=stop, or too many skipped steps)."""
 
 
 class Trainer:

@@ -17,13 +17,11 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from fgvc.errors import WeightsError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Backbone", "load_state_dict_file", "WeightsError"]
-
-
-class WeightsError(RuntimeError):
-    """A weight file that is missing, unreadable or does not fit the backbone."""
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:

@@ -1,0 +1,52 @@
+"""The user errors of fgvc: problems a user can fix (a recipe key, a file, a flag), as opposed to bugs.
+
+Every floor raises one of these with a message that names what was wrong, where (file, line, key) and
+what to do; every command catches :class:`UserError` and prints it as one ``error: ...`` line with exit
+code 2, without a traceback (:func:`fgvc.cli.friendly`). This module imports nothing of fgvc, so any
+floor (and the CLI) can import it without pulling in torch or the trainer.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
+    "DataError", "SpeedError", "BenchError",
+]
+
+
+class UserError(Exception):
+    """Base class: something the user can fix. The message is the whole story (one line, with the fix)."""
+
+
+class ConfigError(UserError, ValueError):
+    """A recipe or command-line problem: says which key, where it came from, and the fix."""
+
+
+class RegistryError(UserError, KeyError, ValueError):
+    """An unknown component name (method, dataset, loss, protocol) or an argument its builder does not take."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that could not be written or read; the message says which file and what to do."""
+
+
+class WeightsError(UserError, RuntimeError):
+    """A weight file that is missing, unreadable or does not fit the backbone."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss became NaN/Inf (train.on_nan=stop, or too many skipped steps)."""
+
+
+class DataError(UserError, ValueError):
+    """Anything wrong with a data set on disk (see :mod:`fgvc.data.base` for the specific kinds)."""
+
+
+class SpeedError(UserError, ValueError):
+    """A speed measurement that cannot run as asked (e.g. fp16 on the CPU)."""
+
+
+class BenchError(UserError, ValueError):
+    """A run directory or published table that cannot be read; the message names the file and the fix."""
