@@ -2,12 +2,13 @@
 
     python -m fgvc.datasets fetch cub200 [--root datasets] [--archive CUB_200_2011.tgz]
     python -m fgvc.datasets fetch flowers102 [--root datasets/flowers102] [--archive DIR_OR_TGZ]
-    python -m fgvc.datasets make-synthetic --out datasets/synthetic [--num-classes 10 --images-per-class 200]
+    python -m fgvc.datasets make-synthetic --output datasets/synthetic [--num-classes 10 --images-per-class 200]
     python -m fgvc.datasets check auto datasets            # every bad annotation line and image; exit 1 on errors
     python -m fgvc.datasets info cub200 datasets           # per-split and per-class counts
 
 Readers: CUB-200-2011 (Wah et al. 2011), Oxford Flowers 102 (Nilsback and Zisserman 2008), image folders,
 CSV manifests and a synthetic fine-grained set. Data errors print one line and exit with status 2.
+Flags follow the project's convention: ``--output DIR`` names a directory to write, ``--out FILE`` one file.
 """
 from __future__ import annotations
 
@@ -19,6 +20,19 @@ from typing import Any, Sequence
 __all__ = ["main"]
 
 NAMES = ("cub200", "flowers102", "folder", "csv", "synthetic")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """A hidden old spelling of a flag: stores into the new flag's ``dest`` and says so on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,10 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true")
 
     m = sub.add_parser("make-synthetic", help="write the synthetic fine-grained set (CUB layout)")
-    m.add_argument("--out", required=True)
+    where = m.add_mutually_exclusive_group(required=True)  # --out: the old spelling, hidden
+    where.add_argument("--output", metavar="DIR", help="the folder to write the set into")
+    where.add_argument("--out", dest="output", action=_DeprecatedAlias, new="--output DIR (--out is for a single file)")
     m.add_argument("--num-classes", type=int, default=10)
     m.add_argument("--images-per-class", type=int, default=200)
-    m.add_argument("--img-size", type=int, default=128)
+    m.add_argument("--render-size", type=int, default=128,
+                   help="image size on disk, px (the network's input crop is the recipe's data.img_size)")
+    m.add_argument("--img-size", dest="render_size", type=int, action=_DeprecatedAlias, new="--render-size")
     m.add_argument("--part-size-frac", type=float, default=0.08)
     m.add_argument("--test-fraction", type=float, default=0.5)
     m.add_argument("--seed", type=int, default=0)
@@ -68,8 +86,8 @@ def _fetch(a: argparse.Namespace) -> int:
 def _make_synthetic(a: argparse.Namespace) -> int:
     from fgvc.data.synthetic import make_synthetic
 
-    out = make_synthetic(a.out, a.num_classes, a.images_per_class, a.img_size, a.part_size_frac, a.test_fraction,
-                         a.seed, progress=not a.no_progress)
+    out = make_synthetic(a.output, a.num_classes, a.images_per_class, a.render_size, a.part_size_frac,
+                         a.test_fraction, a.seed, progress=not a.no_progress)
     print(f"synthetic set written to {out} (read it with data.name=cub200 or synthetic, data.root={out})")
     return 0
 

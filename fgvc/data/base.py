@@ -1,10 +1,11 @@
-"""Dataset base class, samples, robust image loading and the data-layer errors.
+"""Dataset class, samples, robust image loading and the data-layer errors.
 
 Every reader (CUB-200-2011, Wah et al. 2011; Oxford Flowers 102, Nilsback and Zisserman 2008; image
-folders; CSV manifests; the synthetic set) builds a list of :class:`Sample` and hands it to
-:class:`FGVCDataset`, which loads images as RGB ``uint8`` arrays whatever their mode (grayscale, CMYK,
-RGBA, palette, 16-bit, 1-bit), optionally crops to the sample's bounding box, applies the transform and
-either fails loudly on a bad file (``on_bad_image="error"``) or skips it (``"skip"``).
+folders; CSV manifests; the synthetic set) returns the :class:`SplitContents` of one split (a list of
+:class:`Sample`, the class names and reader-specific facts); :class:`FGVCDataset` is built from it, loads
+images as RGB ``uint8`` arrays whatever their mode (grayscale, CMYK, RGBA, palette, 16-bit, 1-bit),
+optionally crops to the sample's bounding box, applies the transform and either fails loudly on a bad file
+(``on_bad_image="error"``) or skips it (``"skip"``).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import io
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,10 +27,11 @@ log = logging.getLogger("fgvc.data")
 
 __all__ = [
     "DataError", "BadImageError", "AnnotationError", "DatasetNotFoundError", "MissingImagesError",
-    "Sample", "FGVCDataset", "open_image", "load_image", "to_rgb", "missing_images_message",
-    "CHECK_HINT",
+    "Sample", "SplitContents", "FGVCDataset", "open_image", "load_image", "to_rgb", "missing_images_message",
+    "check_split", "CHECK_HINT", "SPLITS",
 ]
 
+SPLITS = ("train", "val", "test", "trainval")  # the splits of the official data sets
 CHECK_HINT = "run `python -m fgvc.datasets check ROOT` to list every bad file, or set data.on_bad_image=skip"
 
 
@@ -59,7 +61,14 @@ class MissingImagesError(DatasetNotFoundError):
     """The annotation files are there but (some of) the image files are not."""
 
 
+def check_split(name: str, split: str) -> None:
+    """A :class:`DataError` unless ``split`` is one of :data:`SPLITS` (the official data sets' splits)."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}' for {name}; choose one of {', '.join(SPLITS)}")
+
+
 def missing_images_message(what: str, missing: Sequence[Path], total: int, fix: str) -> str:
+    """'N of M images listed by ``what`` are missing (first: ...); ``fix``'."""
     first = ", ".join(str(p) for p in missing[:3])
     return (f"{len(missing):,} of {total:,} images listed by {what} are missing (first: {first}); {fix}")
 
@@ -73,6 +82,20 @@ class Sample:
     image_id: int | None = None
     bbox: tuple[float, float, float, float] | None = None  # x, y, w, h in pixels
     parts: np.ndarray | None = None  # P, 3 (x, y, visible)
+
+
+@dataclass
+class SplitContents:
+    """What one split of a data set holds, as its reader found it on disk (no image is opened)."""
+
+    samples: list[Sample]
+    classes: list[str]  # display names, indexed by label
+    listed_by: str  # what lists these images, e.g. "<dir> for split 'train'" (named when images are missing)
+    missing_fix: str  # what to do when listed images are missing (or, with empty_is_error, when there are none)
+    crop_to_bbox: bool = False  # crop every image to its sample's box
+    empty_is_error: bool = False  # a split without images is an error (folder and csv layouts)
+    hflip_problem: str | None = None  # why a horizontal flip changes the class (see FGVCDataset.hflip_problem)
+    info: dict[str, Any] = field(default_factory=dict)  # reader-specific facts (class_ids, meta, manifest ...)
 
 
 # Image.open's decompression-bomb check warns through the (process-global) warnings filters; the lock
@@ -184,32 +207,38 @@ def crop_bbox(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.
 class FGVCDataset(torch.utils.data.Dataset):
     """A labelled image data set: ``dataset[i] -> (image 3 x H x W float tensor, label int)``.
 
-    ``transform`` maps an ``H, W, 3`` uint8 RGB array to a tensor (see :func:`fgvc.data.build_transforms`);
-    without one the image is returned as a float tensor in [0, 1].
+    Built by :func:`fgvc.data.build_dataset` from the :class:`SplitContents` a reader returns; the
+    constructor checks them (boxes exist when cropping to them, images exist, a split is not empty where
+    that is an error). ``transform`` maps an ``H, W, 3`` uint8 RGB array to a tensor (see
+    :func:`fgvc.data.build_transforms`); without one the image is returned as a float tensor in [0, 1].
+    ``info`` holds the reader's own facts, e.g. ``class_ids`` (cub200, flowers102), ``class_folders`` and
+    ``part_names`` (cub200), ``meta`` (synthetic), ``manifest`` (csv).
     """
-
-    name = "dataset"
 
     def __init__(
         self,
+        name: str,
         root: str | Path,
         split: str,
-        samples: list[Sample],
-        classes: list[str],
+        contents: SplitContents,
         transform: Callable[[np.ndarray], Any] | None = None,
         on_bad_image: str = "error",
-        crop_to_bbox: bool = False,
     ) -> None:
         if on_bad_image not in ("error", "skip"):
             raise ValueError(f"data.on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
-        self.root, self.split = Path(root), split
-        self.samples, self.classes = samples, classes
-        self.transform, self.on_bad_image, self.crop_to_bbox = transform, on_bad_image, crop_to_bbox
+        self.name, self.root, self.split = name, Path(root), split
+        self.samples, self.classes = contents.samples, contents.classes
+        self.crop_to_bbox, self.info = contents.crop_to_bbox, contents.info
+        self.transform, self.on_bad_image = transform, on_bad_image
         self.bad_log: Path | None = None
+        self._hflip_problem = contents.hflip_problem
         self._warned: set[str] = set()
-        if crop_to_bbox and samples and all(s.bbox is None for s in samples):
-            raise DataError(f"crop_to_bbox=True but {type(self).__name__} at {self.root} has no bounding boxes; "
+        if self.crop_to_bbox and self.samples and all(s.bbox is None for s in self.samples):
+            raise DataError(f"crop_to_bbox=True but data set '{name}' at {self.root} has no bounding boxes; "
                             "set crop_to_bbox=false in data.args")
+        if contents.empty_is_error and not self.samples:
+            raise DataError(f"split '{split}' of {contents.listed_by} has no images; {contents.missing_fix}")
+        self._check_images_exist(contents.listed_by, contents.missing_fix)
 
     @property
     def num_classes(self) -> int:
@@ -219,19 +248,26 @@ class FGVCDataset(torch.utils.data.Dataset):
     def targets(self) -> list[int]:
         return [s.label for s in self.samples]
 
+    @property
+    def parts(self) -> np.ndarray | None:
+        """``N, P, 3`` part locations (x, y, visible) of this split's images, or None without parts."""
+        if not self.samples or self.samples[0].parts is None:
+            return None
+        return np.stack([s.parts for s in self.samples])  # type: ignore[misc]
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def hflip_problem(self) -> str | None:
         """Why a horizontal flip would change what an image shows (e.g. classes that are mirror images of
         each other), or None when flipping keeps the label, as for birds and flowers."""
-        return None
+        return self._hflip_problem
 
     def class_counts(self) -> np.ndarray:
         """Images per class, ``K`` int64, indexed by label."""
         return np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=self.num_classes)
 
-    def check_images_exist(self, what: str, fix: str) -> None:
+    def _check_images_exist(self, what: str, fix: str) -> None:
         """Missing image files raise :class:`MissingImagesError`; with ``on_bad_image="skip"`` (and some images
         present) they are a warning instead, and loading skips and logs each one like any other bad image."""
         missing = [s.path for s in self.samples if not s.path.is_file()]
@@ -240,7 +276,7 @@ class FGVCDataset(torch.utils.data.Dataset):
         msg = missing_images_message(what, missing, len(self.samples), fix)
         if self.on_bad_image == "error" or len(missing) == len(self.samples):
             raise MissingImagesError(msg)
-        warnings.warn(f"{msg} (data.on_bad_image=skip: they will be skipped)", stacklevel=3)
+        warnings.warn(f"{msg} (data.on_bad_image=skip: they will be skipped)", stacklevel=4)
 
     def load_sample(self, index: int) -> np.ndarray:
         """The ``H, W, 3`` uint8 image of sample ``index`` (cropped to its box when ``crop_to_bbox``)."""
@@ -290,94 +326,9 @@ class FGVCDataset(torch.utils.data.Dataset):
         counts = self.class_counts()
         per = (f"{counts.min()}-{counts.max()} per class" if len(counts) else "no classes")
         lines = [
-            f"{type(self).__name__}(split={self.split!r}, root={str(self.root)!r}, images={len(self):,}, "
+            f"FGVCDataset({self.name!r}, split={self.split!r}, root={str(self.root)!r}, images={len(self):,}, "
             f"classes={self.num_classes}, {per}, crop_to_bbox={self.crop_to_bbox}, on_bad_image={self.on_bad_image!r})"
         ]
         if self.transform is not None:
             lines.append("  transform: " + repr(self.transform).replace("\n", "\n  "))
         return "\n".join(lines)
-
-
-class Problems:
-    """Collects :class:`AnnotationError` s (``check`` mode) or raises the first one (``problems=None``)."""
-
-    def __init__(self, problems: list[AnnotationError] | None = None) -> None:
-        self.problems = problems
-        self._lines: dict[Path, list[str]] = {}
-
-    def text(self, path: Path, line: int | None) -> str | None:
-        if line is None:
-            return None
-        if path not in self._lines:
-            self._lines[path] = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        lines = self._lines[path]
-        return lines[line - 1] if 0 < line <= len(lines) else None
-
-    def error(self, path: Path, line: int | None, problem: str, show_text: bool = True) -> None:
-        err = AnnotationError(path, line, problem, self.text(path, line) if show_text else None)
-        if self.problems is None:
-            raise err
-        self.problems.append(err)
-
-
-def read_table(path: Path, fields: Sequence[tuple[str, type]], what: str, col: Problems) -> dict[str, np.ndarray]:
-    """Parse a space-separated annotation file with typed ``fields`` (a final ``str`` field takes the rest
-    of the line). Returns one array per field plus ``"_line"`` (1-based line numbers). Valid files take
-    the fast pandas path; anything odd is re-read line by line to name the bad line and its text."""
-    import pandas as pd
-
-    names = [n for n, _ in fields]
-    try:
-        df = pd.read_csv(path, sep=" ", header=None, skip_blank_lines=False, na_filter=False, quoting=3,
-                         engine="c", dtype={i: str for i, (_, t) in enumerate(fields) if t is str})
-        ok = df.shape[1] == len(fields) and all(
-            (t is int and df[i].dtype.kind == "i") or (t is float and df[i].dtype.kind in "if")
-            or (t is str and df[i].map(len).min() > 0) for i, (_, t) in enumerate(fields)) and len(df) > 0
-    except Exception:  # ParserError, UnicodeDecodeError ...: the slow path says what and where
-        ok = False
-    if ok:
-        out = {n: df[i].to_numpy(dtype=object if t is str else t) for i, (n, t) in enumerate(fields)}
-        out["_line"] = np.arange(1, len(df) + 1)
-        return out
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        col.error(path, None, f"not UTF-8 text ({e})")
-        return {n: np.array([]) for n in [*names, "_line"]}
-    rows: list[list[Any]] = []
-    lines: list[int] = []
-    rest = fields[-1][1] is str
-    expect = f"expected {len(fields)} space-separated fields ({' '.join(names)}) for {what}"
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(None, len(fields) - 1) if rest else line.split()
-        if len(parts) != len(fields):
-            col.error(path, lineno, f"{expect}, found {len(parts)}")
-            continue
-        row: list[Any] = []
-        for (name, typ), value in zip(fields, parts):
-            try:
-                row.append(typ(value.strip()) if typ is not int else int(value))
-            except ValueError:
-                kind = "an integer" if typ is int else "a number"
-                col.error(path, lineno, f"field '{name}' is not {kind} ({value!r})")
-                break
-        else:
-            rows.append(row)
-            lines.append(lineno)
-    out = {n: np.array([r[i] for r in rows], dtype=object if t is str else t) for i, (n, t) in enumerate(fields)}
-    out["_line"] = np.array(lines, dtype=np.int64)
-    return out
-
-
-def check_unique(path: Path, ids: np.ndarray, lines: np.ndarray, what: str, col: Problems) -> np.ndarray:
-    """Report repeated ``ids`` (each repeat at its own line); returns the mask of first occurrences."""
-    _, first = np.unique(ids, return_index=True)
-    keep = np.zeros(len(ids), dtype=bool)
-    keep[first] = True
-    if not keep.all():
-        first_line = {ids[i]: lines[i] for i in first}
-        for i in np.flatnonzero(~keep)[:1000]:
-            col.error(path, int(lines[i]), f"duplicate {what} {ids[i]} (first on line {first_line[ids[i]]})")
-    return keep

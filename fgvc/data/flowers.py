@@ -16,16 +16,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, FGVCDataset, Sample
-from fgvc.registry import DATASETS
+from fgvc.data.annotations import Problems
+from fgvc.data.base import AnnotationError, DatasetNotFoundError, Sample, SplitContents, check_split
+from fgvc.data.readers import reader
 
-__all__ = ["Flowers102", "FlowersAnnotations", "parse_flowers", "SPLITS", "SET_KEYS"]
+__all__ = ["read_flowers", "FlowersAnnotations", "parse_flowers", "image_path", "SET_KEYS"]
 
-SPLITS = ("train", "val", "test", "trainval")
 SET_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
 
 
@@ -33,24 +33,19 @@ def fetch_hint(root: str | Path) -> str:
     return f"download it with `python -m fgvc.datasets fetch flowers102 --root {root}`"
 
 
-def _vector(path: Path, mat: dict[str, Any], key: str, problems: list | None) -> np.ndarray | None:
+def _vector(path: Path, mat: dict[str, Any], key: str, problems: Problems) -> np.ndarray | None:
     """The 1 x n (or n x 1) integer vector ``mat[key]``; AnnotationError naming file, key and shapes."""
-    def fail(problem: str) -> None:
-        err = AnnotationError(path, None, problem)
-        if problems is None:
-            raise err
-        problems.append(err)
-
     if key not in mat:
         found = ", ".join(k for k in mat if not k.startswith("__")) or "none"
-        fail(f"key '{key}' not found (keys found: {found}); expected '{key}' of shape 1 x n")
+        problems.report(path, None, f"key '{key}' not found (keys found: {found}); expected '{key}' of shape 1 x n")
         return None
     arr = np.asarray(mat[key])
     if arr.ndim != 2 or 1 not in arr.shape or arr.size == 0:
-        fail(f"key '{key}' has shape {' x '.join(map(str, arr.shape)) or 'scalar'}, expected 1 x n")
+        problems.report(path, None, f"key '{key}' has shape {' x '.join(map(str, arr.shape)) or 'scalar'}, "
+                                    "expected 1 x n")
         return None
     if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0)):
-        fail(f"key '{key}' must hold integers, found dtype {arr.dtype}")
+        problems.report(path, None, f"key '{key}' must hold integers, found dtype {arr.dtype}")
         return None
     return arr.reshape(-1).astype(np.int64)
 
@@ -70,6 +65,8 @@ def _loadmat(path: Path, root: Path) -> dict[str, Any]:
 
 @dataclass
 class FlowersAnnotations:
+    """What ``imagelabels.mat``, ``setid.mat`` and the class names say."""
+
     labels: np.ndarray  # N, 1-based class ids of all images
     sets: dict[str, np.ndarray]  # split -> 1-based image indices
     class_ids: list[int]
@@ -77,8 +74,11 @@ class FlowersAnnotations:
 
 
 def parse_flowers(root: str | Path, names_file: str | Path | None = None,
-                  problems: list | None = None) -> FlowersAnnotations:
-    """Read and cross-check ``imagelabels.mat``, ``setid.mat`` and the class names (no image opened)."""
+                  problems: Problems | None = None) -> FlowersAnnotations:
+    """Read and cross-check ``imagelabels.mat``, ``setid.mat`` and the class names (no image opened).
+
+    ``problems``: raise the first problem (default, :meth:`Problems.raising`) or collect them all."""
+    problems = Problems.raising() if problems is None else problems
     root = Path(root)
     lab_path, set_path = root / "imagelabels.mat", root / "setid.mat"
     labels = _vector(lab_path, _loadmat(lab_path, root), "labels", problems)
@@ -89,20 +89,24 @@ def parse_flowers(root: str | Path, names_file: str | Path | None = None,
         sets[split] = v if v is not None else np.zeros(0, dtype=np.int64)
     if labels is None:
         return FlowersAnnotations(np.zeros(0, dtype=np.int64), sets, [], [])
+    _check_sets(set_path, sets, len(labels), problems)
+    used = sorted(set(labels[np.concatenate(list(sets.values())) - 1].tolist()))
+    return FlowersAnnotations(labels, sets, used, _names(root, names_file, used))
 
+
+def _check_sets(set_path: Path, sets: dict[str, np.ndarray], num_images: int, problems: Problems) -> None:
+    """Image indices in 1..``num_images``, listed once, in one split only (bad indices are dropped in place)."""
     def fail(problem: str) -> None:
-        if problems is None:
-            raise AnnotationError(set_path, None, problem)
-        problems.append(AnnotationError(set_path, None, problem))
+        problems.report(set_path, None, problem)
 
     seen: dict[int, str] = {}
     for split, key in SET_KEYS.items():
         idx = sets[split]
-        bad = idx[(idx < 1) | (idx > len(labels))]
+        bad = idx[(idx < 1) | (idx > num_images)]
         if len(bad):
-            fail(f"key '{key}' holds image indices outside 1..{len(labels)} (imagelabels.mat has {len(labels)} "
+            fail(f"key '{key}' holds image indices outside 1..{num_images} (imagelabels.mat has {num_images} "
                  f"labels): {bad[:5].tolist()}")
-            sets[split] = idx = idx[(idx >= 1) & (idx <= len(labels))]
+            sets[split] = idx = idx[(idx >= 1) & (idx <= num_images)]
         uniq, counts = np.unique(idx, return_counts=True)
         if (counts > 1).any():
             fail(f"key '{key}' lists image indices more than once: {uniq[counts > 1][:5].tolist()}")
@@ -111,8 +115,6 @@ def parse_flowers(root: str | Path, names_file: str | Path | None = None,
                 fail(f"image {i} is in both '{seen[i]}' and '{key}'; the splits must not overlap")
                 break
             seen[i] = key
-    used = sorted(set(labels[np.concatenate(list(sets.values())) - 1].tolist())) if seen else []
-    return FlowersAnnotations(labels, sets, used, _names(root, names_file, used))
 
 
 def _names(root: Path, names_file: str | Path | None, class_ids: list[int]) -> list[str]:
@@ -133,31 +135,22 @@ def _names(root: Path, names_file: str | Path | None, class_ids: list[int]) -> l
 
 
 def image_path(root: Path, index: int) -> Path:
+    """``root/jpg/image_NNNNN.jpg`` of 1-based image ``index``."""
     return root / "jpg" / f"image_{index:05d}.jpg"
 
 
-@DATASETS.register("flowers102")
-class Flowers102(FGVCDataset):
-    """Oxford Flowers 102; ``split`` in train (trnid) / val (valid) / test (tstid) / trainval."""
+@reader("flowers102")
+def read_flowers(root: str | Path, split: str, /, *, names_file: str | None = None) -> SplitContents:
+    """Oxford Flowers 102; ``split`` in train (trnid) / val (valid) / test (tstid) / trainval.
 
-    name = "flowers102"
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        transform: Callable[[np.ndarray], Any] | None = None,
-        on_bad_image: str = "error",
-        names_file: str | None = None,
-    ) -> None:
-        if split not in SPLITS:
-            raise DataError(f"unknown split '{split}' for {self.name}; choose one of {', '.join(SPLITS)}")
-        root = Path(root)
-        ann = parse_flowers(root, names_file)
-        self.class_ids = ann.class_ids
-        label_of = {c: i for i, c in enumerate(ann.class_ids)}
-        indices = np.concatenate([ann.sets["train"], ann.sets["val"]]) if split == "trainval" else ann.sets[split]
-        samples = [Sample(image_path(root, int(i)), label_of[int(ann.labels[i - 1])], int(i)) for i in indices]
-        super().__init__(root, split, samples, ann.names, transform, on_bad_image)
-        self.check_images_exist(f"{root / 'setid.mat'} for split '{split}'",
-                                f"the .mat files are there but not these images: {fetch_hint(root)}")
+    ``names_file``: a JSON ``{"<class id>": "name"}`` (default ``root/cat_to_name.json`` where present).
+    ``info``: ``class_ids`` (the original 1-based ids)."""
+    check_split("flowers102", split)
+    root = Path(root)
+    ann = parse_flowers(root, names_file)
+    label_of = {c: i for i, c in enumerate(ann.class_ids)}
+    indices = np.concatenate([ann.sets["train"], ann.sets["val"]]) if split == "trainval" else ann.sets[split]
+    samples = [Sample(image_path(root, int(i)), label_of[int(ann.labels[i - 1])], int(i)) for i in indices]
+    return SplitContents(samples, ann.names, f"{root / 'setid.mat'} for split '{split}'",
+                         f"the .mat files are there but not these images: {fetch_hint(root)}",
+                         info={"class_ids": ann.class_ids})

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
-import numpy as np
+from fgvc.data.annotations import Problems
+from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, Sample, SplitContents
+from fgvc.data.readers import reader
 
-from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, FGVCDataset, Sample
-from fgvc.registry import DATASETS
-
-__all__ = ["ImageFolder", "CSVManifest", "scan_folder", "read_manifest", "IMAGE_EXTENSIONS"]
+__all__ = ["read_folder", "read_csv", "scan_folder", "read_manifest", "manifest_path", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _INT = re.compile(r"^[+-]?\d+$")
@@ -35,8 +34,10 @@ def _images_under(path: Path, extensions: Sequence[str]) -> list[Path]:
 
 
 def scan_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS,
-                problems: list | None = None) -> tuple[list[str], dict[str, list[Sample]]]:
-    """Classes (from ``root/train``) and the samples of every split folder under ``root``."""
+                problems: Problems | None = None) -> tuple[list[str], dict[str, list[Sample]]]:
+    """Classes (from ``root/train``) and the samples of every split folder under ``root``; ``problems``:
+    raise the first problem (default, :meth:`Problems.raising`) or collect them all."""
+    problems = Problems.raising() if problems is None else problems
     root = Path(root)
     train = root / "train"
     if not train.is_dir():
@@ -53,12 +54,9 @@ def scan_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS,
         samples: list[Sample] = []
         for class_dir in _visible_dirs(split_dir):
             if class_dir.name not in label_of:
-                err = AnnotationError(class_dir, None, f"class folder '{class_dir.name}' of split "
-                                      f"'{split_dir.name}' is not a class of the train split ({train}); rename "
-                                      f"it to one of the train classes or add it to train")
-                if problems is None:
-                    raise err
-                problems.append(err)
+                problems.report(class_dir, None, f"class folder '{class_dir.name}' of split '{split_dir.name}' is "
+                                                 f"not a class of the train split ({train}); rename it to one of the "
+                                                 "train classes or add it to train")
                 continue
             label = label_of[class_dir.name]
             samples += [Sample(p, label) for p in _images_under(class_dir, extensions)]
@@ -66,43 +64,43 @@ def scan_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS,
     return classes, splits
 
 
-def _finish(ds: FGVCDataset, where: str, fix: str) -> None:
-    if not ds.samples:
-        raise DataError(f"split '{ds.split}' of {where} has no images; {fix}")
-    ds.check_images_exist(where, fix)
+def _splits_of(split: str) -> list[str]:
+    """The split folders (or manifest values) that make ``split``: ``trainval`` is train + val."""
+    return ["train", "val"] if split == "trainval" else [split]
 
 
-@DATASETS.register("folder")
-class ImageFolder(FGVCDataset):
+@reader("folder")
+def read_folder(root: str | Path, split: str, /, *, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> SplitContents:
     """``root/<split>/<class_name>/*.jpg``; ``trainval`` = train + val folders."""
+    root = Path(root)
+    classes, splits = scan_folder(root, extensions)
+    want = _splits_of(split)
+    for s in want:
+        if s not in splits:
+            raise DatasetNotFoundError(f"split folder {root / s} does not exist (split folders found: "
+                                       f"{', '.join(sorted(splits))})")
+    return SplitContents([x for s in want for x in splits[s]], classes, f"{root / split}",
+                         f"put images in {root}/{split}/<class_name>/", empty_is_error=True)
 
-    name = "folder"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        transform: Callable[[np.ndarray], Any] | None = None,
-        on_bad_image: str = "error",
-        extensions: Sequence[str] = IMAGE_EXTENSIONS,
-    ) -> None:
-        classes, splits = scan_folder(root, extensions)
-        want = ["train", "val"] if split == "trainval" else [split]
-        for s in want:
-            if s not in splits:
-                raise DatasetNotFoundError(f"split folder {Path(root) / s} does not exist (split folders found: "
-                                           f"{', '.join(sorted(splits))})")
-        samples = [x for s in want for x in splits[s]]
-        super().__init__(root, split, samples, classes, transform, on_bad_image)
-        _finish(self, f"{Path(root) / split}", f"put images in {Path(root)}/{split}/<class_name>/")
+def manifest_path(root: str | Path, manifest: str | Path = "manifest.csv") -> Path:
+    """The manifest: ``root`` itself when it names a .csv file, else ``manifest`` (relative to ``root``, or
+    absolute)."""
+    root = Path(root)
+    if root.suffix.lower() == ".csv" and not root.is_dir():
+        return root
+    path = Path(manifest)
+    return path if path.is_absolute() else root / path
 
 
 def read_manifest(manifest: Path, path_column: str = "path", label_column: str = "label",
-                  split_column: str = "split", problems: list | None = None
+                  split_column: str = "split", problems: Problems | None = None
                   ) -> tuple[list[str], dict[str, list[Sample]]]:
-    """Classes and per-split samples of a CSV manifest (rows with errors are reported and left out)."""
+    """Classes and per-split samples of a CSV manifest; ``problems``: raise the first bad row (default,
+    :meth:`Problems.raising`) or collect them all (the bad rows are left out)."""
     import pandas as pd
 
+    problems = Problems.raising() if problems is None else problems
     if not manifest.is_file():
         raise DatasetNotFoundError(f"CSV manifest {manifest} does not exist; set data.args.manifest (relative "
                                    f"to data.root, or absolute)")
@@ -116,12 +114,6 @@ def read_manifest(manifest: Path, path_column: str = "path", label_column: str =
         raise AnnotationError(manifest, 1, f"missing column(s) {', '.join(absent)}; the header has "
                                            f"{', '.join(map(str, df.columns)) or 'no columns'}")
 
-    def fail(line: int, problem: str, text: str) -> None:
-        err = AnnotationError(manifest, line, problem, text)
-        if problems is None:
-            raise err
-        problems.append(err)
-
     blank = (df.astype(str).apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
     rows: list[tuple[int, str, str, str]] = []
     for i, (p, lab, spl) in enumerate(zip(df[path_column], df[label_column], df[split_column])):
@@ -131,7 +123,7 @@ def read_manifest(manifest: Path, path_column: str = "path", label_column: str =
             continue
         empty = [c for c, v in zip(cols.values(), values) if not v]
         if empty:
-            fail(line, f"empty {', '.join(repr(c) for c in empty)}", ",".join(df.iloc[i].astype(str)))
+            problems.report(manifest, line, f"empty {', '.join(repr(c) for c in empty)}")
             continue
         rows.append((line, values[0], values[1], values[2]))
     labels = [r[2] for r in rows]
@@ -145,34 +137,17 @@ def read_manifest(manifest: Path, path_column: str = "path", label_column: str =
     return [str(k) for k in keys], splits
 
 
-@DATASETS.register("csv")
-class CSVManifest(FGVCDataset):
+@reader("csv")
+def read_csv(root: str | Path, split: str, /, *, manifest: str = "manifest.csv", path_column: str = "path",
+             label_column: str = "label", split_column: str = "split") -> SplitContents:
     """A CSV manifest (``path,label,split``); ``trainval`` = the train + val rows. ``Sample.image_id`` is the
-    manifest line number."""
-
-    name = "csv"
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        transform: Callable[[np.ndarray], Any] | None = None,
-        on_bad_image: str = "error",
-        manifest: str = "manifest.csv",
-        path_column: str = "path",
-        label_column: str = "label",
-        split_column: str = "split",
-    ) -> None:
-        root = Path(root)
-        path = root if root.suffix.lower() == ".csv" and root.is_file() else Path(manifest)
-        if not path.is_absolute() and path != root:
-            path = root / path
-        self.manifest = path
-        classes, splits = read_manifest(path, path_column, label_column, split_column)
-        want = ["train", "val"] if split == "trainval" else [split]
-        if not any(s in splits for s in want):
-            raise DataError(f"{path} has no rows with {split_column}='{split}' (values found: "
-                            f"{', '.join(sorted(splits)) or 'none'})")
-        samples = [x for s in want for x in splits.get(s, [])]
-        super().__init__(root, split, samples, classes, transform, on_bad_image)
-        _finish(self, f"{path} ({split_column}={split})", f"fix the paths in {path} (relative to {path.parent})")
+    manifest line number; ``info``: ``manifest`` (its path)."""
+    path = manifest_path(root, manifest)
+    classes, splits = read_manifest(path, path_column, label_column, split_column)
+    want = _splits_of(split)
+    if not any(s in splits for s in want):
+        raise DataError(f"{path} has no rows with {split_column}='{split}' (values found: "
+                        f"{', '.join(sorted(splits)) or 'none'})")
+    return SplitContents([x for s in want for x in splits.get(s, [])], classes, f"{path} ({split_column}={split})",
+                         f"fix the paths in {path} (relative to {path.parent})", empty_is_error=True,
+                         info={"manifest": path})

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fgvc.data.base import BadImageError, load_image
 from fgvc.data.check import check_dataset, detect_layout, inspect_image
-from fgvc.data.cub import CUB200
+from fgvc.data import build_dataset
 from fgvc.datasets import main
 
 
@@ -97,7 +97,7 @@ def test_decompression_bomb_is_an_error(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_skip_mode_returns_next_good_sample_and_logs(tmp_path: Path) -> None:
     root = make_cub(tmp_path, class_ids=(1, 2), n_train=2, n_test=2)
-    ds = CUB200(root, "test")
+    ds = build_dataset("cub200", root, "test")
     ds.samples[0].path.write_bytes(b"")
     _truncated(ds.samples[1].path)
     with pytest.raises(BadImageError, match="empty"):
@@ -151,6 +151,7 @@ def test_cli_check_info_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
     out_dir = tmp_path / "syn"
-    assert main(["make-synthetic", "--out", str(out_dir), "--num-classes", "2", "--images-per-class", "2",
-                 "--img-size", "32", "--no-progress"]) == 0
+    assert main(["make-synthetic", "--output", str(out_dir), "--num-classes", "2", "--images-per-class", "2",
+                 "--render-size", "32", "--no-progress"]) == 0
     assert (out_dir / "synthetic.json").is_file()
+

@@ -1,6 +1,7 @@
 """CUB-200-2011 reader (Wah et al. 2011) on tiny fake trees, plus the real annotation files in ../shared."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -9,36 +10,39 @@ import torch
 from data_fakes import edit_line, make_cub, write_image
 
 from fgvc.data import build_dataset
+from fgvc.data.annotations import Problems
 from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, MissingImagesError
-from fgvc.data.cub import CUB200, parse_cub, stratified_holdout
+from fgvc.data.cub import parse_cub, read_annotations, read_parts, stratified_holdout
 from fgvc.registry import RegistryError
+
+cub = functools.partial(build_dataset, "cub200")
 
 
 def test_noncontiguous_ids_map_to_sorted_labels(fake_cub: Path) -> None:
-    ds = CUB200(fake_cub, "trainval")
-    assert ds.num_classes == 3 and ds.class_ids == [3, 7, 12]
+    ds = cub(fake_cub, "trainval")
+    assert ds.num_classes == 3 and ds.info["class_ids"] == [3, 7, 12]
     assert ds.classes == ["Bird_3", "Bird_7", "Bird_12"]
-    assert ds.class_folders == ["003.Bird_3", "007.Bird_7", "012.Bird_12"]
+    assert ds.info["class_folders"] == ["003.Bird_3", "007.Bird_7", "012.Bird_12"]
     assert sorted(set(ds.targets)) == [0, 1, 2]
-    assert all(s.path.parent.name == ds.class_folders[s.label] for s in ds.samples)
+    assert all(s.path.parent.name == ds.info["class_folders"][s.label] for s in ds.samples)
     assert ds.class_counts().tolist() == [4, 4, 4]
     assert "images=12" in repr(ds) and "classes=3" in repr(ds)
 
 
 def test_root_may_be_the_cub_folder_itself(fake_cub: Path) -> None:
-    assert len(CUB200(fake_cub / "CUB_200_2011", "test")) == 6
+    assert len(cub(fake_cub / "CUB_200_2011", "test")) == 6
 
 
 def test_splits_partition_and_holdout(fake_cub: Path) -> None:
-    sets = {s: CUB200(fake_cub, s, val_fraction=0.25) for s in ("train", "val", "test", "trainval")}
+    sets = {s: cub(fake_cub, s, val_fraction=0.25) for s in ("train", "val", "test", "trainval")}
     ids = {s: {x.image_id for x in d.samples} for s, d in sets.items()}
     assert len(ids["trainval"]) == 12 and len(ids["test"]) == 6
     assert ids["train"] | ids["val"] == ids["trainval"] and not ids["train"] & ids["val"]
     assert not ids["trainval"] & ids["test"]
     assert sets["val"].class_counts().tolist() == [1, 1, 1]  # stratified: one of 4 per class
-    again = {x.image_id for x in CUB200(fake_cub, "val", val_fraction=0.25).samples}
+    again = {x.image_id for x in cub(fake_cub, "val", val_fraction=0.25).samples}
     assert again == ids["val"]
-    other = [{x.image_id for x in CUB200(fake_cub, "val", val_fraction=0.25, seed=s).samples} for s in range(1, 6)]
+    other = [{x.image_id for x in cub(fake_cub, "val", val_fraction=0.25, seed=s).samples} for s in range(1, 6)]
     assert any(o != ids["val"] for o in other)
 
 
@@ -51,16 +55,16 @@ def test_stratified_holdout_keeps_every_class() -> None:
 
 
 def test_val_fraction_zero(fake_cub: Path) -> None:
-    assert len(CUB200(fake_cub, "train", val_fraction=0)) == 12
+    assert len(cub(fake_cub, "train", val_fraction=0)) == 12
     with pytest.raises(DataError, match="val_fraction"):
-        CUB200(fake_cub, "val", val_fraction=0)
+        cub(fake_cub, "val", val_fraction=0)
     with pytest.raises(DataError, match="unknown split 'valid'"):
-        CUB200(fake_cub, "valid")
+        cub(fake_cub, "valid")
 
 
 def test_bbox_crop_and_parts(tmp_path: Path) -> None:
     root = make_cub(tmp_path, class_ids=(1, 2), n_train=2, n_test=1)
-    ds = CUB200(root, "test", crop_to_bbox=True)
+    ds = cub(root, "test", crop_to_bbox=True)
     img = np.zeros((30, 40, 3), np.uint8)
     img[4:14, 5:25] = 255  # exactly the box (5, 4, 20, 10)
     from PIL import Image
@@ -75,23 +79,23 @@ def test_bbox_crop_and_parts(tmp_path: Path) -> None:
     assert parts is not None and parts.shape == (2, 15, 3)
     i = ds.samples[0].image_id
     assert parts[0, 2].tolist() == [float(i), 3.0, 1.0] and parts[0, 1, 2] == 0
-    assert ds.part_names[0] == "part1"
-    assert CUB200(root, "test", load_parts=False).parts is None
+    assert ds.info["part_names"][0] == "part1"
+    assert cub(root, "test", load_parts=False).parts is None
 
 
 def test_read_annotations_and_parts_without_images(tmp_path: Path) -> None:
     root = make_cub(tmp_path, images=False)
-    table = CUB200.read_annotations(root)
+    table = read_annotations(root)
     assert list(table.columns[:9]) == ["image_id", "path", "class_id", "label", "is_train", "x", "y", "w", "h"]
     assert len(table) == 18 and table["label"].tolist()[:7] == [0] * 6 + [1]
-    assert CUB200.read_parts(root).shape == (18, 15, 3)
+    assert read_parts(root).shape == (18, 15, 3)
     with pytest.raises(MissingImagesError, match=r"12 of 12 images .* missing .*fetch cub200"):
-        CUB200(root, "trainval")
+        cub(root, "trainval")
 
 
 def test_missing_dataset_names_path_and_fetch(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError) as e:
-        CUB200(tmp_path / "nowhere", "train")
+        cub(tmp_path / "nowhere", "train")
     msg = str(e.value)
     assert str(tmp_path / "nowhere" / "CUB_200_2011") in msg
     assert f"python -m fgvc.datasets fetch cub200 --root {tmp_path / 'nowhere'}" in msg
@@ -99,10 +103,10 @@ def test_missing_dataset_names_path_and_fetch(tmp_path: Path) -> None:
 
 def test_no_boxes_and_crop_request(tmp_path: Path) -> None:
     root = make_cub(tmp_path, boxes=False, parts=False)
-    ds = CUB200(root, "test")
+    ds = cub(root, "test")
     assert ds.samples[0].bbox is None and ds.parts is None
     with pytest.raises(DataError, match="crop_to_bbox"):
-        CUB200(root, "test", crop_to_bbox=True)
+        cub(root, "test", crop_to_bbox=True)
 
 
 MALFORMED = [
@@ -134,7 +138,7 @@ def test_malformed_lines_name_file_and_line(fake_cub: Path, name: str, line: int
     path = fake_cub / "CUB_200_2011" / name
     edit_line(path, line, text)
     with pytest.raises(AnnotationError) as e:
-        CUB200(fake_cub, "train")
+        cub(fake_cub, "train")
     msg = str(e.value)
     assert str(path) in msg and expected in msg
     if text is not None:
@@ -147,7 +151,7 @@ def test_collect_mode_reports_every_problem(fake_cub: Path) -> None:
     edit_line(d / "image_class_labels.txt", 3, "3 99")
     edit_line(d / "train_test_split.txt", 4, "4 7")
     problems: list = []
-    ann = parse_cub(fake_cub, problems=problems)
+    ann = parse_cub(fake_cub, Problems.collecting(problems))
     assert {(p.path.name, p.line) for p in problems} >= {("images.txt", 2), ("image_class_labels.txt", 3),
                                                          ("train_test_split.txt", 4)}
     assert len(ann.table) == 15  # the three bad images are left out
@@ -155,16 +159,19 @@ def test_collect_mode_reports_every_problem(fake_cub: Path) -> None:
 
 def test_build_dataset_checks_args(fake_cub: Path) -> None:
     ds = build_dataset("cub200", fake_cub, "val", val_fraction=0.5, seed=3)
-    assert isinstance(ds, CUB200) and len(ds) == 6
-    with pytest.raises(RegistryError, match="data.args.*val_fraction"):
+    assert ds.name == "cub200" and len(ds) == 6
+    with pytest.raises(RegistryError, match="data.args.*val_fraction") as e:
         build_dataset("cub200", fake_cub, "val", val_fracton=0.5)
+    assert str(e.value).endswith("it takes: crop_to_bbox, val_fraction, seed, load_parts")  # data.args only
+    with pytest.raises(RegistryError, match="takes no argument 'root' in data.args"):
+        build_dataset("cub200", fake_cub, "val", root=fake_cub)
 
 
 def test_getitem_with_transform(fake_cub: Path) -> None:
     from fgvc.data import build_transforms
 
     t = build_transforms(16, 18, (0.5,) * 3, (0.5,) * 3, train=False)
-    ds = CUB200(fake_cub, "test", transform=t)
+    ds = cub(fake_cub, "test", transform=t)
     x, y = ds[-1]
     assert x.shape == (3, 16, 16) and y == 2
     with pytest.raises(IndexError):
@@ -176,7 +183,7 @@ def test_getitem_with_transform(fake_cub: Path) -> None:
 def test_empty_images_txt(fake_cub: Path) -> None:
     (fake_cub / "CUB_200_2011" / "images.txt").write_text("")
     with pytest.raises(AnnotationError, match="images.txt: lists no images"):
-        CUB200(fake_cub, "train")
+        cub(fake_cub, "train")
 
 
 # ---- the real files (../shared) ----
@@ -185,10 +192,10 @@ def test_empty_images_txt(fake_cub: Path) -> None:
 @pytest.mark.shared
 def test_shared_cub_mini(shared_data: Path) -> None:
     root = shared_data / "cub200-mini"
-    trainval, test = CUB200(root, "trainval"), CUB200(root, "test")
+    trainval, test = cub(root, "trainval"), cub(root, "test")
     assert (len(trainval), len(test), trainval.num_classes) == (600, 588, 20)
-    assert trainval.class_ids[:2] == [41, 57] and trainval.classes[0] == "Scissor_tailed_Flycatcher"
-    train, val = CUB200(root, "train"), CUB200(root, "val")
+    assert trainval.info["class_ids"][:2] == [41, 57] and trainval.classes[0] == "Scissor_tailed_Flycatcher"
+    train, val = cub(root, "train"), cub(root, "val")
     assert len(train) + len(val) == 600 and val.class_counts().min() >= 1
     x, y = train[0]
     assert x.shape == (3, 227, 227) and 0 <= y < 20
@@ -200,8 +207,8 @@ def test_shared_cub_annotations_parse(shared_data: Path) -> None:
 
     root = shared_data / "cub200-annotations"
     t0 = time.perf_counter()
-    table = CUB200.read_annotations(root)
-    parts = CUB200.read_parts(root)
+    table = read_annotations(root)
+    parts = read_parts(root)
     assert time.perf_counter() - t0 < 5.0
     assert len(table) == 11788 and table["class_id"].nunique() == 200 and table["label"].max() == 199
     assert int(table["is_train"].sum()) == 5994 and int((table["is_train"] == 0).sum()) == 5794
@@ -210,4 +217,4 @@ def test_shared_cub_annotations_parse(shared_data: Path) -> None:
     assert parts.shape == (11788, 15, 3) and set(np.unique(parts[..., 2])) == {0.0, 1.0}
     assert parts[0, 1].tolist() == [312.0, 182.0, 1.0]
     with pytest.raises(MissingImagesError, match=r"5,994 of 5,994 images .* missing \(first: .*\.jpg"):
-        CUB200(root, "trainval")
+        cub(root, "trainval")

@@ -1,6 +1,7 @@
 """Oxford Flowers 102 reader (Nilsback and Zisserman 2008) on tiny fake .mat files, plus the real mini set."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -10,15 +11,16 @@ from data_fakes import make_flowers
 
 from fgvc.data import build_dataset
 from fgvc.data.base import AnnotationError, DataError, DatasetNotFoundError, MissingImagesError
-from fgvc.data.flowers import Flowers102
+
+flowers = functools.partial(build_dataset, "flowers102")
 
 
 def test_splits_and_contiguous_labels(fake_flowers: Path) -> None:
-    sets = {s: Flowers102(fake_flowers, s) for s in ("train", "val", "test", "trainval")}
+    sets = {s: flowers(fake_flowers, s) for s in ("train", "val", "test", "trainval")}
     assert [len(sets[s]) for s in ("train", "val", "test", "trainval")] == [3, 3, 3, 6]
     ds = sets["train"]
     # images 1..9 are listed: classes 5 (1-3), 9 (4-6), 2 (7-9); 7 (images 10-12) is not listed anywhere
-    assert ds.class_ids == [2, 5, 9] and ds.num_classes == 3
+    assert ds.info["class_ids"] == [2, 5, 9] and ds.num_classes == 3
     assert [s.image_id for s in ds.samples] == [1, 4, 7] and ds.targets == [1, 2, 0]
     assert ds.classes == ["class_2", "rose", "tulip"]
     assert ds.samples[0].path.name == "image_00001.jpg"
@@ -33,12 +35,12 @@ def test_names_file_argument(fake_flowers: Path, tmp_path: Path) -> None:
     ds = build_dataset("flowers102", fake_flowers, "val", names_file=str(names))
     assert ds.classes == ["daisy", "rose", "tulip"]
     with pytest.raises(DatasetNotFoundError, match="names_file"):
-        Flowers102(fake_flowers, "val", names_file=str(tmp_path / "none.json"))
+        flowers(fake_flowers, "val", names_file=str(tmp_path / "none.json"))
 
 
 def test_missing_dataset(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError) as e:
-        Flowers102(tmp_path / "x", "train")
+        flowers(tmp_path / "x", "train")
     assert str(tmp_path / "x" / "imagelabels.mat") in str(e.value)
     assert f"fetch flowers102 --root {tmp_path / 'x'}" in str(e.value)
 
@@ -46,7 +48,7 @@ def test_missing_dataset(tmp_path: Path) -> None:
 def test_missing_images(tmp_path: Path) -> None:
     root = make_flowers(tmp_path / "f", images=False)
     with pytest.raises(MissingImagesError, match=r"3 of 3 images .*image_00001\.jpg"):
-        Flowers102(root, "train")
+        flowers(root, "train")
 
 
 @pytest.mark.parametrize("mats,file,expected", [
@@ -62,25 +64,25 @@ def test_missing_images(tmp_path: Path) -> None:
 def test_mat_errors_name_file_key_and_shape(tmp_path: Path, mats: dict, file: str, expected: str) -> None:
     root = make_flowers(tmp_path / "f", mats=mats, images=False)
     with pytest.raises(AnnotationError) as e:
-        Flowers102(root, "train")
+        flowers(root, "train")
     assert str(root / file) in str(e.value) and expected in str(e.value)
 
 
 def test_unreadable_mat_and_split(fake_flowers: Path) -> None:
     (fake_flowers / "setid.mat").write_bytes(b"not a mat file")
     with pytest.raises(AnnotationError, match="setid.mat: not a readable MATLAB file"):
-        Flowers102(fake_flowers, "train")
+        flowers(fake_flowers, "train")
     with pytest.raises(DataError, match="unknown split"):
-        Flowers102(fake_flowers, "dev")
+        flowers(fake_flowers, "dev")
 
 
 @pytest.mark.shared
 def test_shared_flowers_mini(shared_data: Path) -> None:
     root = shared_data / "flowers102-mini"
-    sizes = {s: len(Flowers102(root, s)) for s in ("train", "val", "test", "trainval")}
+    sizes = {s: len(flowers(root, s)) for s in ("train", "val", "test", "trainval")}
     assert sizes == {"train": 120, "val": 120, "test": 341, "trainval": 240}
-    ds = Flowers102(root, "train")
-    assert ds.num_classes == 12 and ds.class_ids == [3, 5, 8, 22, 31, 50, 56, 65, 73, 79, 81, 86]
+    ds = flowers(root, "train")
+    assert ds.num_classes == 12 and ds.info["class_ids"] == [3, 5, 8, 22, 31, 50, 56, 65, 73, 79, 81, 86]
     assert ds.classes[0] == "canterbury bells" and ds.classes[-1] == "tree mallow"
     assert ds.class_counts().tolist() == [10] * 12
     img = ds.load_sample(0)

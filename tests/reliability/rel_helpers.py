@@ -33,7 +33,7 @@ def pristine_root() -> Path:
 
     base = Path(tempfile.mkdtemp(prefix="fgvc-rel-data-"))
     atexit.register(shutil.rmtree, base, True)
-    return make_synthetic(base / "syn", num_classes=3, images_per_class=16, img_size=32, progress=False)
+    return make_synthetic(base / "syn", num_classes=3, images_per_class=16, render_size=32, progress=False)
 
 
 def copy_data(dst: Path) -> Path:
