@@ -1,14 +1,15 @@
-"""fgvc.bench: the published table, the report on fake run directories, and a tiny CPU speed measurement."""
+"""fgvc.bench: the published table, the report's rows and Markdown on fake run directories, the report command."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
 from fgvc import bench
-from fgvc import config as C
+from fgvc import config
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "benchmarks" / "published.csv"
@@ -50,13 +51,14 @@ def test_match_prefers_backbone() -> None:
     assert bench.match_published(rows, "racnn", "vgg19", "flowers102") == (None, "none")
 
 
-def _fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, top1: float | None) -> Path:
-    cfg = copy.deepcopy(C.DEFAULTS)
+def _fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, top1: float | None,
+              img_size: int = 448) -> Path:
+    cfg = copy.deepcopy(config.DEFAULTS)
     cfg["model"].update(name=method, backbone=backbone)
-    cfg["data"].update(name="cub200", root=data_root, img_size=448)
+    cfg["data"].update(name="cub200", root=data_root, img_size=img_size)
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(C.dump(cfg))
+    (run / "config.yaml").write_text(config.dump(cfg))
     rows = [{"epoch": 0, "loss": 2.0, "images_per_s": 10.0}, {"epoch": 1, "loss": 1.0, "images_per_s": 30.0}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if top1 is not None:
@@ -64,6 +66,31 @@ def _fake_run(root: Path, name: str, method: str, backbone: str, data_root: str,
                  "steps": 376, "train_seconds": 1234.5}
         (run / "final.json").write_text(json.dumps(final))
     return run
+
+
+def test_compare_runs_rows_gap_subset_and_citations(tmp_path: Path) -> None:
+    mini = _fake_run(tmp_path, "mini-run", "baseline", "resnet50.a1_in1k", "../shared/data/cub200-mini", 60.0)
+    full = _fake_run(tmp_path, "full-run", "wsdan", "resnet50", "datasets/CUB_200_2011", 88.0)
+    small = _fake_run(tmp_path, "small-run", "baseline", "resnet50", "datasets/CUB_200_2011", 81.0, img_size=224)
+    cbam = _fake_run(tmp_path, "cbam-run", "cbam", "resnet50", "datasets/CUB_200_2011", None)
+    report = bench.compare_runs([mini, full, small, cbam], PUBLISHED)
+    r_mini, r_full, r_small, r_cbam = report.rows
+    assert (r_mini.run, r_mini.match, r_mini.published) == ("mini-run", "backbone", 84.5)
+    assert r_mini.gap == pytest.approx(-24.5) and r_mini.subset and r_mini.finished
+    assert r_mini.images_per_s == pytest.approx(20.0) and r_mini.epochs == 2 and r_mini.steps == 376
+    assert r_full.match == "other-backbone" and r_full.published_row["backbone"] == "inception_v3"
+    assert r_full.gap == pytest.approx(88.0 - 89.4) and not r_full.subset
+    assert r_cbam.match == "no-number" and r_cbam.published is None and r_cbam.gap is None
+    assert not r_cbam.finished and r_cbam.top1 is None and r_cbam.epochs == 2  # epochs from metrics.jsonl
+    # cited rows numbered in order of first citation; the same published row keeps its number
+    assert [r.cite for r in report.rows] == [1, 2, 1, 3]
+    assert report.sources == [r_mini.published_row, r_full.published_row, r_cbam.published_row]
+    assert [r.img_size_differs for r in report.rows] == [False, False, True, False]
+    assert report.any_subset and report.any_unfinished
+    text = bench.format_markdown(report, generated=dt.datetime(2026, 1, 2, 3, 4, 5))
+    assert "Generated 2026-01-02T03:04:05 " in text and f"`{PUBLISHED}`" in text
+    assert "- `small-run`: trained at 224 px, the published number at 448 px." in text
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.md"))  # computing writes nothing
 
 
 def test_report_table_gap_and_honesty_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

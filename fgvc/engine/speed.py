@@ -2,21 +2,71 @@
 
 Warm-up steps (and with ``--compile`` the compilation) are excluded from the timing; the record names the
 machine, the date and the command, so numbers from different machines are never mixed up.
+
+    rec = measure_speed(SpeedSpec(backbone="resnet50", batch=32, device="cuda", amp="bf16"))
+
+:func:`build_workload` builds the method, its random batch and one train and one inference step;
+:func:`time_steps` times any step; :func:`speed_record` assembles the JSON record.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import platform
 import shlex
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from fgvc.errors import SpeedError
 
-__all__ = ["SpeedError", "machine_info", "measure_speed"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["SpeedError", "SpeedSpec", "Workload", "machine_info", "build_workload", "time_steps", "speed_record",
+           "measure_speed"]
+
+Device = Literal["auto", "cpu", "cuda"]
+Amp = Literal["none", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class SpeedSpec:
+    """What to measure; the defaults are ``python -m fgvc.bench speed``'s."""
+
+    backbone: str  # timm model name, e.g. resnet50 or test_resnet.r160_in1k
+    method: str = "baseline"  # registered method (baseline, wsdan, bcnn, racnn, ...)
+    img_size: int = 160
+    batch: int = 32
+    steps: int = 5  # timed steps (after the warm-up)
+    warmup: int = 2  # untimed warm-up steps
+    device: Device = "auto"
+    amp: Amp = "none"
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the method (the compile time falls in the warm-up)
+    num_classes: int = 200
+
+    def __post_init__(self) -> None:
+        for key in ("img_size", "batch", "steps", "num_classes"):
+            if getattr(self, key) < 1:
+                raise SpeedError(f"{key} must be >= 1, not {getattr(self, key)}")
+        if self.warmup < 0:
+            raise SpeedError(f"warmup must be >= 0, not {self.warmup}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SpeedError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise SpeedError(f"amp must be none, bf16 or fp16, not {self.amp!r}")
+
+    def command(self) -> str:
+        """The ``python -m fgvc.bench speed`` command that measures this spec (non-default flags only)."""
+        args = ["speed", "--backbone", self.backbone]
+        for f in fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value != f.default:
+                flag = "--" + f.name.replace("_", "-")
+                args += [flag] if value is True else [flag, str(value)]
+        return "python -m fgvc.bench " + shlex.join(args)
 
 
 def _cpu_name() -> str:
@@ -38,37 +88,43 @@ def machine_info(device: Any) -> dict[str, Any]:
             "device": device.type, "device_name": name}
 
 
-def measure_speed(args: argparse.Namespace) -> dict[str, Any]:
-    """Train and inference images/s of ``args.method`` on random input; warm-up steps are not timed."""
+@dataclass(frozen=True)
+class Workload:
+    """A built method on its device with one training step and one inference step on a fixed random batch."""
+
+    device: torch.device
+    method: torch.nn.Module  # the (uncompiled) method: train()/eval() and the parameter count
+    train_step: Callable[[], None]  # forward, loss, backward, SGD step
+    infer_step: Callable[[], None]  # forward without gradients
+    sync: Callable[[], None]  # waits for the device (CUDA) before the clock is read
+
+
+def build_workload(spec: SpeedSpec) -> Workload:
+    """The method of ``spec`` (random weights) on its device, a random batch and the two steps to time."""
     import torch
 
     from fgvc.engine.builder import resolve_device
     from fgvc.methods import build_method
 
-    device = resolve_device(args.device)
-    if args.amp == "fp16" and device.type != "cuda":
+    device = resolve_device(spec.device)
+    if spec.amp == "fp16" and device.type != "cuda":
         raise SpeedError("--amp fp16 needs --device cuda; on the CPU use --amp bf16 or none")
     try:
-        method = build_method({"name": args.method, "backbone": args.backbone, "pretrained": False}, args.num_classes)
+        method = build_method({"name": spec.method, "backbone": spec.backbone, "pretrained": False}, spec.num_classes)
     except ValueError as exc:  # unknown timm backbone, bad method argument
-        raise SpeedError(f"cannot build --method {args.method} --backbone {args.backbone}: {exc}") from exc
+        raise SpeedError(f"cannot build --method {spec.method} --backbone {spec.backbone}: {exc}") from exc
     method.to(device)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     method.to(memory_format=fmt)
-    model = torch.compile(method) if args.compile else method
-    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, args.num_classes, (args.batch,), device=device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
-    params = [p for p in method.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    model = torch.compile(method) if spec.compile else method
+    x = torch.randn(spec.batch, 3, spec.img_size, spec.img_size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, spec.num_classes, (spec.batch,), device=device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.amp)
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     def train_step() -> None:
         with autocast():
@@ -82,28 +138,52 @@ def measure_speed(args: argparse.Namespace) -> dict[str, Any]:
         with torch.inference_mode(), autocast():
             model(x)
 
-    def timed(step: Any) -> float:
-        for _ in range(args.warmup):
-            step()
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        sync()
-        return time.perf_counter() - t0
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-    method.train()
-    t_train = timed(train_step)
-    method.eval()
-    t_infer = timed(infer_step)
-    n = args.batch * args.steps
+    return Workload(device=device, method=method, train_step=train_step, infer_step=infer_step, sync=sync)
+
+
+def time_steps(step: Callable[[], None], warmup: int, steps: int, sync: Callable[[], None] | None = None) -> float:
+    """Seconds that ``steps`` calls of ``step`` take after ``warmup`` untimed ones; ``sync`` runs before each
+    clock reading (e.g. ``torch.cuda.synchronize``)."""
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return time.perf_counter() - t0
+
+
+def speed_record(spec: SpeedSpec, command: str, train_seconds: float, infer_seconds: float, n_params: int,
+                 machine: dict[str, Any]) -> dict[str, Any]:
+    """The JSON line of ``benchmarks/results/speed.jsonl`` for ``spec.steps`` train and inference steps."""
+    n = spec.batch * spec.steps
     return {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "command": "python -m fgvc.bench " + " ".join(shlex.quote(a) for a in args.argv),
-        "method": args.method, "backbone": args.backbone, "img_size": args.img_size, "batch": args.batch,
-        "steps": args.steps, "warmup": args.warmup, "amp": args.amp, "channels_last": args.channels_last,
-        "compile": args.compile, "params_m": round(sum(p.numel() for p in method.parameters()) / 1e6, 3),
-        "train_images_per_s": round(n / max(t_train, 1e-9), 2), "infer_images_per_s": round(n / max(t_infer, 1e-9), 2),
-        "train_step_ms": round(1000 * t_train / args.steps, 2), "infer_step_ms": round(1000 * t_infer / args.steps, 2),
-        "machine": machine_info(device),
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "command": command,
+        "method": spec.method, "backbone": spec.backbone, "img_size": spec.img_size, "batch": spec.batch,
+        "steps": spec.steps, "warmup": spec.warmup, "amp": spec.amp, "channels_last": spec.channels_last,
+        "compile": spec.compile, "params_m": round(n_params / 1e6, 3),
+        "train_images_per_s": round(n / max(train_seconds, 1e-9), 2),
+        "infer_images_per_s": round(n / max(infer_seconds, 1e-9), 2),
+        "train_step_ms": round(1000 * train_seconds / spec.steps, 2),
+        "infer_step_ms": round(1000 * infer_seconds / spec.steps, 2),
+        "machine": machine,
     }
+
+
+def measure_speed(spec: SpeedSpec, command: str | None = None) -> dict[str, Any]:
+    """Train and inference images/s of ``spec.method`` on random input; warm-up steps are not timed.
+
+    ``command`` is recorded as the command that made the measurement (default: :meth:`SpeedSpec.command`)."""
+    work = build_workload(spec)
+    work.method.train()
+    t_train = time_steps(work.train_step, spec.warmup, spec.steps, work.sync)
+    work.method.eval()
+    t_infer = time_steps(work.infer_step, spec.warmup, spec.steps, work.sync)
+    n_params = sum(p.numel() for p in work.method.parameters())
+    return speed_record(spec, command or spec.command(), t_train, t_infer, n_params, machine_info(work.device))
