@@ -30,52 +30,41 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fgvc.engine import builder as B  # noqa: E402
-from fgvc.evaluate import build_trained, load_run  # noqa: E402
+from fgvc.engine.inference import TrainedRun  # noqa: E402
 from fgvc.train import main as train_main  # noqa: E402
 
 
-def method_maps(method: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """B, M, H, W maps at input resolution: WS-DAN's attention maps, or the baseline's feature-map channel mean."""
-    maps = method.attention_maps(images) if method.__class__.__name__ == "WSDAN" else None
-    if maps is None:
-        maps = method.backbone(images).float().mean(1, keepdim=True)  # B, 1, h, w
-    return F.interpolate(maps.float(), size=images.shape[-2:], mode="bilinear", align_corners=False).clamp_min(0)
-
-
 @torch.no_grad()
-def hit_rate(run_dir: Path, batch: int = 50) -> dict[str, float]:
+def hit_rate(run_dir: Path) -> dict[str, float]:
     """Peak of the mean map in the part (%), peak of the strongest map in the part (%), and the share of
-    attention mass inside the part's square divided by the square's share of the image (1 = no concentration)."""
-    cfg, state, _ = load_run(run_dir, "last", ["data.num_workers=0"])
-    method, _ = build_trained(cfg, state)
-    method.eval()
-    dc = {k: tuple(v) if isinstance(v, list) else v for k, v in state["data_config"].items()}
-    ds = B.build_split(cfg, cfg["data"]["test_split"], False, dc)
-    meta = json.loads((Path(cfg["data"]["root"]) / "synthetic.json").read_text())
-    side = math.sqrt(meta["part_size_frac"]) * meta["img_size"]  # the part is a square of this side
-    size = cfg["data"]["img_size"]
-    scale = size / meta["img_size"]  # eval: resize to data.resize then centre crop; the benchmark uses resize == size
+    attention mass inside the part's square divided by the square's share of the image (1 = no concentration).
+
+    Maps come from one pass over the test split: WS-DAN's M attention maps, or (methods without maps) the
+    channel mean of the backbone's feature map, a class-agnostic activation map."""
+    run = TrainedRun.load(run_dir, "last", ["data.num_workers=0"])
+    split = run.cfg["data"]["test_split"]
+    got = run.collect(split, ["maps", "feature_map"])
+    raw = got.maps if got.maps is not None else got.feature_map.mean(1, keepdim=True)  # N, M, h, w
+    size = run.cfg["data"]["img_size"]
+    maps_all = F.interpolate(raw, size=(size, size), mode="bilinear", align_corners=False).clamp_min(0)  # N, M, H, W
+    ds = run.dataset(split)
+    meta = ds.info["meta"]
+    side = math.sqrt(meta["part_size_frac"]) * meta["render_size"]  # the part is a square of this side
+    scale = size / meta["render_size"]  # eval: resize to data.resize then centre crop; the benchmark uses resize == size
     grid_y, grid_x = torch.meshgrid(torch.arange(size).float() + 0.5, torch.arange(size).float() + 0.5, indexing="ij")
     mean_hits = top_hits = n = 0
     ratios, per_map_hits = [], []  # per_map_hits: one (M,) bool row per image
-    for start in range(0, len(ds), batch):
-        idx = list(range(start, min(start + batch, len(ds))))
-        images = torch.stack([ds[i][0] for i in idx])
-        maps = method_maps(method, images)  # B, M, H, W
-        strongest = maps.flatten(2).sum(2).argmax(1)  # B: the map with the largest mass
-        for j, i in enumerate(idx):
-            cx, cy = ds.samples[i].parts[0][:2] * scale
-            half = side * scale / 2
-            inside = ((grid_x - cx).abs() <= half) & ((grid_y - cy).abs() <= half)  # H, W
-            for heat, counter in ((maps[j].mean(0), "mean"), (maps[j, strongest[j]], "top")):
-                hit = bool(inside.flatten()[heat.flatten().argmax()])
-                mean_hits += hit and counter == "mean"
-                top_hits += hit and counter == "top"
-            per_map_hits.append(inside.flatten()[maps[j].flatten(1).argmax(1)])  # M: peak of each map in the part
-            mass = maps[j].sum(0)
-            ratios.append(float((mass * inside).sum() / mass.sum().clamp_min(1e-12)) / float(inside.float().mean()))
-            n += 1
+    for i, maps in enumerate(maps_all):  # M, H, W
+        strongest = int(maps.flatten(1).sum(1).argmax())  # the map with the largest mass
+        cx, cy = ds.samples[i].parts[0][:2] * scale
+        half = side * scale / 2
+        inside = ((grid_x - cx).abs() <= half) & ((grid_y - cy).abs() <= half)  # H, W
+        mean_hits += bool(inside.flatten()[maps.mean(0).flatten().argmax()])
+        top_hits += bool(inside.flatten()[maps[strongest].flatten().argmax()])
+        per_map_hits.append(inside.flatten()[maps.flatten(1).argmax(1)])  # M: peak of each map in the part
+        mass = maps.sum(0)
+        ratios.append(float((mass * inside).sum() / mass.sum().clamp_min(1e-12)) / float(inside.float().mean()))
+        n += 1
     # the best single map as a part detector: chosen on the even-indexed test images, scored on the odd ones
     hits = torch.stack(per_map_hits).float()  # N, M
     best = int(hits[0::2].mean(0).argmax())
@@ -131,14 +120,15 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/synthetic_attention.md")
     ap.add_argument("--skip-train", action="store_true", help="only measure existing runs")
     ap.add_argument("--baseline-backbone", default="{output_stride: 16}",
-                    help="the baseline's model.args.backbone_args (output stride 16: 8x8 maps at 128 px, as WS-DAN's)")
+                    help="the baseline's model.backbone_args (output stride 16: 8x8 maps at 128 px, as WS-DAN's)")
     ap.add_argument("--wsdan-backbone", default="{out_index: 3}",
-                    help="WS-DAN's model.args.backbone_args (out_index 3: lite0's stride-16 stage, the recipes' tap)")
+                    help="WS-DAN's model.backbone_args (out_index 3: lite0's stride-16 stage; {} = the backbone's "
+                         "part tap, the last map on lite0)")
     ap.add_argument("--set", dest="sets", nargs="+", default=[], help="extra overrides for both runs")
     args = ap.parse_args()
     common = [f"train.epochs={args.epochs}", f"data.img_size={args.img_size}", f"data.resize={args.img_size}", *args.sets]
-    arms = (("baseline", [f"model.args={{backbone_args: {args.baseline_backbone}}}"]),
-            ("wsdan", ["model.name=wsdan", f"model.args={{backbone_args: {args.wsdan_backbone}}}"]))
+    arms = (("baseline", [f"model.backbone_args={args.baseline_backbone}"]),
+            ("wsdan", ["model.name=wsdan", f"model.backbone_args={args.wsdan_backbone}"]))
     rows = []
     for seed in args.seeds or [None]:
         for name, sets in arms:

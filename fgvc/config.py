@@ -12,6 +12,7 @@ the component they configure (see :mod:`fgvc.registry`).
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,7 +21,9 @@ import yaml
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
-__all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "get", "dump"]
+__all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "get", "dump"]
+
+log = logging.getLogger("fgvc")
 
 NoneType = type(None)
 
@@ -40,7 +43,8 @@ DEFAULTS: dict[str, Any] = {
         "args": {},
         "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
     },
-    "model": {"name": "baseline", "backbone": "resnet50", "pretrained": True, "pretrained_file": None, "args": {}},
+    "model": {"name": "baseline", "backbone": "resnet50", "pretrained": True, "pretrained_file": None,
+              "backbone_args": {}, "args": {}},
     "loss": {"name": "cross_entropy", "args": {}, "aux": []},
     "train": {
         "epochs": 10,
@@ -60,7 +64,6 @@ DEFAULTS: dict[str, Any] = {
         "decay_epochs": 2,
         "decay_rate": 0.9,
         "amp": "none",
-        "cpu_amp": False,
         "grad_accum": 1,
         "clip_grad": None,
         "ema": False,
@@ -76,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every_steps": 0,
         "threads": 0,
     },
-    "eval": {"tta_flip": False, "batch_size": 0},
+    "eval": {"tta_flip": False, "batch_size": 0, "protocols": ["classification"]},
     "output": {"root": "runs", "name": None},
 }
 
@@ -95,14 +98,16 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.optimizer": ("sgd", "adamw"),
     "train.scheduler": ("cosine", "step", "none"),
-    "train.amp": ("none", "bf16", "fp16"),
+    "train.amp": ("none", "auto", "bf16", "fp16"),
     "train.on_nan": ("stop", "skip"),
     "train.channels_last": ("auto", True, False),
     "data.on_bad_image": ("error", "skip"),
 }
-FREE_FORM = {"data.args", "model.args", "loss.args"}
+FREE_FORM = {"data.args", "model.args", "model.backbone_args", "loss.args"}
 STAGE_KEYS = {"name": str, "epochs": int, "lr": float, "backbone_lr_scale": float}
+STAGE_REQUIRED = ("name", "epochs")
 AUX_KEYS = {"name": str, "weight": float, "args": dict}
+AUX_REQUIRED = ("name",)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -149,10 +154,44 @@ def _load(path: Path, origin: dict[str, str], seen: tuple[Path, ...]) -> dict[st
     return out
 
 
+def migrate(tree: dict[str, Any]) -> list[str]:
+    """Rewrite, in place, the keys that older fgvc versions wrote (recipes and run directories' config.yaml and
+    checkpoints keep working); returns one note per change.
+
+    * ``train.cpu_amp`` is gone: ``train.amp`` is the one key (``auto`` = bf16 on CUDA, fp32 on the CPU, which
+      is what ``amp: bf16`` without ``cpu_amp`` meant; ``bf16`` now means bf16 on every device).
+    * ``model.args.backbone_args`` is now ``model.backbone_args`` (the backbone factory reads it, not the method).
+    * the synthetic set's ``data.args.img_size`` (the size images are rendered at) is now
+      ``data.args.render_size``, so it is not confused with ``data.img_size`` (the network's input crop).
+    """
+    notes: list[str] = []
+    train, model, data = (tree.get(k) if isinstance(tree.get(k), dict) else {} for k in ("train", "model", "data"))
+    if "cpu_amp" in train:
+        cpu_amp = train.pop("cpu_amp")
+        if train.get("amp") == "bf16" and not cpu_amp:
+            train["amp"] = "auto"
+            notes.append("train.amp: bf16 with train.cpu_amp: false is now train.amp: auto (bf16 on CUDA, fp32 on the CPU)")
+        else:
+            notes.append("train.cpu_amp was removed: train.amp alone chooses (auto, none, bf16, fp16)")
+    args = model.get("args") if isinstance(model.get("args"), dict) else {}
+    if "backbone_args" in args:
+        if model.get("backbone_args"):
+            raise ConfigError("model.backbone_args and the old model.args.backbone_args are both set; keep model.backbone_args")
+        model["backbone_args"] = args.pop("backbone_args")
+        notes.append("model.args.backbone_args is now model.backbone_args")
+    dargs = data.get("args") if isinstance(data.get("args"), dict) else {}
+    if data.get("name") == "synthetic" and "img_size" in dargs:
+        dargs["render_size"] = dargs.pop("img_size")
+        notes.append("the synthetic set's data.args.img_size is now data.args.render_size (data.img_size is the crop)")
+    return notes
+
+
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, str]]:
     """Recipe + bases + overrides, merged over DEFAULTS and validated. Returns (config, origin)."""
     origin: dict[str, str] = {}
     recipe = _load(Path(path), origin, ())
+    for note in migrate(recipe):
+        log.warning(f"{path}: {note}; read as such (update the recipe to silence this)")
     cfg = copy.deepcopy(DEFAULTS)
     _check_keys(recipe, DEFAULTS, origin)
     _merge(cfg, recipe, {}, "")
@@ -248,15 +287,42 @@ def _check_types(cfg: dict[str, Any], origin: dict[str, str], schema: dict[str, 
             )
 
 
-def _check_list(items: list, keys: dict[str, type], what: str, origin: dict[str, str]) -> None:
+def _check_list(items: list, keys: dict[str, type], required: tuple[str, ...], what: str,
+                origin: dict[str, str]) -> None:
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{what}[{i}]{_where(origin, what)} must be a mapping with a 'name', got {item!r}")
+        if not isinstance(item, dict):
+            raise ConfigError(f"{what}[{i}]{_where(origin, what)} must be a mapping with {' and '.join(required)}, "
+                              f"got {item!r}")
         for k, v in item.items():
             if k not in keys:
                 raise ConfigError(f"{what}[{i}] has unknown key '{k}'{closest(k, keys)}; valid: {sorted(keys)}")
             if not _type_ok(v, (keys[k],)):
                 raise ConfigError(f"{what}[{i}].{k} must be {keys[k].__name__}, got {v!r}")
+        absent = [k for k in required if k not in item]
+        if absent:
+            raise ConfigError(f"{what}[{i}]{_where(origin, what)} = {item!r} lacks {' and '.join(absent)}; each entry "
+                              f"needs {', '.join(required)} (e.g. {{name: finetune, epochs: 10}} for a stage)")
+
+
+def _check_stages(cfg: dict[str, Any], origin: dict[str, str]) -> None:
+    """Stages own the epoch count: ``train.epochs`` is derived from them, and a different explicit value is an error."""
+    tr = cfg["train"]
+    _check_list(tr["stages"], STAGE_KEYS, STAGE_REQUIRED, "train.stages", origin)
+    for i, st in enumerate(tr["stages"]):
+        if st["epochs"] < 1:
+            raise ConfigError(f"train.stages[{i}].epochs must be >= 1, got {st['epochs']}")
+        if st.get("lr", 1.0) <= 0:
+            raise ConfigError(f"train.stages[{i}].lr must be > 0, got {st['lr']}")
+    if not tr["stages"]:
+        return
+    total = sum(st["epochs"] for st in tr["stages"])
+    if "train.epochs" in origin and tr["epochs"] != total:
+        plan = " + ".join(f"{st['name']} {st['epochs']}" for st in tr["stages"])
+        raise ConfigError(
+            f"'train.epochs'{_where(origin, 'train.epochs')} = {tr['epochs']} has no effect: this recipe trains in "
+            f"train.stages ({plan} = {total} epochs){_where(origin, 'train.stages')}. Set each stage's epochs (e.g. "
+            "--set 'train.stages=[{name: main, epochs: 3}]'), or drop train.epochs")
+    tr["epochs"] = total  # what config.yaml records
 
 
 def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
@@ -265,15 +331,19 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
     _check_keys(cfg, DEFAULTS, origin)
     _check_types(cfg, origin)
     tr, data = cfg["train"], cfg["data"]
-    _check_list(tr["stages"], STAGE_KEYS, "train.stages", origin)
-    _check_list(cfg["loss"]["aux"], AUX_KEYS, "loss.aux", origin)
+    _check_stages(cfg, origin)
+    _check_list(cfg["loss"]["aux"], AUX_KEYS, AUX_REQUIRED, "loss.aux", origin)
+    protocols = cfg["eval"]["protocols"]
+    if not (isinstance(protocols, list) and all(isinstance(x, str) for x in protocols) and "classification" in protocols):
+        raise ConfigError(f"'eval.protocols'{_where(origin, 'eval.protocols')} = {protocols!r}: a list of evaluation "
+                          "protocol names that includes classification (it writes final.json), e.g. [classification]")
 
     def need(ok: bool, key: str, msg: str) -> None:
         if not ok:
             raise ConfigError(f"'{key}'{_where(origin, key)} = {get(cfg, key)!r}: {msg}")
 
     need(tr["lr"] > 0, "train.lr", "the learning rate must be > 0 (e.g. 0.01 for SGD, 1e-3 for AdamW)")
-    need(tr["epochs"] >= 1 or bool(tr["stages"]), "train.epochs", "must be >= 1")
+    need(tr["epochs"] >= 1, "train.epochs", "must be >= 1")
     need(tr["batch_size"] >= 1, "train.batch_size", "must be >= 1")
     need(tr["max_steps"] is None or tr["max_steps"] >= 1, "train.max_steps", "must be >= 1 or null")
     need(tr["grad_accum"] >= 1, "train.grad_accum", "must be >= 1")
@@ -293,11 +363,6 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
             f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
             f"(e.g. {round(data['img_size'] * 8 / 7)}) or data.resize=null",
         )
-    for i, st in enumerate(tr["stages"]):
-        if st.get("epochs", 1) < 1:
-            raise ConfigError(f"train.stages[{i}].epochs must be >= 1, got {st['epochs']}")
-        if st.get("lr", 1.0) <= 0:
-            raise ConfigError(f"train.stages[{i}].lr must be > 0, got {st['lr']}")
 
 
 def get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from fgvc.errors import RegistryError
 
-__all__ = ["Registry", "RegistryError", "METHODS", "DATASETS", "LOSSES", "closest"]
+__all__ = ["Registry", "RegistryError", "METHODS", "DATASETS", "LOSSES", "PROTOCOLS", "closest"]
 
 
 def closest(name: str, choices: Iterable[str]) -> str:
@@ -26,6 +26,7 @@ class Registry:
     """A named table of builders.
 
     >>> LOSSES = Registry("loss")
+PROTOCOLS = Registry("evaluation protocol")
     >>> @LOSSES.register("center")
     ... class CenterLoss: ...
     """
@@ -85,3 +86,4 @@ class Registry:
 METHODS = Registry("method")
 DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
+PROTOCOLS = Registry("evaluation protocol")

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from fgvc import config as C
+from fgvc import config
 from fgvc.cli import friendly
 
 
@@ -32,12 +32,12 @@ def _find_run(args: argparse.Namespace) -> Path:
     if args.output:
         return Path(args.output)
     if not args.recipe:
-        raise C.ConfigError("--resume needs a run directory, or a recipe whose newest run to continue")
-    cfg, _ = C.load_recipe(args.recipe, args.sets)
+        raise config.ConfigError("--resume needs a run directory, or a recipe whose newest run to continue")
+    cfg, _ = config.load_recipe(args.recipe, args.sets)
     name = cfg["output"]["name"] or Path(args.recipe).stem
     runs = sorted(Path(cfg["output"]["root"]).glob(f"{name}-*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise C.ConfigError(f"no run of '{name}' with a checkpoint under {cfg['output']['root']}/ to resume")
+        raise config.ConfigError(f"no run of '{name}' with a checkpoint under {cfg['output']['root']}/ to resume")
     return runs[-1].parent.parent
 
 
@@ -51,25 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume is not None:
         run_dir = _find_run(args)
         if not (run_dir / "config.yaml").is_file():
-            raise C.ConfigError(f"{run_dir} is not an fgvc run directory (no config.yaml)")
-        cfg, _ = C.load_recipe(run_dir / "config.yaml", args.sets)
+            raise config.ConfigError(f"{run_dir} is not an fgvc run directory (no config.yaml)")
+        cfg, _ = config.load_recipe(run_dir / "config.yaml", args.sets)
         if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise C.ConfigError(f"{run_dir} has no checkpoints/last.pt yet: start it again without --resume")
+            raise config.ConfigError(f"{run_dir} has no checkpoints/last.pt yet: start it again without --resume")
     else:
         if not args.recipe:
-            raise C.ConfigError("give a recipe, e.g. python -m fgvc.train recipes/demo.yaml")
-        cfg, _ = C.load_recipe(args.recipe, args.sets)
+            raise config.ConfigError("give a recipe, e.g. python -m fgvc.train recipes/demo.yaml")
+        cfg, _ = config.load_recipe(args.recipe, args.sets)
         name = cfg["output"]["name"] or Path(args.recipe).stem
         run_dir = Path(args.output) if args.output else new_run_dir(cfg["output"]["root"], name)
         if (run_dir / "checkpoints" / "last.pt").exists():
-            raise C.ConfigError(
+            raise config.ConfigError(
                 f"{run_dir} already holds a run with a checkpoint; continue it with --resume {run_dir}, "
                 "or choose another --output (fgvc never overwrites a checkpoint of another run)")
     env = init_distributed("cuda" if cfg["train"]["device"] != "cpu" and _cuda() else "cpu")
     fresh = not run_dir.exists()
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(C.dump(cfg))
+        (run_dir / "config.yaml").write_text(config.dump(cfg))
     env.barrier()
     log = setup_logging(run_dir, env.is_main)
     log.info(f"run directory: {run_dir}")

@@ -1,5 +1,6 @@
-"""fgvc.visualize and fgvc.vis.overlay: overlay helpers, the attention figure, the CAM fallback and the CLI
-on a tiny run directory (a checkpoint saved here; the data split is a small in-memory stand-in)."""
+"""fgvc.visualize, fgvc.vis.attention_figure and fgvc.vis.overlay: overlay helpers, the attention figure drawn
+from Outputs (maps, CAM fallback, object boxes) and the CLI on a tiny run directory (a checkpoint saved here; the
+data split is a small in-memory stand-in)."""
 from __future__ import annotations
 
 import copy
@@ -9,34 +10,24 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from fgvc.methods.base import Method
-from fgvc.models.backbone import Backbone
-from fgvc.vis.overlay import box_from_map, denormalize, heat_overlay, upsample_maps
-from fgvc.visualize import _maps_or_cam, evenly_spaced, figure_pixels, render_attention
+from fgvc.methods.base import Outputs
+from fgvc.vis.attention_figure import draw_attention, figure_pixels, maps_or_cam
+from fgvc.vis.overlay import denormalize, heat_overlay, upsample_maps
+from fgvc.visualize import evenly_spaced
 
 TINY = "test_resnet.r160_in1k"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLASSES = ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross"]
 
 
-class TinyAttention(Method):
-    """A timm test model with a 1x1-conv attention head; ``with_maps=False`` has no maps (CAM fallback)."""
-
-    def __init__(self, num_classes: int = 3, num_maps: int = 6, with_maps: bool = True) -> None:
-        super().__init__(num_classes)
-        torch.manual_seed(0)
-        self.backbone = Backbone(TINY)
-        self.att = nn.Conv2d(self.backbone.num_features, num_maps, 1)
-        self.fc = nn.Linear(self.backbone.num_features, num_classes)
-        self.with_maps = with_maps
-
-    def predict(self, images: Tensor) -> Tensor:
-        return self.fc(self.backbone(images).mean((2, 3)))
-
-    def attention_maps(self, images: Tensor) -> Tensor | None:
-        return torch.relu(self.att(self.backbone(images))) if self.with_maps else None
+def _outputs(b: int, num_maps: int | None = 6, boxes: bool = False) -> Outputs:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(b, len(CLASSES), generator=g)
+    maps = None if num_maps is None else torch.rand(b, num_maps, 4, 4, generator=g)
+    box = torch.tensor([[4.0, 6.0, 30.0, 28.0]]).repeat(b, 1) if boxes else None
+    return Outputs({"refined": logits, "raw": logits}, "refined", torch.randn(b, 8), torch.rand(b, 5, 4, 4), maps, box)
 
 
 # ------------------------------------------------------------------ overlay
@@ -71,19 +62,6 @@ def test_heat_overlay_blends_jet() -> None:
         heat_overlay(img, np.ones((3, 3)), 0.5)
 
 
-def test_box_from_map_contains_above_threshold_region() -> None:
-    heat = np.zeros((20, 30), dtype=np.float32)
-    heat[5:9, 10:18] = 1.0
-    heat[12, 4] = 0.05  # below 0.1 * max: outside the box
-    x1, y1, x2, y2 = box_from_map(heat, threshold=0.1, padding=0.0)
-    assert (x1, y1, x2, y2) == (10.0, 5.0, 18.0, 9.0)
-    px1, py1, px2, py2 = box_from_map(heat, threshold=0.1, padding=0.1)
-    assert px1 <= x1 and py1 <= y1 and px2 >= x2 and py2 >= y2 and px1 >= 0 and px2 <= 30
-    assert box_from_map(np.zeros((4, 5)), 0.1) == (0.0, 0.0, 5.0, 4.0)  # empty map: whole image
-    ys, xs = np.nonzero(heat >= 0.1 * heat.max())
-    assert xs.min() >= x1 and xs.max() + 1 <= x2 and ys.min() >= y1 and ys.max() + 1 <= y2
-
-
 def test_evenly_spaced_is_deterministic() -> None:
     assert evenly_spaced(100, 5) == [0, 25, 50, 74, 99]
     assert evenly_spaced(3, 8) == [0, 1, 2]
@@ -91,36 +69,34 @@ def test_evenly_spaced_is_deterministic() -> None:
 
 
 # ------------------------------------------------------------------ figures
-@pytest.mark.parametrize("mode,cols", [("mean", 2), ("top4", 6)])
-def test_render_attention_writes_png_of_expected_size(tmp_path: Path, mode: str, cols: int) -> None:
-    method = TinyAttention(num_maps=6)
-    images = torch.randn(2, 3, 48, 48)
-    out = render_attention(method, images, [0, 2], CLASSES, MEAN, STD, tmp_path / "sub" / "att.png", maps=mode)
+@pytest.mark.parametrize("mode,cols", [("mean", 2), ("top4", 6), ("all", 8)])
+def test_draw_attention_writes_png_of_expected_size(tmp_path: Path, mode: str, cols: int) -> None:
+    out = draw_attention(_outputs(2, boxes=True), torch.randn(2, 3, 48, 48), [0, 2], CLASSES, MEAN, STD,
+                         tmp_path / "sub" / "att.png", maps=mode)
     assert out.is_file()
     assert Image.open(out).size == figure_pixels(2, cols)
-    assert method.training  # mode restored
 
 
-def test_render_attention_cam_fallback(tmp_path: Path) -> None:
-    method = TinyAttention(with_maps=False)
-    images = torch.randn(3, 3, 40, 40)
-    maps, is_cam = _maps_or_cam(method, images)
-    assert is_cam and maps.shape[:2] == (3, 1)
-    out = render_attention(method, images, torch.tensor([1, 1, 0]), CLASSES, MEAN, STD, tmp_path / "cam.png",
-                           maps="top4")
-    assert Image.open(out).size == figure_pixels(3, 2)  # no per-map columns without maps
+def test_draw_attention_cam_fallback(tmp_path: Path) -> None:
+    out = _outputs(3, num_maps=None)
+    maps, is_cam = maps_or_cam(out)
+    assert is_cam and maps.shape == (3, 1, 4, 4)
+    torch.testing.assert_close(maps, out.feature_map.mean(1, keepdim=True))
+    path = draw_attention(out, torch.randn(3, 3, 40, 40), torch.tensor([1, 1, 0]), CLASSES, MEAN, STD,
+                          tmp_path / "cam.png", maps="top4")
+    assert Image.open(path).size == figure_pixels(3, 2)  # no per-map columns without maps
 
 
-def test_render_attention_rejects_bad_maps(tmp_path: Path) -> None:
-    class Bad(TinyAttention):
-        def attention_maps(self, images: Tensor) -> Tensor:
-            return torch.zeros(5)
-
+def test_draw_attention_rejects_bad_input(tmp_path: Path) -> None:
+    bad = _outputs(1)
+    bad.maps = torch.zeros(5)
     with pytest.raises(ValueError, match="B, M, h, w"):
-        render_attention(Bad(), torch.randn(1, 3, 32, 32), [0], CLASSES, MEAN, STD, tmp_path / "x.png")
+        draw_attention(bad, torch.randn(1, 3, 32, 32), [0], CLASSES, MEAN, STD, tmp_path / "x.png")
     with pytest.raises(ValueError, match="maps must be one of"):
-        render_attention(TinyAttention(), torch.randn(1, 3, 32, 32), [0], CLASSES, MEAN, STD, tmp_path / "x.png",
-                         maps="top3")
+        draw_attention(_outputs(1), torch.randn(1, 3, 32, 32), [0], CLASSES, MEAN, STD, tmp_path / "x.png",
+                       maps="top3")
+    with pytest.raises(ValueError, match="2 targets"):
+        draw_attention(_outputs(1), torch.randn(1, 3, 32, 32), [0, 1], CLASSES, MEAN, STD, tmp_path / "x.png")
 
 
 # ---------------------------------------------------------------------- CLI
@@ -139,11 +115,11 @@ class _TinySplit(torch.utils.data.Dataset):
 
 
 def _fake_run(tmp_path: Path) -> Path:
-    from fgvc import config as C
+    from fgvc import config
     from fgvc.engine.builder import build_method_from_cfg
     from fgvc.engine.checkpoint import save_checkpoint
 
-    cfg = copy.deepcopy(C.DEFAULTS)
+    cfg = copy.deepcopy(config.DEFAULTS)
     cfg["model"].update(name="baseline", backbone=TINY, pretrained=False)
     cfg["data"].update(img_size=32, resize=None, root="datasets/fake-mini")
     cfg["train"]["device"] = "cpu"
@@ -156,7 +132,6 @@ def _fake_run(tmp_path: Path) -> Path:
 
 
 def test_cli_on_a_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    pytest.importorskip("fgvc.methods")
     from fgvc import visualize
     from fgvc.engine import builder
 

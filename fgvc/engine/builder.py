@@ -12,11 +12,12 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, Dataset
 
 from fgvc.engine.distributed import DistEnv, EpochSampler, ShardSampler
+from fgvc.errors import ConfigError
 
 log = logging.getLogger("fgvc")
 
 __all__ = [
-    "resolve_device", "resolve_amp", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "build_optimizer",
+    "resolve_device", "resolve_amp", "resolve_channels_last", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "build_optimizer",
     "build_scheduler", "SeededSamples", "flip_warnings",
 ]
 
@@ -30,28 +31,41 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def resolve_amp(tr: dict[str, Any], device: torch.device) -> str:
-    """The autocast dtype actually used. On the CPU, bf16 autocast runs only with ``train.cpu_amp: true``:
-    on the 2-core x86 machines we measured it ~10x slower than fp32 (tf_efficientnet_lite0, 160 px), so the
-    recipes' ``amp: bf16`` (meant for CUDA) falls back to fp32 there; fp16 is CUDA-only."""
-    amp = tr["amp"]
-    if device.type == "cuda" or amp == "none":
-        return amp
-    if amp == "bf16" and tr["cpu_amp"]:
-        return amp
-    log.info(f"train.amp={amp} applies on CUDA; running fp32 on the CPU"
-             + (" (set train.cpu_amp=true for bf16 autocast on the CPU)" if amp == "bf16" else ""))
-    return "none"
+def resolve_amp(amp: str, device: torch.device, strict: bool = True) -> str:
+    """The autocast dtype used for ``train.amp`` on ``device``: ``auto`` is bf16 on CUDA and fp32 (``none``) on the
+    CPU, where we measured bf16 autocast ~10x slower than fp32 (tf_efficientnet_lite0, 160 px, 2 cores); ``bf16``
+    is bf16 everywhere; ``fp16`` needs CUDA: on the CPU it is a :class:`ConfigError` when training (``strict``)
+    and fp32 with a note when only evaluating a run trained elsewhere."""
+    if amp == "auto":
+        return "bf16" if device.type == "cuda" else "none"
+    if amp == "fp16" and device.type != "cuda":
+        if strict:
+            raise ConfigError("train.amp=fp16 needs CUDA, and this run is on the CPU: use train.amp=auto (bf16 on CUDA, "
+                              "fp32 on the CPU), none, or bf16 (slow on most CPUs)")
+        log.info("train.amp=fp16 needs CUDA; running fp32 on the CPU")
+        return "none"
+    if amp == "bf16" and device.type == "cpu":
+        log.info("train.amp=bf16 on the CPU: bf16 autocast was ~10x slower than fp32 on the machines we measured")
+    return amp
+
+
+def resolve_channels_last(setting: str | bool, method: torch.nn.Module) -> bool:
+    """``train.channels_last``: ``auto`` is on for CNN backbones (2.2x faster lite0 training on our 2-core CPU, and
+    the fast layout on GPUs) and off for vision transformers, whose token layers gain nothing from it."""
+    if setting != "auto":
+        return bool(setting)
+    from fgvc.models.backbone import Backbone
+
+    backbones = [m for m in method.modules() if isinstance(m, Backbone)]
+    return bool(backbones) and not any(b.is_transformer for b in backbones)
 
 
 def build_method_from_cfg(cfg: dict[str, Any], num_classes: int) -> torch.nn.Module:
+    """The recipe's method, with its loss section as criterion and ``loss.aux`` as feature losses."""
     from fgvc.losses import build_criterion
     from fgvc.methods import build_method
 
-    model_cfg = dict(cfg["model"], args=dict(cfg["model"]["args"]))
-    if cfg["loss"]["aux"]:  # feature losses (center, triplet) on the method's embedding
-        model_cfg["args"]["aux_losses"] = cfg["loss"]["aux"]
-    return build_method(model_cfg, num_classes, build_criterion(cfg["loss"]))
+    return build_method(cfg["model"], num_classes, build_criterion(cfg["loss"]), cfg["loss"]["aux"])
 
 
 def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any]) -> Any:
@@ -144,7 +158,7 @@ def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float)
                 param_groups.append({"params": ps, "lr": lr * g.get("lr_scale", 1.0), "weight_decay": wd,
                                      "name": g.get("name", "")})
     if not param_groups:
-        raise ValueError("no trainable parameters in this stage: check train.stages and the method's param_groups")
+        raise ConfigError("no trainable parameters in this stage: check train.stages and the method's param_groups")
     if tr["optimizer"] == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, momentum=tr["momentum"], nesterov=tr["nesterov"] and tr["momentum"] > 0)
     return torch.optim.AdamW(param_groups, lr=lr)

@@ -22,14 +22,15 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from fgvc import config as C
-from fgvc.engine import builder as B
+from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
-from fgvc.engine.evaluator import autocast, evaluate, write_reports
+from fgvc.engine.inference import Runtime, TrainedRun, autocast
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
-from fgvc.errors import TrainingDiverged
+from fgvc.errors import ConfigError, TrainingDiverged
+from fgvc.methods.base import hard_labels
+from fgvc.protocols import build_protocol, split_roles
 
 log = logging.getLogger("fgvc")
 
@@ -39,7 +40,7 @@ __all__ = ["Trainer", "TrainingDiverged"]
 class Trainer:
     def __init__(self, cfg: dict[str, Any], run_dir: Path, resume: bool = False, env: DistEnv | None = None) -> None:
         self.cfg, self.run_dir, self.tr = cfg, Path(run_dir), cfg["train"]
-        self.device = B.resolve_device(self.tr["device"])
+        self.device = builder.resolve_device(self.tr["device"])
         self.env = env or init_distributed(self.device.type)
         if self.env.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.env.local_rank)
@@ -59,7 +60,7 @@ class Trainer:
         self._resume_state = load_checkpoint(self.ckpt_dir / "last.pt") if resume else None
         saved = list((self._resume_state or {}).get("class_names") or self.class_names)
         if saved != self.class_names:
-            raise C.ConfigError(
+            raise ConfigError(
                 f"cannot resume {self.run_dir}: its checkpoint was trained on {len(saved)} classes, but "
                 f"{self.cfg['data']['root']} has {len(self.class_names)} different ones "
                 f"({', '.join(self.class_names[:3])}...); resume with the run's own data (drop --set data.root=...) "
@@ -68,20 +69,21 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _build(self) -> None:
         cfg, d = self.cfg, self.cfg["data"]
-        self.train_ds = B.build_split(cfg, d["train_split"], True, None)
+        self.protocols = [build_protocol(name) for name in cfg["eval"]["protocols"]]  # unknown names fail here
+        self.train_ds = builder.build_split(cfg, d["train_split"], True, None)
         self.class_names = list(self.train_ds.classes)
-        self.method = B.build_method_from_cfg(cfg, len(self.class_names))
+        self.method = builder.build_method_from_cfg(cfg, len(self.class_names))
         dc = self.data_config = self.method.data_config()
-        self.train_ds.transform = B.build_transform(cfg, True, dc)  # the backbone's own normalisation
+        self.train_ds.transform = builder.build_transform(cfg, True, dc)  # the backbone's own normalisation
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
-        for warning in B.flip_warnings(self.train_ds, {"data.augment.hflip": d["augment"]["hflip"],
-                                                       "eval.tta_flip": cfg["eval"]["tta_flip"]}):
+        for warning in builder.flip_warnings(self.train_ds, {"data.augment.hflip": d["augment"]["hflip"],
+                                                             "eval.tta_flip": cfg["eval"]["tta_flip"]}):
             log.warning(warning)
-        self.val_ds = B.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
+        self.val_ds = builder.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
         if self.val_ds is not None:
             self.val_ds.bad_log = self.train_ds.bad_log
         self.test_split = d["test_split"]
-        self.channels_last = self.tr["channels_last"] in ("auto", True)
+        self.channels_last = builder.resolve_channels_last(self.tr["channels_last"], self.method)
         self.method.to(self.device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -93,14 +95,16 @@ class Trainer:
                     m.compile_features()
         per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
         pin = self.device.type == "cuda"
-        self.train_loader = B.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env, pin)
+        self.train_loader = builder.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env, pin)
         # batches in a whole epoch (len(train_loader) shrinks while a resumed epoch starts mid-way)
         self.batches_per_epoch = len(self.train_loader)
-        eval_bs = cfg["eval"]["batch_size"] or per_rank
-        self.val_loader = (B.make_loader(self.val_ds, eval_bs, d["num_workers"], False, 0, self.env, pin)
-                           if self.val_ds is not None else None)
         self.ema = ModelEmaV3(self.method, decay=self.tr["ema_decay"]) if self.tr["ema"] else None
-        self.amp = B.resolve_amp(self.tr, self.device)
+        self.amp = builder.resolve_amp(self.tr["amp"], self.device)
+        # the trained model as every later command sees it (EMA weights when the run keeps an EMA)
+        runtime = Runtime(self.device, self.amp, self.channels_last, self.tr["threads"], self.env)
+        self.inference = TrainedRun(cfg, self._eval_model(), dc, self.class_names, runtime, self.run_dir)
+        if self.val_ds is not None:
+            self.inference.datasets[d["val_split"]] = self.val_ds
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.mixup = None
         if self.tr["mixup"] > 0 or self.tr["cutmix"] > 0:
@@ -118,16 +122,16 @@ class Trainer:
         trainable = {id(p) for g in groups for p in g["params"]}
         for p in self.method.parameters():
             p.requires_grad_(id(p) in trainable)
-        self.optimizer = B.build_optimizer(groups, self.tr, lr)
+        self.optimizer = builder.build_optimizer(groups, self.tr, lr)
         self.updates_per_epoch = math.ceil(self.batches_per_epoch / self.tr["grad_accum"])
         tr = dict(self.tr)
         if tr["warmup_epochs"] >= stage["epochs"] and tr["warmup_epochs"]:
             log.warning(f"train.warmup_epochs={tr['warmup_epochs']} >= the stage's {stage['epochs']} epoch(s): no warmup")
             tr["warmup_epochs"] = 0
-        self.scheduler = B.build_scheduler(self.optimizer, tr, stage["epochs"], self.updates_per_epoch)
-        self.model = self.method
+        self.scheduler = builder.build_scheduler(self.optimizer, tr, stage["epochs"], self.updates_per_epoch)
+        self.train_module = self.method  # what a training step calls: the method, or its DDP wrapper
         if self.env.enabled:
-            self.model = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            self.train_module = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                              find_unused_parameters=True)
         n_train = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
         log.info(f"stage {idx + 1}/{len(self.stages)} '{stage['name']}': {stage['epochs']} epoch(s), lr {lr:g}, "
@@ -217,10 +221,10 @@ class Trainer:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             last_micro = (p["batch"] + 1) % accum == 0 or p["batch"] + 1 == self.batches_per_epoch
-            sync = self.model.no_sync() if (self.env.enabled and not last_micro) else contextlib.nullcontext()
+            sync = self.train_module.no_sync() if (self.env.enabled and not last_micro) else contextlib.nullcontext()
             with sync:
                 with autocast(self.device, self.amp):
-                    out = self.model(images, targets)
+                    out = self.train_module(images, targets)
                 loss = out["loss"].float()
                 if not self._finite(loss):
                     self._on_nan(loss)
@@ -263,8 +267,7 @@ class Trainer:
 
     def _accumulate(self, out: dict[str, torch.Tensor], targets: torch.Tensor, n: int) -> None:
         s, p = self.progress["sums"], self.progress
-        hard = targets if targets.ndim == 1 else targets.argmax(1)
-        s["correct"] = s.get("correct", 0) + int((out["logits"].detach().argmax(1) == hard).sum())
+        s["correct"] = s.get("correct", 0) + int((out["logits"].detach().argmax(1) == hard_labels(targets)).sum())
         for k, v in out.items():
             if k != "logits" and torch.is_tensor(v) and v.ndim == 0:
                 s[k] = s.get(k, 0.0) + float(v.detach()) * n
@@ -302,9 +305,9 @@ class Trainer:
         row["epoch_seconds"] = round(p["epoch_seconds"], 2)
         row["images_per_s"] = round(p["seen"] * self.env.world_size / max(p["epoch_seconds"], 1e-9), 1)
         self.train_seconds += p["epoch_seconds"]
-        if self.val_loader is not None and (last or (p["epoch"] + 1) % tr["eval_every"] == 0):
-            res, _, _ = evaluate(self._eval_model(), self.val_loader, self.device, self.amp, False,
-                                 self.channels_last, self.env, desc="val")
+        if self.val_ds is not None and (last or (p["epoch"] + 1) % tr["eval_every"] == 0):
+            val = {"test": self.cfg["data"]["val_split"]}  # the split the protocol scores
+            res = build_protocol("classification").evaluate(self.inference, val).metrics
             row["val_top1"] = res["top1"]
             row.update({f"val_{k}": v for k, v in res.items() if k.endswith("_top1") and k != "top1"})
         msg = (f"epoch {p['epoch'] + 1}/{self.total_epochs} [{row['stage']}] loss {row['loss']:.4f} "
@@ -326,25 +329,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ final
     def final(self) -> dict[str, Any]:
-        """Final-epoch model on the test split -> final.json (never a checkpoint chosen on test)."""
-        test_ds = B.build_split(self.cfg, self.test_split, False, self.data_config)
-        test_ds.bad_log = self.train_ds.bad_log
-        eval_bs = self.cfg["eval"]["batch_size"] or max(self.tr["batch_size"] // self.env.world_size, 1)
-        loader = B.make_loader(test_ds, eval_bs, self.cfg["data"]["num_workers"], False, 0, self.env,
-                               self.device.type == "cuda")
-        res, logits, targets = evaluate(self._eval_model(), loader, self.device, self.amp,
-                                        self.cfg["eval"]["tta_flip"], self.channels_last, self.env, desc="test")
+        """Final-epoch model on the test split, through every protocol of ``eval.protocols``: classification ->
+        final.json and eval/per_class.csv, confusion.csv; any other -> eval/<protocol>-<split>.json (never a
+        checkpoint chosen on test)."""
+        roles, tta = split_roles(self.cfg), self.cfg["eval"]["tta_flip"]
+        results = {proto.name: proto.evaluate(self.inference, roles, tta) for proto in self.protocols}
+        res = results["classification"].metrics
         res.update(split=self.test_split, weights="ema" if self.ema is not None else "model",
                    epochs=self.progress["epoch"], steps=self.progress["global_step"],
                    train_seconds=round(self.train_seconds, 1), best_val_top1=self.best["val_top1"],
                    best_val_epoch=self.best["epoch"] + 1, bad_images=_count_lines(self.run_dir / "bad_images.tsv"),
-                   tta_flip=self.cfg["eval"]["tta_flip"])
+                   tta_flip=tta)
         if self.env.is_main:
             if res["bad_images"]:
                 log.warning(f"skipped {res['bad_images']} bad image(s) (data.on_bad_image=skip); they are listed in "
                             f"{self.run_dir / 'bad_images.tsv'}")
             write_json(self.run_dir / "final.json", res)
-            write_reports(self.run_dir / "eval", logits[res["prediction"]], targets, self.class_names)
+            for proto in self.protocols:
+                result = results[proto.name]
+                if proto.name == "classification":
+                    result.write_tables(self.run_dir / "eval")
+                else:
+                    stem = proto.file_stem(self.test_split, "last", tta)
+                    write_json(self.run_dir / "eval" / f"{stem}.json", result.metrics)
+                    result.write_tables(self.run_dir / "eval", prefix=f"{stem}-")
             plot_curves(self.run_dir)
         return res
 
@@ -357,7 +365,3 @@ def _tty() -> bool:
     import sys
 
     return sys.stderr.isatty()
-
-
-def dump_config(cfg: dict[str, Any], run_dir: Path) -> None:
-    (run_dir / "config.yaml").write_text(C.dump(cfg))

@@ -6,20 +6,14 @@ cross-entropy terms; ``build_aux_losses(cfg["loss"]["aux"])`` gives weighted fea
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
 
 from fgvc.registry import LOSSES
 
-from . import classification  # noqa: F401  (registers cross_entropy, soft_target_cross_entropy)
-
-for _mod in ("center", "triplet", "ranking"):
-    try:  # feature losses live in their own files
-        __import__(f"fgvc.losses.{_mod}")
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a file is being written
-        if _exc.name != f"fgvc.losses.{_mod}":
-            raise
+from . import center, classification, ranking, triplet  # noqa: F401  (register the losses)
 
 
 def build_criterion(loss_cfg: dict[str, Any]) -> nn.Module:
@@ -42,7 +36,7 @@ def build_aux_losses(aux_cfg: list[dict[str, Any]] | None, feat_dim: int, num_cl
     out = nn.ModuleList()
     for i, entry in enumerate(aux_cfg or []):
         name, args = entry["name"], dict(entry.get("args") or {})
-        params = LOSSES.get(name).__init__.__code__.co_varnames if isinstance(LOSSES.get(name), type) else ()
+        params = inspect.signature(LOSSES.get(name)).parameters
         if "feat_dim" in params:
             args.setdefault("feat_dim", feat_dim)
         if "num_classes" in params:

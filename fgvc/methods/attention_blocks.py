@@ -26,13 +26,15 @@ layers (the model's own init has already run). ``attn_lr_scale`` (default 1.0 = 
 lets the new blocks learn at the head's rate while the pretrained backbone is at
 ``backbone_lr_scale``; ``null`` puts them with the backbone.
 
-``attention_maps``: for CBAM, the spatial gate of every inserted block (the output of
-``CbamModule.spatial.gate``, captured by forward hooks), resized to the largest of their sizes:
-``B, n_blocks, h, w`` in ``[0, 1]``. SE has no spatial map; it returns the channel mean of the last
-feature map, ``B, 1, h, w``.
+``infer(...).maps``: for CBAM, the spatial gate of every inserted block (the output of
+``CbamModule.spatial.gate``, captured by forward hooks during the same pass that classifies), resized to
+the largest of their sizes: ``B, n_blocks, h, w`` in ``[0, 1]``. SE has no spatial map (``maps`` is None;
+``fgvc.visualize`` then draws the channel mean of the feature map). Both refuse a vision transformer
+backbone: their blocks gate CNN stage outputs.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import timm
@@ -41,6 +43,8 @@ import torch.nn.functional as F
 from timm.layers import create_attn
 from torch import Tensor, nn
 
+from fgvc.errors import ConfigError
+from fgvc.methods.base import MethodSetup, Outputs
 from fgvc.methods.baseline import Baseline
 from fgvc.registry import METHODS
 
@@ -73,17 +77,11 @@ class AttentionBlocksNet(Baseline):
 
     def __init__(
         self,
-        num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: bool = True,
-        pretrained_file: str | None = None,
-        criterion: nn.Module | None = None,
+        setup: MethodSetup,
         attn_layer: str | None = None,
         after_stages: list[int] | None = None,
         attn_lr_scale: float | None = 1.0,
         drop_rate: float = 0.0,
-        aux_losses: list[dict[str, Any]] | None = None,
-        backbone_args: dict[str, Any] | None = None,
     ) -> None:
         attn_layer = attn_layer or self.default_attn
         try:
@@ -91,12 +89,14 @@ class AttentionBlocksNet(Baseline):
         except AssertionError:  # timm asserts on an unknown name
             probe = None
         if probe is None:
-            raise ValueError(f"unknown timm attention layer '{attn_layer}' (e.g. 'se', 'cbam', 'eca')")
-        per_block = after_stages is None and is_resnet_family(backbone)
-        bargs = dict(backbone_args or {})
-        if per_block:
-            bargs["block_args"] = {**dict(bargs.get("block_args") or {}), "attn_layer": attn_layer}
-        super().__init__(num_classes, backbone, pretrained, pretrained_file, criterion, drop_rate, aux_losses, bargs)
+            raise ConfigError(f"unknown timm attention layer '{attn_layer}' (model.args.attn_layer; e.g. 'se', "
+                              "'cbam', 'eca')")
+        spec = setup.backbone
+        per_block = after_stages is None and is_resnet_family(spec.name)
+        if per_block:  # timm's ResNet places the block on every residual branch itself
+            block_args = {**dict(spec.args.get("block_args") or {}), "attn_layer": attn_layer}
+            setup = replace(setup, backbone=replace(spec, args={**spec.args, "block_args": block_args}))
+        super().__init__(setup, drop_rate)
         self.attn_layer, self.attn_lr_scale = attn_layer, attn_lr_scale
         if per_block:
             kind = type(probe)
@@ -104,19 +104,19 @@ class AttentionBlocksNet(Baseline):
         else:
             self.attn_names = self._insert_after_stages(attn_layer, after_stages)
         if not self.attn_names:
-            raise ValueError(f"no '{attn_layer}' block could be placed in backbone '{backbone}'")
+            raise ConfigError(f"no '{attn_layer}' block could be placed in backbone '{spec.name}'")
 
     def _insert_after_stages(self, attn_layer: str, after_stages: list[int] | None) -> list[str]:
         model = self.backbone.model
         info = list(getattr(model, "feature_info", None) or [])
         if not info:
-            raise ValueError(f"backbone '{self.backbone.name}' has no feature_info; cannot place attention blocks")
+            raise ConfigError(f"backbone '{self.backbone.name}' has no feature_info; cannot place attention blocks")
         if after_stages is None:
             after_stages = [i for i, f in enumerate(info) if f.get("reduction", 1) >= 4]
         names = []
         for i in after_stages:
             if not -len(info) <= i < len(info):
-                raise ValueError(f"after_stages index {i} out of range: the backbone has {len(info)} stages")
+                raise ConfigError(f"model.args.after_stages index {i} out of range: the backbone has {len(info)} stages")
             path, channels = info[i]["module"], int(info[i]["num_chs"])
             parent_name, _, leaf = path.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
@@ -142,20 +142,21 @@ class AttentionBlocksNet(Baseline):
             groups.append({"params": head, "lr_scale": 1.0, "name": "head"})
         return groups
 
-    def attention_maps(self, images: Tensor) -> Tensor | None:
+    def infer(self, images: Tensor) -> Outputs:
+        """Baseline outputs; for CBAM also ``maps``: the spatial gate of every block, captured in the same pass."""
         gates = [m.spatial.gate for m in self.attn_modules() if hasattr(m, "spatial")]
-        if not gates:  # channel attention only: channel mean of the last feature map
-            return self.backbone(images).mean(1, keepdim=True)  # B, 1, h, w
         captured: list[Tensor] = []
         hooks = [g.register_forward_hook(lambda _m, _i, out: captured.append(out.detach())) for g in gates]
         try:
-            self.backbone(images)
+            out = super().infer(images)
         finally:
             for h in hooks:
                 h.remove()
-        size = max((m.shape[-2:] for m in captured), key=lambda s: s[0] * s[1])
-        maps = [F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False) for m in captured]
-        return torch.cat(maps, 1).clamp(0, 1)  # B, n_blocks, h, w
+        if captured:  # B, 1, h_i, w_i per block -> B, n_blocks, h, w at the largest block size
+            size = max((m.shape[-2:] for m in captured), key=lambda hw: hw[0] * hw[1])
+            maps = [F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False) for m in captured]
+            out.maps = torch.cat(maps, 1).clamp(0, 1)
+        return out
 
 
 @METHODS.register("senet")
@@ -163,6 +164,7 @@ class SENet(AttentionBlocksNet):
     """Squeeze-and-excitation blocks (``attn_layer="se"``)."""
 
     default_attn = "se"
+    refuses_transformers = "model.name=senet places SE (squeeze-and-excitation) blocks on CNN stage outputs"
 
 
 @METHODS.register("cbam")
@@ -170,3 +172,4 @@ class CBAMNet(AttentionBlocksNet):
     """CBAM blocks (``attn_layer="cbam"``)."""
 
     default_attn = "cbam"
+    refuses_transformers = "model.name=cbam places CBAM blocks on CNN stage outputs"

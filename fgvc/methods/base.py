@@ -1,48 +1,100 @@
-"""The seam between a method and the trainer: a method owns its training step.
+"""The two seams of a method: it owns its training step, and it answers every inference question in one pass.
 
-WS-DAN trains on three views of a batch, RA-CNN alternates between its classifiers and its
-attention proposal networks, B-CNN trains in two stages. The trainer cannot know these, so
-each method subclasses :class:`Method` and the trainer does everything else (devices, AMP,
-accumulation, clipping, EMA, schedulers, checkpoints, logging, DDP).
+WS-DAN trains on three views of a batch, RA-CNN alternates between its classifiers and its attention
+proposal networks, B-CNN trains in two stages. The trainer cannot know these, so each method subclasses
+:class:`Method` and the trainer does everything else (devices, AMP, accumulation, clipping, EMA,
+schedulers, checkpoints, logging, DDP). Everything after training (evaluate, visualize, embed, explain,
+export) reads a method through :meth:`Method.infer`, which returns :class:`Outputs`.
 
 Contract (every method):
 
-* ``training_step(images, targets) -> dict``: ``"loss"`` (scalar to backprop) and
-  ``"logits"`` (``B, K``, used for the train accuracy); any other scalar tensors are logged.
-* ``predict(images) -> logits`` (``B, K``): what evaluation scores.
-* ``predict_all(images) -> dict[str, logits]``: every prediction the method can report
-  (e.g. WS-DAN ``raw`` and ``refined``, RA-CNN ``scale1..3`` and ``fused``); the first
-  key is the headline and must equal ``predict``.
-* ``embed(images) -> B, D``: features for retrieval / kNN.
+* ``__init__(setup: MethodSetup, **own_args)``: :class:`MethodSetup` carries what every method gets from
+  the recipe (classes, backbone spec, criterion, feature losses); ``own_args`` are ``model.args``.
+* ``training_step(images, targets) -> dict``: ``"loss"`` (scalar to backprop) and ``"logits"``
+  (``B, K``, used for the train accuracy); any other scalar tensors are logged.
+* ``infer(images) -> Outputs``: one call that returns every head's logits (and which one is the
+  headline), the embedding, the backbone's feature map and, where the method has them, part maps and
+  the object box. ``predict`` and ``embed`` are views of it.
 * ``param_groups(stage, backbone_lr_scale) -> list[dict]``: ``{"params": [...], "lr_scale": s}``;
-  parameters not listed are frozen for that stage.
-* ``stages() -> list[str]``: stage names a recipe may use in ``train.stages``.
-* ``attention_maps(images) -> B, M, h, w`` or None: what ``fgvc.visualize`` draws.
+  parameters not listed are frozen for that stage. ``stages() -> list[str]``: names ``train.stages`` may use.
 * ``extra_state()`` / ``load_extra_state(d)``: state outside parameters and buffers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from fgvc.models.backbone import Backbone
+from fgvc.errors import ConfigError
+from fgvc.losses import build_aux_losses
+from fgvc.models.backbone import Backbone, BackboneSpec, is_transformer_name
+
+__all__ = ["Method", "MethodSetup", "Outputs", "OUTPUT_FIELDS", "hard_labels"]
+
+OUTPUT_FIELDS = ("logits", "embedding", "feature_map", "maps", "boxes")
+
+
+def hard_labels(targets: Tensor) -> Tensor:
+    """Class indices ``B`` from targets that are indices already or soft/one-hot ``B, K`` (Mixup, CutMix)."""
+    return targets if targets.ndim == 1 else targets.argmax(1)
+
+
+@dataclass
+class Outputs:
+    """Everything one inference pass of a method gives, batch-first, on the method's device."""
+
+    logits: dict[str, Tensor]  # every head the method reports, each B, K
+    headline: str  # the key of ``logits`` that is scored (final.json's top1)
+    embedding: Tensor  # B, D: the descriptor used for retrieval / kNN
+    feature_map: Tensor  # B, C, h, w: the backbone's map (NCHW for CNNs and transformers alike)
+    maps: Tensor | None = None  # B, M, h, w: part attention, where the method has it
+    boxes: Tensor | None = None  # B, 4: the object box (x1, y1, x2, y2 input pixels), where it localises
+
+    def __post_init__(self) -> None:
+        if self.headline not in self.logits:
+            raise ValueError(f"headline '{self.headline}' is not one of the logits keys {list(self.logits)}")
+
+    @property
+    def prediction(self) -> Tensor:
+        """The headline logits ``B, K``."""
+        return self.logits[self.headline]
+
+
+@dataclass
+class MethodSetup:
+    """What every method receives from the recipe; ``build_method`` makes it, the method adds its own args."""
+
+    num_classes: int
+    backbone: BackboneSpec
+    criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    feature_losses: list[dict[str, Any]] = field(default_factory=list)  # loss.aux entries
 
 
 class Method(nn.Module):
     """Base class. Subclasses set ``self.backbone`` (a :class:`Backbone`) and a head."""
 
     backbone: Backbone
+    refuses_transformers: str | None = None  # why the method needs a CNN backbone, where it does
 
-    def __init__(self, num_classes: int, criterion: nn.Module | None = None) -> None:
+    def __init__(self, setup: MethodSetup) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+        if self.refuses_transformers and is_transformer_name(setup.backbone.name):
+            raise ConfigError(f"{self.refuses_transformers}, but model.backbone '{setup.backbone.name}' is a vision "
+                              "transformer (its blocks pass tokens, not CNN stage maps): use a CNN backbone such as "
+                              "resnet50, or a method that takes transformers (model.name baseline, wsdan or bcnn)")
+        self.num_classes = setup.num_classes
+        self.criterion = setup.criterion
+        self._feature_losses = list(setup.feature_losses)
+        self.aux_losses = nn.ModuleList()
         self.stage = "main"
 
+    def add_feature_losses(self, feat_dim: int) -> None:
+        """Build the recipe's ``loss.aux`` feature losses (center, triplet) for ``feat_dim``-d features."""
+        self.aux_losses = build_aux_losses(self._feature_losses, feat_dim, self.num_classes)
+
     def forward(self, images: Tensor, targets: Tensor | None = None) -> Any:
-        """``training_step`` when targets are given (what DDP wraps), else ``predict``."""
+        """``training_step`` when targets are given (what DDP wraps), else the headline logits."""
         if targets is None:
             return self.predict(images)
         return self.training_step(images, targets)
@@ -55,26 +107,29 @@ class Method(nn.Module):
         """The common step of single-view classifiers: criterion on ``logits: B, K`` plus every weighted
         feature loss in ``self.aux_losses`` (center, triplet) on ``feats: B, D``."""
         out = {"ce": self.criterion(logits, targets), "logits": logits}
-        loss = out["ce"]
-        hard = targets if targets.ndim == 1 else targets.argmax(1)
-        for aux in getattr(self, "aux_losses", ()):
-            out[aux.name] = aux(feats, hard)
-            loss = loss + out[aux.name]
-        out["loss"] = loss
+        out["loss"] = out["ce"] + self.feature_loss_terms(feats, targets, out)
         return out
 
+    def feature_loss_terms(self, feats: Tensor, targets: Tensor, log: dict[str, Tensor]) -> Tensor | float:
+        """Sum of the weighted feature losses on ``feats: B, D``; each value is also put in ``log`` by name."""
+        total: Tensor | float = 0.0
+        hard = hard_labels(targets)
+        for aux in self.aux_losses:
+            log[aux.name] = aux(feats, hard)
+            total = total + log[aux.name]
+        return total
+
     # --------------------------------------------------------------- inference
-    def predict(self, images: Tensor) -> Tensor:
+    def infer(self, images: Tensor) -> Outputs:
         raise NotImplementedError
 
-    def predict_all(self, images: Tensor) -> dict[str, Tensor]:
-        return {"logits": self.predict(images)}
+    def predict(self, images: Tensor) -> Tensor:
+        """Headline logits ``B, K`` (a view of :meth:`infer`)."""
+        return self.infer(images).prediction
 
     def embed(self, images: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def attention_maps(self, images: Tensor) -> Tensor | None:
-        return None
+        """Embedding ``B, D`` (a view of :meth:`infer`)."""
+        return self.infer(images).embedding
 
     def data_config(self) -> dict[str, Any]:
         """Input normalisation the pretrained backbone expects (mean, std, interpolation)."""
@@ -86,7 +141,7 @@ class Method(nn.Module):
 
     def set_stage(self, stage: str) -> None:
         if stage not in self.stages():
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} has no training stage '{stage}'; its stages are {self.stages()}"
             )
         self.stage = stage
@@ -106,3 +161,4 @@ class Method(nn.Module):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         return None
+

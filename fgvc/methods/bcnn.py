@@ -24,9 +24,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.losses import build_aux_losses
-from fgvc.methods.base import Method
-from fgvc.models.backbone import Backbone
+from fgvc.methods.base import Method, MethodSetup, Outputs
 from fgvc.models.pooling import create_pooling, signed_sqrt
 from fgvc.registry import METHODS
 
@@ -39,22 +37,14 @@ SQRT_EPS = 1e-8  # signed sqrt: bounds the gradient at 0 to 1 / (2 sqrt(eps))
 class BCNN(Method):
     def __init__(
         self,
-        num_classes: int,
-        backbone: str = "vgg16",
-        pretrained: bool = True,
-        pretrained_file: str | None = None,
-        criterion: nn.Module | None = None,
+        setup: MethodSetup,
         pooling: str = "bilinear",
         compact_dim: int = 8192,
         reduce_dim: int | None = None,
         drop_rate: float = 0.0,
-        aux_losses: list[dict[str, Any]] | None = None,
-        backbone_args: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(num_classes, criterion)
-        if pooling not in ("bilinear", "compact"):
-            raise ValueError(f"bcnn pooling must be 'bilinear' or 'compact', got '{pooling}'")
-        self.backbone = Backbone(backbone, pretrained, pretrained_file, **(backbone_args or {}))
+        super().__init__(setup)
+        self.backbone = setup.backbone.build()
         dim = self.backbone.num_features
         self.reduce: nn.Module = nn.Identity()
         if reduce_dim:
@@ -65,8 +55,8 @@ class BCNN(Method):
         self.pool = create_pooling(pooling, dim, compact_dim)
         self.out_dim: int = self.pool.out_dim
         self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.out_dim, num_classes)
-        self.aux_losses = build_aux_losses(aux_losses, self.out_dim, num_classes)
+        self.fc = nn.Linear(self.out_dim, setup.num_classes)
+        self.add_feature_losses(self.out_dim)
 
     # ------------------------------------------------------------------ stages
     def stages(self) -> list[str]:
@@ -89,15 +79,17 @@ class BCNN(Method):
         return groups
 
     # --------------------------------------------------------------- forward
-    def embed(self, images: Tensor) -> Tensor:
-        feats = self.reduce(self.backbone(images))  # B, C', h, w
-        x = self.pool(feats)  # B, C'^2 or B, d
+    def descriptor(self, feats: Tensor) -> Tensor:
+        """``feats: B, C, h, w`` -> the normalised bilinear descriptor ``B, D``."""
+        x = self.pool(self.reduce(feats))  # B, C'^2 or B, d
         return F.normalize(signed_sqrt(x, SQRT_EPS), dim=1)  # B, D
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.fc(self.dropout(self.embed(images)))  # B, K
+    def infer(self, images: Tensor) -> Outputs:
+        feats = self.backbone(images)  # B, C, h, w
+        desc = self.descriptor(feats)  # B, D
+        return Outputs({"logits": self.fc(self.dropout(desc))}, "logits", desc, feats)
 
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        feats = self.embed(images)  # B, D
-        logits = self.fc(self.dropout(feats))  # B, K
-        return self.classification_step(feats, logits, targets)
+        desc = self.descriptor(self.backbone(images))  # B, D
+        logits = self.fc(self.dropout(desc))  # B, K
+        return self.classification_step(desc, logits, targets)

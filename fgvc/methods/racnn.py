@@ -48,9 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.losses import build_aux_losses
+from fgvc.errors import ConfigError
 from fgvc.losses.ranking import RankingLoss
-from fgvc.methods.base import Method
+from fgvc.methods.base import Method, MethodSetup, Outputs
 from fgvc.models.backbone import Backbone
 from fgvc.registry import METHODS
 
@@ -63,7 +63,7 @@ class APN(nn.Module):
     def __init__(self, in_dim: int, channels: int = 64, grid: int = 7, hidden: int = 1024, min_scale: float = 1 / 3) -> None:
         super().__init__()
         if not 0.0 < min_scale <= 1.0:
-            raise ValueError(f"racnn min_scale must be in (0, 1], got {min_scale}")
+            raise ConfigError(f"racnn model.args.min_scale must be in (0, 1], got {min_scale}")
         self.min_half = min_scale / 2
         self.reduce = nn.Sequential(nn.Conv2d(in_dim, channels, 1), nn.ReLU(inplace=True))  # B, c, h, w
         self.pool = nn.AdaptiveAvgPool2d(grid)  # B, c, g, g
@@ -124,11 +124,7 @@ def compose_boxes(outer: Tensor, inner: Tensor) -> Tensor:
 class RACNN(Method):
     def __init__(
         self,
-        num_classes: int,
-        backbone: str = "vgg19",
-        pretrained: bool = True,
-        pretrained_file: str | None = None,
-        criterion: nn.Module | None = None,
+        setup: MethodSetup,
         num_scales: int = 3,
         share_backbone: bool = False,
         k: float = 10.0,
@@ -139,28 +135,23 @@ class RACNN(Method):
         apn_grid: int = 7,
         apn_hidden: int = 1024,
         drop_rate: float = 0.0,
-        aux_losses: list[dict[str, Any]] | None = None,
-        backbone_args: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(num_classes, criterion)
+        super().__init__(setup)
         if num_scales < 2:
-            raise ValueError(f"racnn needs num_scales >= 2, got {num_scales}")
+            raise ConfigError(f"racnn needs model.args.num_scales >= 2, got {num_scales}")
         self.num_scales, self.share_backbone, self.k = num_scales, share_backbone, float(k)
         self.min_scale, self.pretrain_side = float(min_scale), float(pretrain_side)
-        n_nets = 1 if share_backbone else num_scales
-        self.backbones = nn.ModuleList(
-            [Backbone(backbone, pretrained, pretrained_file, **(backbone_args or {})) for _ in range(n_nets)]
-        )
+        self.backbones = nn.ModuleList([setup.backbone.build() for _ in range(1 if share_backbone else num_scales)])
         dim = self.backbones[0].num_features
         self.dropout = nn.Dropout(drop_rate)
-        self.classifiers = nn.ModuleList([nn.Linear(dim, num_classes) for _ in range(num_scales)])
-        self.fusion = nn.Linear(dim * num_scales, num_classes)
+        self.classifiers = nn.ModuleList([nn.Linear(dim, setup.num_classes) for _ in range(num_scales)])
+        self.fusion = nn.Linear(dim * num_scales, setup.num_classes)
         self.apns = nn.ModuleList(
             [APN(dim, apn_channels, apn_grid, apn_hidden, min_scale) for _ in range(num_scales - 1)]
         )
         self.ranking = RankingLoss(margin)
-        # feature losses on the fused descriptor (embed), trained with the classifiers ("cls", "main")
-        self.aux_losses = build_aux_losses(aux_losses, dim * num_scales, num_classes)
+        # feature losses on the fused descriptor (the embedding), trained with the classifiers ("cls", "main")
+        self.add_feature_losses(dim * num_scales)
 
     @property
     def backbone(self) -> Backbone:  # type: ignore[override]
@@ -250,12 +241,8 @@ class RACNN(Method):
         rank = self.ranking(logits, targets)
         out.update(ce_fused=ce_fused.detach(), rank=rank.detach(), logits=fused.detach())
         if stage != "apn" and len(self.aux_losses):
-            hard = targets if targets.ndim == 1 else targets.argmax(1)
             desc = torch.cat([F.normalize(p, dim=1) for p in res["pooled"]], 1)  # B, S*C
-            for aux in self.aux_losses:
-                value = aux(desc, hard)
-                out[aux.name] = value.detach()
-                ce = ce + value
+            ce = ce + self.feature_loss_terms(desc, targets, out)
         if stage == "cls":
             out["loss"] = ce + ce_fused
         elif stage == "apn":
@@ -280,25 +267,19 @@ class RACNN(Method):
         return {"loss": loss, "logits": fused, "apn_pretrain": loss.detach()}
 
     # -------------------------------------------------------------- inference
-    def predict_all(self, images: Tensor) -> dict[str, Tensor]:
+    def infer(self, images: Tensor) -> Outputs:
+        """Every scale's logits and the fusion (headline); ``maps``: the boxcar mask of every zoom in input
+        coordinates ``B, S-1, H, W``; ``boxes``: the first zoom (the object, in pixels); ``feature_map``: scale 1's."""
         res = self.forward_scales(images, detach_boxes=True)
-        out = {"fused": self.fuse(res["pooled"])}
-        out.update({f"scale{s + 1}": lg for s, lg in enumerate(res["logits"])})
-        return out
-
-    def predict(self, images: Tensor) -> Tensor:
-        return self.predict_all(images)["fused"]
-
-    def embed(self, images: Tensor) -> Tensor:
-        pooled = self.forward_scales(images, detach_boxes=True)["pooled"]
-        return torch.cat([F.normalize(p, dim=1) for p in pooled], 1)  # B, S*C
-
-    def attention_maps(self, images: Tensor) -> Tensor:
-        """The boxcar masks of every zoom, mapped back to input coordinates: ``B, S-1, H, W``."""
-        boxes = self.forward_scales(images, detach_boxes=True)["boxes"]
-        size = (images.shape[-2], images.shape[-1])
-        maps, acc = [], boxes[0]
-        for s, b in enumerate(boxes):
+        logits = {"fused": self.fuse(res["pooled"])}
+        logits.update({f"scale{s + 1}": lg for s, lg in enumerate(res["logits"])})
+        embedding = torch.cat([F.normalize(p, dim=1) for p in res["pooled"]], 1)  # B, S*C
+        h, w = images.shape[-2:]
+        squares, acc = [], res["boxes"][0]
+        for s, b in enumerate(res["boxes"]):
             acc = b if s == 0 else compose_boxes(acc, b)
-            maps.append(boxcar_masks(acc.float(), size, self.k))
-        return torch.stack(maps, 1)
+            squares.append(acc.float())
+        maps = torch.stack([boxcar_masks(sq, (h, w), self.k) for sq in squares], 1)  # B, S-1, H, W
+        tx, ty, tl = squares[0].unbind(1)
+        boxes = torch.stack([(tx - tl) * w, (ty - tl) * h, (tx + tl) * w, (ty + tl) * h], 1)  # B, 4
+        return Outputs(logits, "fused", embedding, res["feats"][0], maps, boxes)

@@ -19,9 +19,10 @@ Deviations from the authors' code, each deliberate: the center update averages t
 of a class (the reference's fancy-indexed ``+=`` keeps only the last sample of a repeated label);
 the crop is a ``roi_align`` of the continuous box (the reference slices integer pixels and resizes);
 a map whose maximum is 0 crops the whole image and drops nothing (the reference would drop the
-whole image). Attention maps and pooled features come from one backbone feature map: the last by
-default, or a mid-level stage with ``backbone_args={"out_index": i}``; the recipes tap the stride-16
-stage, as the reference taps Inception-v3's Mixed_6e.
+whole image). Attention maps and pooled features come from one backbone feature map, the backbone's
+part tap (``out_index="parts"``, :data:`fgvc.models.backbone.PART_TAPS`): Inception-v3's Mixed_6e
+(stride 16) as in the authors' release, the last feature map of any other backbone (as the public
+ResNet/VGG ports do); ``model.backbone_args: {out_index: i}`` picks another stage.
 """
 from __future__ import annotations
 
@@ -33,9 +34,8 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from fgvc.losses import build_aux_losses
-from fgvc.methods.base import Method
-from fgvc.models.backbone import Backbone
+from fgvc.errors import ConfigError
+from fgvc.methods.base import Method, MethodSetup, Outputs, hard_labels
 from fgvc.models.pooling import bilinear_attention_pool, signed_sqrt
 from fgvc.registry import METHODS
 
@@ -102,11 +102,7 @@ def _upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
 class WSDAN(Method):
     def __init__(
         self,
-        num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: bool = True,
-        pretrained_file: str | None = None,
-        criterion: nn.Module | None = None,
+        setup: MethodSetup,
         num_attentions: int = 32,
         feature_scale: float = 100.0,
         center_beta: float = 0.05,
@@ -116,14 +112,12 @@ class WSDAN(Method):
         crop_padding: float = 0.1,
         test_theta: float = 0.1,
         test_padding: float = 0.05,
-        aux_losses: list[dict[str, Any]] | None = None,
-        backbone_args: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(num_classes, criterion)
+        super().__init__(setup)
         for name, rng in (("crop_theta", crop_theta), ("drop_theta", drop_theta)):
             if len(rng) != 2 or not 0.0 <= rng[0] <= rng[1] <= 1.0:
-                raise ValueError(f"wsdan {name} must be a range [lo, hi] within [0, 1], got {rng}")
-        self.backbone = Backbone(backbone, pretrained, pretrained_file, **(backbone_args or {}))
+                raise ConfigError(f"model.args.{name} must be a range [lo, hi] within [0, 1], got {rng}")
+        self.backbone = setup.backbone.build(default_tap="parts")  # Mixed_6e on Inception-v3, else the last map
         c, m = self.backbone.num_features, num_attentions
         self.num_attentions, self.feature_scale = m, float(feature_scale)
         self.center_beta, self.center_weight = float(center_beta), float(center_weight)
@@ -132,18 +126,19 @@ class WSDAN(Method):
         self.attention = nn.Sequential(  # B, C, h, w -> B, M, h, w
             nn.Conv2d(c, m, kernel_size=1, bias=False), nn.BatchNorm2d(m, eps=1e-3), nn.ReLU(inplace=True)
         )
-        self.fc = nn.Linear(m * c, num_classes, bias=False)
-        self.register_buffer("centers", torch.zeros(num_classes, m * c))  # K, M*C feature centers
-        self.aux_losses = build_aux_losses(aux_losses, m * c, num_classes)  # on the raw view's part features
+        self.fc = nn.Linear(m * c, setup.num_classes, bias=False)
+        self.register_buffer("centers", torch.zeros(setup.num_classes, m * c))  # K, M*C feature centers
+        self.add_feature_losses(m * c)  # on the raw view's part features
 
     # --------------------------------------------------------------- forward
-    def forward_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """``images: B, 3, H, W`` -> (normalised part features ``B, M*C``, attention maps ``B, M, h, w``)."""
+    def forward_features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``images: B, 3, H, W`` -> (normalised part features ``B, M*C``, attention maps ``B, M, h, w``,
+        the backbone's feature map ``B, C, h, w``)."""
         feats = self.backbone(images)  # B, C, h, w
         maps = self.attention(feats)  # B, M, h, w
         parts = bilinear_attention_pool(feats, maps)  # B, M, C
         parts = signed_sqrt(rearrange(parts, "b m c -> b (m c)"), EPS)  # B, M*C
-        return F.normalize(parts, dim=-1), maps
+        return F.normalize(parts, dim=-1), maps, feats
 
     def classify(self, parts: Tensor) -> Tensor:
         return self.fc(parts * self.feature_scale)  # B, K
@@ -183,8 +178,8 @@ class WSDAN(Method):
         return crops, images * keep[:, None].to(images.dtype)
 
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        hard = targets if targets.ndim == 1 else targets.argmax(1)
-        parts, maps = self.forward_features(images)  # B, M*C ; B, M, h, w
+        hard = hard_labels(targets)
+        parts, maps, _ = self.forward_features(images)  # B, M*C ; B, M, h, w
         logits = self.classify(parts)
         batch_centers = self.update_centers(parts, hard)
         center = (parts - batch_centers).pow(2).sum() / parts.shape[0]
@@ -192,14 +187,10 @@ class WSDAN(Method):
         ce_raw = self.criterion(logits, targets)
         ce_crop = self.criterion(self.classify(self.forward_features(crops)[0]), targets)
         ce_drop = self.criterion(self.classify(self.forward_features(drops)[0]), targets)
-        loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
         out = {"logits": logits, "ce_raw": ce_raw.detach(), "ce_crop": ce_crop.detach(),
                "ce_drop": ce_drop.detach(), "attn_center": center.detach()}
-        for aux in self.aux_losses:
-            value = aux(parts, hard)
-            out[aux.name] = value.detach()
-            loss = loss + value
-        out["loss"] = loss
+        loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
+        out["loss"] = loss + self.feature_loss_terms(parts, targets, out)
         return out
 
     # -------------------------------------------------------------- inference
@@ -209,18 +200,11 @@ class WSDAN(Method):
         thr = torch.full((images.shape[0],), self.test_theta, device=images.device)
         return attention_crop_boxes(mean_map, thr, self.test_padding)
 
-    def predict_all(self, images: Tensor) -> dict[str, Tensor]:
-        parts, maps = self.forward_features(images)
+    def infer(self, images: Tensor) -> Outputs:
+        """Raw view, object box from the mean map, object-crop view; ``refined`` = mean of the two views' logits."""
+        parts, maps, feats = self.forward_features(images)  # B, M*C ; B, M, h, w ; B, C, h, w
         raw = self.classify(parts)  # B, K
-        crops = crop_and_resize(images, self.localise(images, maps.detach()))  # B, 3, H, W
+        boxes = self.localise(images, maps.detach())  # B, 4
+        crops = crop_and_resize(images, boxes)  # B, 3, H, W
         refined = (raw + self.classify(self.forward_features(crops)[0])) / 2
-        return {"refined": refined, "raw": raw}
-
-    def predict(self, images: Tensor) -> Tensor:
-        return self.predict_all(images)["refined"]
-
-    def embed(self, images: Tensor) -> Tensor:
-        return self.forward_features(images)[0]  # B, M*C
-
-    def attention_maps(self, images: Tensor) -> Tensor:
-        return self.forward_features(images)[1]  # B, M, h, w
+        return Outputs({"refined": refined, "raw": raw}, "refined", parts, feats, maps, boxes)

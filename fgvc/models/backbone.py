@@ -1,27 +1,42 @@
-"""timm backbones by name, with offline weight files and feature maps.
+"""timm backbones by name, with offline weight files, and one contract: a feature map ``B, C, h, w``.
 
-``Backbone(name)`` wraps any timm model with its classifier and pooling removed, so
-``backbone(x)`` returns the last feature map ``B, C, H, W`` and ``backbone.num_features``
-is ``C``; ``out_index=k`` taps stage k of timm's ``features_only`` model instead of the last map. ``pretrained_file`` loads local weights (safetensors or a ``torch.save`` state dict,
-always with ``weights_only=True``) and tolerates blocks the checkpoint does not have
-(e.g. SE/CBAM inserted into a ResNet), reporting what was left at initialisation.
+``Backbone(name)`` wraps any timm model with its classifier removed. Whatever the architecture,
+``backbone(x)`` returns an NCHW feature map and ``backbone.num_features`` is its ``C``:
+
+* CNNs (ResNet, EfficientNet, VGG, Inception, ConvNeXt ...): the last feature map, or with
+  ``out_index=k`` stage ``k`` of timm's ``features_only`` model.
+* Vision transformers (ViT, DeiT, EVA, BEiT, Swin): the patch tokens of the last block (or of block
+  ``out_index``), after the final norm, reshaped to ``B, C, h, w`` by timm's
+  ``forward_intermediates(..., output_fmt="NCHW")``; built with ``dynamic_img_size=True`` so any
+  input size works. The class token (or the model's own pooling) is kept for
+  :meth:`Backbone.forward_pooled`, which methods use as the image embedding.
+
+Which feature map a part-attention method should see is a property of the backbone, not a number in
+a recipe: ``out_index="parts"`` resolves to :data:`PART_TAPS` (Inception-v3's Mixed_6e, stride 16, as
+in the WS-DAN paper) and to the last map for every other backbone; an integer still picks a stage.
+
+``pretrained_file`` loads local weights (safetensors or a ``torch.save`` state dict, always with
+``weights_only=True``) and tolerates blocks the checkpoint does not have (e.g. SE/CBAM inserted into a
+ResNet), reporting what was left at initialisation. :class:`BackboneSpec` is what a recipe says about
+the backbone; methods call ``spec.build()`` (RA-CNN once per scale).
 """
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import timm
 import torch
 from torch import Tensor, nn
 
-from fgvc.errors import WeightsError
+from fgvc.errors import ConfigError, WeightsError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backbone", "load_state_dict_file", "WeightsError"]
+__all__ = ["Backbone", "BackboneSpec", "load_state_dict_file", "WeightsError", "PART_TAPS", "is_transformer_name"]
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
@@ -69,8 +84,37 @@ def find_local_weights(name: str) -> Path | None:
     return None
 
 
+# The part-attention tap per architecture (timm features_only index). WS-DAN taps Inception-v3's Mixed_6e
+# (stride 16) in the authors' release; its public ports tap the last stage of ResNet/VGG, and so does fgvc
+# for every architecture not listed here.
+PART_TAPS: dict[str, int] = {"inception_v3": 3, "tf_inception_v3": 3, "adv_inception_v3": 3, "gluon_inception_v3": 3}
+
+# timm modules whose models are token transformers with forward_intermediates(output_fmt="NCHW")
+TRANSFORMER_MODULES = ("vision_transformer", "deit", "eva", "beit", "swin_transformer", "swin_transformer_v2")
+
+
+def is_transformer_name(name: str) -> bool:
+    """Whether timm builds ``name`` as a token transformer (ViT, DeiT, EVA, BEiT, Swin)."""
+    try:
+        module = timm.models.model_entrypoint(name.split(".")[0]).__module__
+    except Exception:  # unknown or hub-only names
+        return False
+    return module.rsplit(".", 1)[-1] in TRANSFORMER_MODULES
+
+
+def resolve_tap(name: str, out_index: int | str | None) -> int | None:
+    """``None``/``"last"``: the last map; ``"parts"``: :data:`PART_TAPS` or the last map; an int: that stage."""
+    if out_index is None or out_index == "last":
+        return None
+    if out_index == "parts":
+        return PART_TAPS.get(name.split(".")[0])
+    if isinstance(out_index, int) and not isinstance(out_index, bool):
+        return out_index
+    raise ConfigError(f"backbone out_index must be an integer stage, 'last' or 'parts'; got {out_index!r}")
+
+
 class Backbone(nn.Module):
-    """A timm model as a feature extractor: ``forward(x: B,3,H,W) -> B,C,h,w``."""
+    """A timm model as a feature extractor: ``forward(x: B,3,H,W) -> B,C,h,w`` for CNNs and transformers."""
 
     def __init__(
         self,
@@ -78,7 +122,7 @@ class Backbone(nn.Module):
         pretrained: bool = False,
         pretrained_file: str | Path | None = None,
         drop_path_rate: float = 0.0,
-        out_index: int | None = None,
+        out_index: int | str | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -88,19 +132,32 @@ class Backbone(nn.Module):
                 log.info("%s: using local weights %s", name, pretrained_file)
         if name not in timm.list_models() and not timm.is_model(name):
             close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
-            raise ValueError(f"unknown timm backbone '{name}'; similar names: {close}")
-        if out_index is None:
-            kwargs: dict[str, Any] = dict(num_classes=0, global_pool="", **timm_kwargs)
-        else:  # a mid-level feature map (e.g. stride 16, like WS-DAN's Inception Mixed_6e tap)
-            kwargs = dict(features_only=True, out_indices=(out_index,), **timm_kwargs)
+            raise ConfigError(f"unknown timm backbone '{name}' (model.backbone); similar names: {close}")
+        self.name = name
+        self.is_transformer = is_transformer_name(name)
+        self.out_index = resolve_tap(name, out_index)
+        kwargs: dict[str, Any] = dict(num_classes=0, **timm_kwargs)
+        if self.is_transformer:  # keep timm's pooling (class token) for forward_pooled; any input size
+            kwargs.setdefault("dynamic_img_size", True)
+        elif self.out_index is None:
+            kwargs["global_pool"] = ""
+        else:  # a mid-level CNN feature map (e.g. stride 16, like WS-DAN's Inception Mixed_6e tap)
+            kwargs = dict(features_only=True, out_indices=(self.out_index,), **timm_kwargs)
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
-        use_hub = bool(pretrained) and pretrained_file is None
+        self.model = self._create(name, bool(pretrained) and pretrained_file is None, kwargs)
+        self.num_features: int = self._channels()
+        self._features: Callable[[Tensor], tuple[Tensor, Tensor | None]] = self._forward_impl
+        self.missing_keys: list[str] = []
+        if pretrained and pretrained_file is not None:
+            self.load_weights(pretrained_file)
+
+    @staticmethod
+    def _create(name: str, use_hub: bool, kwargs: dict[str, Any]) -> nn.Module:
         if use_hub:
             kwargs["pretrained_strict"] = False  # inserted blocks (SE/CBAM) are not in the checkpoint
-        self.name = name
         try:
-            self.model = timm.create_model(name, pretrained=use_hub, **kwargs)
+            return timm.create_model(name, pretrained=use_hub, **kwargs)
         except Exception as exc:  # hub/network errors come in many types
             if not use_hub:
                 raise
@@ -110,13 +167,16 @@ class Backbone(nn.Module):
                 "model.pretrained_file=auto, or give model.pretrained_file=PATH, or train from scratch with "
                 "model.pretrained=false."
             ) from exc
-        self.out_index = out_index
-        self.num_features: int = int(
-            self.model.num_features if out_index is None else self.model.feature_info.channels()[-1]
-        )
-        self.missing_keys: list[str] = []
-        if pretrained and pretrained_file is not None:
-            self.load_weights(pretrained_file)
+
+    def _channels(self) -> int:
+        if self.out_index is None:
+            return int(self.model.num_features)
+        info = self.model.feature_info
+        if self.is_transformer:  # a list of dicts, one per block (ViT) or stage (Swin)
+            if not -len(info) <= self.out_index < len(info):
+                raise ConfigError(f"out_index {self.out_index} out of range: {self.name} has {len(info)} blocks")
+            return int(info[self.out_index]["num_chs"])
+        return int(info.channels()[-1])
 
     def load_weights(self, path: str | Path) -> None:
         state = load_state_dict_file(path)
@@ -146,12 +206,45 @@ class Backbone(nn.Module):
 
     def compile_features(self, **kwargs: Any) -> None:
         """``torch.compile`` the feature extractor in place (parameter names and checkpoints are unchanged)."""
-        if self.out_index is None:
-            self.model.forward_features = torch.compile(self.model.forward_features, **kwargs)
-        else:
-            self.model.compile(**kwargs)
+        self._features = torch.compile(self._forward_impl, **kwargs)
+
+    # ---------------------------------------------------------------- forward
+    def _forward_impl(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(feature map ``B, C, h, w``, the transformer's pooled token ``B, C`` or None for a CNN)."""
+        if self.is_transformer:
+            indices = [self.out_index] if self.out_index is not None else 1
+            final, maps = self.model.forward_intermediates(x, indices=indices, norm=True, output_fmt="NCHW")
+            return maps[-1], self.model.forward_head(final, pre_logits=True)
+        fmap = self.model(x)[-1] if self.out_index is not None else self.model.forward_features(x)
+        if fmap.ndim != 4:
+            raise ConfigError(
+                f"backbone '{self.name}' returns shape {tuple(fmap.shape)}, not a B, C, h, w feature map; fgvc maps "
+                f"tokens to maps for the timm families {', '.join(TRANSFORMER_MODULES)}: choose one of those or a CNN")
+        return fmap, None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.out_index is not None:
-            return self.model(x)[-1]  # B, C, h, w at the chosen stage
-        return self.model.forward_features(x)  # B, C, h, w
+        return self._features(x)[0]  # B, C, h, w
+
+    def forward_pooled(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(feature map ``B, C, h, w``, image vector ``B, C``): the class token for a transformer, the
+        spatial mean of the map for a CNN."""
+        fmap, token = self._features(x)
+        return fmap, token if token is not None else fmap.mean((2, 3))
+
+
+@dataclass
+class BackboneSpec:
+    """What a recipe says about the backbone (``model.backbone``, ``.pretrained``, ``.pretrained_file``,
+    ``.backbone_args``): the one factory every method builds its backbone(s) from."""
+
+    name: str
+    pretrained: bool = False
+    pretrained_file: str | Path | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, default_tap: str | None = None, **extra: Any) -> Backbone:
+        """A new :class:`Backbone`; ``default_tap`` (e.g. ``"parts"``) applies unless the recipe sets out_index."""
+        args = {**self.args, **extra}
+        if default_tap is not None:
+            args.setdefault("out_index", default_tap)
+        return Backbone(self.name, self.pretrained, self.pretrained_file, **args)

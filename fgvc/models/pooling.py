@@ -12,7 +12,7 @@
 * :func:`signed_sqrt` - the element-wise signed square root that B-CNN and WS-DAN apply before
   L2 normalisation.
 
-:func:`create_pooling` builds ``"bilinear" | "compact" | "avg"`` by name; every module here has an
+:func:`create_pooling` builds ``"bilinear" | "compact"`` by name; every module here has an
 ``out_dim`` attribute and maps ``B, C, H, W -> B, out_dim``.
 """
 from __future__ import annotations
@@ -22,13 +22,15 @@ import torch.nn.functional as F
 from einops import einsum, rearrange
 from torch import Tensor, nn
 
+from fgvc.errors import ConfigError
+from fgvc.registry import closest
+
 __all__ = [
     "bilinear_attention_pool",
     "signed_sqrt",
     "bilinear_pool",
     "BilinearPooling",
     "CompactBilinearPooling",
-    "AvgPooling",
     "create_pooling",
 ]
 
@@ -113,24 +115,12 @@ class CompactBilinearPooling(nn.Module):
             return torch.fft.irfft(prod, n=self.out_dim, dim=-1)  # B, d
 
 
-class AvgPooling(nn.Module):
-    """Global average pooling ``B, C, H, W -> B, C`` (first-order baseline)."""
-
-    def __init__(self, in_dim: int) -> None:
-        super().__init__()
-        self.in_dim = self.out_dim = in_dim
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features.mean((2, 3))
+POOLINGS: dict[str, type[nn.Module]] = {"bilinear": BilinearPooling, "compact": CompactBilinearPooling}
 
 
 def create_pooling(name: str, in_dim: int, out_dim: int | None = None) -> nn.Module:
-    """``"bilinear"`` (``out_dim = in_dim^2``), ``"compact"`` (``out_dim``, default 8192) or ``"avg"``."""
+    """``"bilinear"`` (``out_dim = in_dim^2``) or ``"compact"`` (Tensor Sketch, ``out_dim``, default 8192)."""
     key = name.lower()
-    if key == "bilinear":
-        return BilinearPooling(in_dim)
-    if key == "compact":
-        return CompactBilinearPooling(in_dim, out_dim or 8192)
-    if key == "avg":
-        return AvgPooling(in_dim)
-    raise ValueError(f"unknown pooling '{name}'; choose one of: bilinear, compact, avg")
+    if key not in POOLINGS:
+        raise ConfigError(f"unknown pooling '{name}'{closest(key, POOLINGS)}; choose one of: {', '.join(POOLINGS)}")
+    return POOLINGS[key](in_dim) if key == "bilinear" else POOLINGS[key](in_dim, out_dim or 8192)

@@ -3,7 +3,6 @@
 * :func:`denormalize` undoes the input normalisation: ``3, H, W`` tensor -> ``H, W, 3`` floats in ``[0, 1]``.
 * :func:`upsample_maps` resizes ``B, M, h, w`` maps to the image and rescales each map to ``[0, 1]``.
 * :func:`heat_overlay` blends a jet-coloured heat map over an image.
-* :func:`box_from_map` is the box around the region of a heat map above ``threshold x max``.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["denormalize", "upsample_maps", "heat_overlay", "box_from_map", "EPS"]
+__all__ = ["denormalize", "upsample_maps", "heat_overlay", "EPS"]
 
 EPS = 1e-12
 
@@ -63,27 +62,3 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray | Tensor, alpha: float = 0.
     colour = colormaps["jet"](np.clip(heat_np, 0.0, 1.0))[..., :3].astype(np.float32)  # H, W, 3
     return np.clip((1.0 - alpha) * img + alpha * colour, 0.0, 1.0)
 
-
-def box_from_map(
-    heat: np.ndarray | Tensor, threshold: float = 0.1, padding: float = 0.0
-) -> tuple[float, float, float, float]:
-    """Box ``(x1, y1, x2, y2)`` around the pixels where ``heat >= threshold * max(heat)``.
-
-    Continuous pixel coordinates (pixel ``j`` spans ``[j, j + 1)``), padded by ``padding`` x the side
-    and clipped to the image, as WS-DAN's test-time crop. A map whose maximum is <= 0 gives the whole image.
-    """
-    h_np = heat.detach().float().cpu().numpy() if isinstance(heat, Tensor) else np.asarray(heat, dtype=np.float32)
-    if h_np.ndim != 2:
-        raise ValueError(f"box_from_map expects one H, W map; got shape {h_np.shape}")
-    h, w = h_np.shape
-    peak = float(h_np.max()) if h_np.size else 0.0
-    if peak <= 0:
-        return 0.0, 0.0, float(w), float(h)
-    mask = h_np >= threshold * peak  # H, W
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    pad_y, pad_x = padding * h, padding * w
-    x1 = max(float(cols[0]) - pad_x, 0.0)
-    y1 = max(float(rows[0]) - pad_y, 0.0)
-    x2 = min(float(cols[-1]) + 1.0 + pad_x, float(w))
-    y2 = min(float(rows[-1]) + 1.0 + pad_y, float(h))
-    return x1, y1, x2, y2

@@ -1,15 +1,28 @@
+import pytest
 import torch
 
 from fgvc.config import DEFAULTS
-from fgvc.engine.builder import build_optimizer, resolve_amp
+from fgvc.engine.builder import build_optimizer, resolve_amp, resolve_channels_last
+from fgvc.errors import ConfigError
+from fgvc.methods import build_method
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def test_amp_is_cuda_only_unless_cpu_amp():
-    tr = dict(DEFAULTS["train"], amp="bf16")
-    assert resolve_amp(tr, torch.device("cpu")) == "none"
-    assert resolve_amp(dict(tr, cpu_amp=True), torch.device("cpu")) == "bf16"
-    assert resolve_amp(dict(tr, amp="fp16", cpu_amp=True), torch.device("cpu")) == "none"
-    assert resolve_amp(tr, torch.device("cuda")) == "bf16"
+def test_amp_is_one_key():
+    assert resolve_amp("auto", CPU) == "none" and resolve_amp("auto", CUDA) == "bf16"
+    assert resolve_amp("bf16", CPU) == "bf16" and resolve_amp("none", CUDA) == "none"
+    assert resolve_amp("fp16", CUDA) == "fp16"
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        resolve_amp("fp16", CPU)  # training
+    assert resolve_amp("fp16", CPU, strict=False) == "none"  # evaluating a run trained on a GPU
+
+
+def test_channels_last_auto_means_cnn_backbones():
+    cnn = build_method({"name": "baseline", "backbone": "test_resnet.r160_in1k"}, 3)
+    vit = build_method({"name": "baseline", "backbone": "test_vit"}, 3)
+    assert resolve_channels_last("auto", cnn) and not resolve_channels_last("auto", vit)
+    assert resolve_channels_last(True, vit) and not resolve_channels_last(False, cnn)
 
 
 def test_optimizer_groups_scale_lr_and_skip_decay_on_1d():

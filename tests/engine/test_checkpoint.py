@@ -1,11 +1,13 @@
 """Atomic, verified checkpoints; weights_only loading."""
+import hashlib
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
-from fgvc.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fgvc.engine.checkpoint import FORMAT, MAGIC, CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):
@@ -29,14 +31,32 @@ def test_corruption_detected(tmp_path):
 
 
 class Evil:
+    """Unpickling it creates ``marker``: the proof that code from the file ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (Path.touch, (self.marker,))
 
 
-def test_arbitrary_pickle_refused(tmp_path):
-    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil()))
+def test_pickle_without_the_fgvc_header_is_refused(tmp_path):
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil(tmp_path / "pwned")))
     with pytest.raises(CheckpointError, match="not an fgvc checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_pickle_with_a_valid_header_is_refused_by_weights_only(tmp_path):
+    """The header and checksum pass, so only weights_only=True stands between the file and its code."""
+    payload = pickle.dumps({"format": FORMAT, "model": Evil(tmp_path / "pwned")})
+    (tmp_path / "evil.pt").write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload)
+    with pytest.raises(CheckpointError, match="refused: it needs arbitrary unpickling"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+    pickle.loads(payload)  # control: the payload is live when unpickled unsafely
+    assert (tmp_path / "pwned").exists()
 
 
 def test_failed_write_keeps_previous(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ data:
   img_size: 32
   resize: 36
   num_workers: 0
-  args: {{num_classes: 3, images_per_class: 12, img_size: 40, seed: 0, val_fraction: 0.25}}
+  args: {{num_classes: 3, images_per_class: 12, render_size: 40, seed: 0, val_fraction: 0.25}}
 model: {{name: baseline, backbone: test_resnet.r160_in1k, pretrained: false}}
 train: {{epochs: 2, batch_size: 4, lr: 0.01, device: cpu, amp: none, threads: 1, warmup_epochs: 0}}
 {extra}
@@ -92,9 +92,9 @@ def test_unknown_method_argument_fails_before_training(tmp_path, syn_root, capsy
 
 
 def test_warns_when_a_flip_changes_the_class(tmp_path, syn_root, monkeypatch):
-    from fgvc.data.synthetic import SyntheticFGVC
+    from fgvc.data.base import FGVCDataset
 
-    monkeypatch.setattr(SyntheticFGVC, "hflip_problem", lambda self: "classes a and b are mirror images")
+    monkeypatch.setattr(FGVCDataset, "hflip_problem", lambda self: "classes a and b are mirror images")
     out, _ = run(tmp_path, syn_root, sets=["train.max_steps=1", "data.augment.hflip=true"])
     log = (out / "train.log").read_text()
     assert "data.augment.hflip=true, but classes a and b are mirror images: set data.augment.hflip=false" in log

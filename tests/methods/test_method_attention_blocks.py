@@ -5,15 +5,15 @@ import torch
 from timm.layers.cbam import CbamModule
 from timm.layers.squeeze_excite import SEModule
 
+from fgvc.methods import build_method
 from fgvc.methods.attention_blocks import AttnAfter, is_resnet_family
-from fgvc.registry import METHODS
 
 RESNET, EFFNET = "test_resnet.r160_in1k", "test_efficientnet.r160_in1k"
 
 
 def _model(name: str, backbone: str = RESNET, **kw):
     torch.manual_seed(0)
-    return METHODS.build(name, num_classes=3, backbone=backbone, pretrained=False, **kw)
+    return build_method({"name": name, "backbone": backbone, "args": kw}, 3)
 
 
 def _count(module: torch.nn.Module, kind: type) -> int:
@@ -66,17 +66,21 @@ def test_attention_param_group():
     assert {g["name"]: g["lr_scale"] for g in m2.param_groups("main", 0.1)}["attention"] == 0.1
 
 
-def test_cbam_attention_maps_shape_and_range():
+def test_cbam_maps_are_the_spatial_gates_of_the_same_pass():
     m = _model("cbam").eval()
     for p in m.backbone.parameters():  # move the gates away from their 0.5 start
         torch.nn.init.normal_(p, mean=0.0 if p.ndim > 1 else 1.0, std=0.5)
+    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        maps = m.attention_maps(torch.randn(2, 3, 64, 64))
-    assert maps.shape == (2, len(m.attn_names), 16, 16)  # largest gate: layer1 at stride 4
-    assert maps.min() >= 0 and maps.max() <= 1 and maps.std() > 0
+        out = m.infer(x)
+        plain = m.fc(m.backbone(x).mean((2, 3)))  # hooks leave the classification untouched
+    assert out.maps.shape == (2, len(m.attn_names), 16, 16)  # largest gate: layer1 at stride 4
+    assert out.maps.min() >= 0 and out.maps.max() <= 1 and out.maps.std() > 0
+    torch.testing.assert_close(out.prediction, plain)
+    assert all(not g.spatial.gate._forward_hooks for g in m.attn_modules())  # hooks removed
     se = _model("senet").eval()
     with torch.no_grad():
-        assert se.attention_maps(torch.randn(2, 3, 64, 64)).shape == (2, 1, 2, 2)
+        assert se.infer(x).maps is None  # channel attention only: fgvc.visualize draws the feature-map CAM
 
 
 def test_pretrained_file_leaves_new_blocks_at_init(tmp_path):
@@ -84,7 +88,7 @@ def test_pretrained_file_leaves_new_blocks_at_init(tmp_path):
     plain = timm.create_model(RESNET, num_classes=0, global_pool="")
     path = tmp_path / "plain.pth"
     torch.save(plain.state_dict(), path)
-    m = METHODS.build("senet", num_classes=3, backbone=RESNET, pretrained=True, pretrained_file=str(path))
+    m = build_method({"name": "senet", "backbone": RESNET, "pretrained": True, "pretrained_file": str(path)}, 3)
     assert m.backbone.missing_keys and all(".se." in k for k in m.backbone.missing_keys)
     loaded = m.backbone.model.state_dict()
     for k, v in plain.state_dict().items():  # every pretrained tensor landed in the same place

@@ -2,15 +2,15 @@
 import pytest
 import torch
 
+from fgvc.methods import build_method
 from fgvc.methods.bcnn import BCNN
-from fgvc.registry import METHODS
 
 BACKBONE = "test_resnet.r160_in1k"
 
 
 def _model(**kw) -> BCNN:
     torch.manual_seed(0)
-    return METHODS.build("bcnn", num_classes=4, backbone=BACKBONE, pretrained=False, **kw)
+    return build_method({"name": "bcnn", "backbone": BACKBONE, "args": kw}, 4)
 
 
 @pytest.mark.parametrize("kw,dim", [({"reduce_dim": 8}, 64), ({"pooling": "compact", "compact_dim": 128}, 128)])

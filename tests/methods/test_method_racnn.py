@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fgvc.methods import build_method
 from fgvc.methods.racnn import RACNN, boxcar_crop, boxcar_masks, compose_boxes
-from fgvc.registry import METHODS
 
 BACKBONE = "test_resnet.r160_in1k"
 
@@ -12,7 +12,7 @@ BACKBONE = "test_resnet.r160_in1k"
 def _model(**kw) -> RACNN:
     torch.manual_seed(0)
     args = {"share_backbone": True, "apn_hidden": 32, "apn_channels": 8, "apn_grid": 2, **kw}
-    return METHODS.build("racnn", num_classes=5, backbone=BACKBONE, pretrained=False, **args)
+    return build_method({"name": "racnn", "backbone": BACKBONE, "args": args}, 5)
 
 
 def test_boxcar_crop_is_differentiable_wrt_box():
@@ -105,17 +105,20 @@ def test_training_step_each_stage(stage):
         assert "apn_pretrain" in out if stage == "apn_pretrain" else out["loss"] == out["rank"]
 
 
-def test_predict_all_embed_attention_maps():
+def test_infer_heads_embedding_masks_and_object_box():
     m = _model().eval()
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
-        preds = m.predict_all(x)
-        assert list(preds) == ["fused", "scale1", "scale2", "scale3"]
-        assert all(v.shape == (2, 5) for v in preds.values())
-        torch.testing.assert_close(m.predict(x), preds["fused"])
-        assert m.embed(x).shape == (2, 3 * m.backbone.num_features)
-        maps = m.attention_maps(x)
-    assert maps.shape == (2, 2, 48, 48) and maps.min() >= 0 and maps.max() <= 1
+        out = m.infer(x)
+        res = m.forward_scales(x, detach_boxes=True)
+    assert list(out.logits) == ["fused", "scale1", "scale2", "scale3"] and out.headline == "fused"
+    assert out.embedding.shape == (2, 3 * m.backbone.num_features)
+    assert out.maps.shape == (2, 2, 48, 48) and out.maps.min() >= 0 and out.maps.max() <= 1
+    tx, ty, tl = res["boxes"][0].unbind(1)  # the first zoom's square, in input pixels
+    torch.testing.assert_close(out.boxes, torch.stack([tx - tl, ty - tl, tx + tl, ty + tl], 1) * 48)
+    inside = out.maps[:, 0] > 0.5  # the first mask is high inside that box
+    ys, xs = torch.nonzero(inside[0], as_tuple=True)
+    assert xs.min() >= out.boxes[0, 0] - 1 and xs.max() <= out.boxes[0, 2] + 1
 
 
 def test_separate_backbones_per_scale():

@@ -5,7 +5,6 @@ import torch.nn.functional as F
 
 from fgvc.methods import build_method
 from fgvc.methods.wsdan import WSDAN, attention_crop_boxes, attention_drop_masks, crop_and_resize
-from fgvc.registry import METHODS
 
 BACKBONE = "test_resnet.r160_in1k"
 
@@ -13,7 +12,7 @@ BACKBONE = "test_resnet.r160_in1k"
 def _model(**kw) -> WSDAN:
     torch.manual_seed(0)
     args = dict(num_attentions=4, **kw)
-    return METHODS.build("wsdan", num_classes=5, backbone=BACKBONE, pretrained=False, **args)
+    return build_method({"name": "wsdan", "backbone": BACKBONE, "args": args}, 5)
 
 
 def test_training_step_shapes_and_backward():
@@ -31,19 +30,26 @@ def test_training_step_shapes_and_backward():
     assert torch.isfinite(m.training_step(x, soft)["loss"])
 
 
-def test_predict_all_embed_and_maps():
+def test_infer_heads_embedding_maps_and_box():
     m = _model().eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        preds = m.predict_all(x)
-        assert list(preds) == ["refined", "raw"]
-        assert preds["refined"].shape == (2, 5)
-        torch.testing.assert_close(m.predict(x), preds["refined"])
-        emb = m.embed(x)
-        assert emb.shape == (2, 4 * m.backbone.num_features)
-        torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))  # signed sqrt + L2
-        assert m.attention_maps(x).shape == (2, 4, 2, 2)
+        out = m.infer(x)
+        parts, maps, _ = m.forward_features(x)
+        refined = (m.classify(parts) + m.classify(m.forward_features(crop_and_resize(x, out.boxes))[0])) / 2
+    assert list(out.logits) == ["refined", "raw"] and out.headline == "refined"
+    torch.testing.assert_close(out.logits["refined"], refined)  # raw and object-crop views, averaged
+    assert out.embedding.shape == (2, 4 * m.backbone.num_features)
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(2))  # signed sqrt + L2
+    assert out.maps.shape == (2, 4, 2, 2)
+    torch.testing.assert_close(out.boxes, m.localise(x, maps))
     assert "centers" in m.state_dict() and m.centers.shape == (5, 4 * m.backbone.num_features)
+
+
+def test_part_tap_is_a_property_of_the_backbone():
+    assert _model().backbone.out_index is None  # any CNN but Inception-v3: the last feature map
+    assert build_method({"name": "wsdan", "backbone": BACKBONE, "backbone_args": {"out_index": 2},
+                         "args": {"num_attentions": 2}}, 3).backbone.out_index == 2  # a recipe may ask
 
 
 def test_center_update_with_repeated_labels_is_per_class_mean():

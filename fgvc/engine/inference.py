@@ -1,0 +1,215 @@
+"""One way to load and run a trained model: :class:`TrainedRun`.
+
+Every command that reads a trained method (``fgvc.evaluate``, ``fgvc.visualize``, the trainer's final
+test, and what comes after: embed, explain, report, export) starts here::
+
+    run = TrainedRun.load("runs/cub200_wsdan-...", checkpoint="last")   # config, method, classes, runtime
+    out = run.collect("test", ["logits", "embedding"])                   # one pass over a split
+    one = run.infer(images)                                             # Outputs of one batch
+
+``collect`` runs a split once through :meth:`Method.infer` with a progress bar, in the run's runtime
+(device, AMP, channels-last, threads), optionally averaging with the horizontally flipped image (TTA),
+sharded over DDP ranks and gathered back in dataset order, and returns the requested fields of
+:class:`~fgvc.methods.base.Outputs` as CPU float tensors.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from fgvc import config
+from fgvc.engine import builder
+from fgvc.engine.distributed import DistEnv, all_gather_tensors
+from fgvc.errors import ConfigError
+from fgvc.methods.base import OUTPUT_FIELDS, Method, Outputs
+
+__all__ = ["autocast", "Runtime", "Collected", "TrainedRun"]
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for a resolved AMP mode (``none``, ``bf16``, ``fp16``)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+@dataclass
+class Runtime:
+    """Where and how a method runs: device, resolved AMP mode, channels-last inputs, CPU threads, DDP ranks."""
+
+    device: torch.device
+    amp: str = "none"
+    channels_last: bool = False
+    threads: int = 0
+    env: DistEnv = field(default_factory=DistEnv)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], method: Method, strict: bool = False, env: DistEnv | None = None
+                    ) -> "Runtime":
+        tr = cfg["train"]
+        device = builder.resolve_device(tr["device"])
+        if env is not None and env.enabled and device.type == "cuda":
+            device = torch.device("cuda", env.local_rank)
+        return cls(device, builder.resolve_amp(tr["amp"], device, strict),
+                   builder.resolve_channels_last(tr["channels_last"], method), tr["threads"], env or DistEnv())
+
+    def prepare(self, method: Method) -> Method:
+        """Move ``method`` to the device (and memory format); set the thread count."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        method.to(self.device)
+        if self.channels_last:
+            method.to(memory_format=torch.channels_last)
+        return method
+
+    def inputs(self, images: Tensor) -> Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+
+@dataclass
+class Collected:
+    """The fields of one pass over a split, in dataset order (CPU, float32 for tensors of floats)."""
+
+    targets: Tensor  # N
+    headline: str
+    logits: dict[str, Tensor] = field(default_factory=dict)  # each N, K
+    embedding: Tensor | None = None  # N, D
+    feature_map: Tensor | None = None  # N, C, h, w
+    maps: Tensor | None = None  # N, M, h, w
+    boxes: Tensor | None = None  # N, 4
+
+    @property
+    def prediction(self) -> Tensor:
+        return self.logits[self.headline]
+
+
+def _flip_average(out: Outputs, flipped: Outputs) -> Outputs:
+    """TTA: logits as the log of the mean of both views' probabilities, embeddings averaged; the rest unflipped."""
+    logits = {k: (v.float().softmax(1) + flipped.logits[k].float().softmax(1)).log() for k, v in out.logits.items()}
+    emb = (out.embedding.float() + flipped.embedding.float()) / 2
+    return Outputs(logits, out.headline, emb, out.feature_map, out.maps, out.boxes)
+
+
+class TrainedRun:
+    """A trained method ready for inference, with everything needed to feed it data."""
+
+    def __init__(self, cfg: dict[str, Any], method: Method, data_config: dict[str, Any], class_names: Sequence[str],
+                 runtime: Runtime, run_dir: Path | None = None, checkpoint: str = "last", weights: str = "model") -> None:
+        self.cfg, self.method, self.runtime = cfg, method, runtime
+        self.data_config = {k: tuple(v) if isinstance(v, list) else v for k, v in data_config.items()}
+        self.class_names, self.run_dir = list(class_names), run_dir
+        self.checkpoint, self.weights = checkpoint, weights
+        self.datasets: dict[str, Any] = {}  # eval-transformed splits, built once
+
+    @classmethod
+    def load(cls, target: str | Path, checkpoint: str = "last", overrides: Iterable[str] = (),
+             weights: str = "auto") -> "TrainedRun":
+        """A run directory (its ``checkpoints/<checkpoint>.pt``) or a checkpoint file; ``overrides`` are ``--set``
+        items; ``weights``: ``auto`` (the EMA weights when the run kept an EMA, as final.json did), ``ema`` or
+        ``model``."""
+        from fgvc.engine.checkpoint import load_checkpoint
+
+        target = Path(target)
+        if target.is_dir():
+            run_dir, ckpt_path = target, target / "checkpoints" / f"{checkpoint}.pt"
+        else:
+            ckpt_path, run_dir = target, target.parent.parent
+        state = load_checkpoint(ckpt_path)
+        cfg = state["config"]
+        config.migrate(cfg)
+        config.apply_overrides(cfg, overrides)
+        config.validate(cfg)
+        model_cfg = dict(cfg["model"], pretrained=False, pretrained_file=None)  # the checkpoint holds the weights
+        method = builder.build_method_from_cfg(dict(cfg, model=model_cfg), len(state["class_names"]))
+        if weights == "ema" and state.get("ema") is None:
+            raise ConfigError(f"--weights ema: {ckpt_path} holds no EMA weights (the run had train.ema=false)")
+        use_ema = state.get("ema") is not None and weights in ("auto", "ema")
+        method.load_state_dict(state["ema"] if use_ema else state["model"])
+        method.load_extra_state(state.get("extra") or {})
+        runtime = Runtime.from_config(cfg, method)
+        return cls(cfg, runtime.prepare(method).eval(), state["data_config"], state["class_names"], runtime, run_dir,
+                   checkpoint, "ema" if use_ema else "model")
+
+    # ------------------------------------------------------------------- data
+    def dataset(self, split: str) -> Any:
+        """The eval-transformed dataset of ``split``; refuses data whose classes differ from the model's."""
+        if split in self.datasets:
+            return self.datasets[split]
+        ds = builder.build_split(self.cfg, split, False, self.data_config)
+        if list(ds.classes) != self.class_names:
+            raise ConfigError(f"the classes of {self.cfg['data']['root']} ({len(ds.classes)}) differ from the ones this "
+                              f"model was trained on ({len(self.class_names)}); use the run's own data set")
+        if self.run_dir is not None:
+            ds.bad_log = self.run_dir / "bad_images.tsv"
+        self.datasets[split] = ds
+        return ds
+
+    # -------------------------------------------------------------- inference
+    @torch.no_grad()
+    def infer(self, images: Tensor, tta: bool = False) -> Outputs:
+        """:class:`Outputs` of one batch ``B, 3, H, W`` (normalised as ``data_config`` says), on the run's device."""
+        self.method.eval()
+        x = self.runtime.inputs(images)
+        with autocast(self.runtime.device, self.runtime.amp):
+            out = self.method.infer(x)
+            if tta:
+                out = _flip_average(out, self.method.infer(torch.flip(x, dims=[3])))
+        return out
+
+    def collect(self, split: str, fields: Iterable[str] = ("logits",), tta: bool = False,
+                desc: str | None = None) -> Collected:
+        """One pass over ``split``: the requested ``fields`` of :class:`Outputs` for every image, and the targets."""
+        fields = list(fields)
+        unknown = [f for f in fields if f not in OUTPUT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown output field(s) {unknown}; choose from {OUTPUT_FIELDS}")
+        ds = self.dataset(split)
+        env = self.runtime.env
+        bs = self.cfg["eval"]["batch_size"] or max(self.cfg["train"]["batch_size"] // env.world_size, 1)
+        loader = builder.make_loader(ds, bs, self.cfg["data"]["num_workers"], False, 0, env,
+                                     self.runtime.device.type == "cuda")
+        was_training = self.method.training
+        parts: dict[str, list[Any]] = {f: [] for f in fields}
+        targets: list[Tensor] = []
+        headline = ""
+        show = env.is_main and sys.stderr.isatty()
+        for images, labels in tqdm(loader, desc=desc or split, leave=False, disable=not show, dynamic_ncols=True):
+            out = self.infer(images, tta)
+            headline = out.headline
+            for f in fields:
+                value = getattr(out, f)
+                parts[f].append({k: v.float().cpu() for k, v in value.items()} if f == "logits"
+                                else None if value is None else value.float().cpu())
+            targets.append(labels.cpu())
+        self.method.train(was_training)
+        order = _dataset_order(len(ds), env)
+        result = Collected(_gather([torch.cat(targets)] if targets else [torch.zeros(0, dtype=torch.long)], env, order),
+                           headline)
+        for f in fields:
+            if f == "logits":
+                keys = parts[f][0].keys() if parts[f] else []
+                result.logits = {k: _gather([p[k] for p in parts[f]], env, order) for k in keys}
+            elif parts[f] and parts[f][0] is not None:
+                setattr(result, f, _gather(parts[f], env, order))
+        return result
+
+
+def _dataset_order(n: int, env: DistEnv) -> Tensor | None:
+    """The permutation that puts rank-strided shards (rank r holds r, r+W, ...) back into dataset order."""
+    if not env.enabled:
+        return None
+    gathered = torch.cat([torch.arange(r, n, env.world_size) for r in range(env.world_size)])
+    return torch.argsort(gathered)
+
+
+def _gather(chunks: list[Tensor], env: DistEnv, order: Tensor | None) -> Tensor:
+    full = all_gather_tensors(torch.cat(chunks), env)
+    return full if order is None else full[order]

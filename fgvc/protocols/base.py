@@ -1,0 +1,63 @@
+"""The protocol seam: which splits a protocol is fed, what it returns, and how its result file is named."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from fgvc.registry import PROTOCOLS
+
+if TYPE_CHECKING:
+    from fgvc.engine.inference import TrainedRun
+
+__all__ = ["Protocol", "ProtocolResult", "build_protocol", "split_roles"]
+
+
+@dataclass
+class ProtocolResult:
+    """Metrics (a flat JSON-able mapping; accuracies in percent), tables written as CSV beside the JSON, and the
+    lines a command prints."""
+
+    metrics: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def write_tables(self, out_dir: Path, prefix: str = "") -> list[Path]:
+        """``<out_dir>/<prefix><name>.csv`` for every table; returns the paths."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, table in self.tables.items():
+            path = out_dir / f"{prefix}{name}.csv"
+            table.to_csv(path, index=table.index.name is not None or not isinstance(table.index, pd.RangeIndex))
+            paths.append(path)
+        return paths
+
+
+class Protocol:
+    """Base class: ``roles`` are the splits :meth:`evaluate` receives (``{"test": "test", ...}``)."""
+
+    name: ClassVar[str] = ""
+    roles: ClassVar[tuple[str, ...]] = ("test",)
+
+    def evaluate(self, run: "TrainedRun", splits: dict[str, str], tta: bool = False) -> ProtocolResult:
+        raise NotImplementedError
+
+    def file_stem(self, split: str, checkpoint: str, tta: bool = False) -> str:
+        """Name of the result file under ``eval/``: ``<protocol>-<split>[-best][-tta]``."""
+        return f"{self.name}-{split}" + ("-best" if checkpoint == "best" else "") + ("-tta" if tta else "")
+
+
+def build_protocol(name: str) -> Protocol:
+    """The registered protocol ``name`` (an unknown name gets the closest registered one)."""
+    return PROTOCOLS.build(name)
+
+
+def split_roles(cfg: dict[str, Any], test_split: str | None = None) -> dict[str, str]:
+    """The recipe's splits by role; ``test_split`` (e.g. ``--split val``) replaces the scored one."""
+    d = cfg["data"]
+    roles = {"train": d["train_split"], "test": test_split or d["test_split"]}
+    if d["val_split"]:
+        roles["val"] = d["val_split"]
+    return roles

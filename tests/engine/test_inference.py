@@ -1,0 +1,110 @@
+"""TrainedRun and the evaluation protocols: one loader of runs, one pass per split, in dataset order; the commands
+that stand on them (evaluate --protocol/--output, visualize) on CNN and vision-transformer runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fgvc.data import make_synthetic
+from fgvc.engine.inference import TrainedRun
+from fgvc.evaluate import main as evaluate_main
+from fgvc.train import main as train_main
+from fgvc.visualize import main as visualize_main
+
+VIT = "vit_tiny_patch16_224"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=8, render_size=48,
+                          progress=False)
+
+
+def _train(root: Path, out: Path, *sets: str) -> Path:
+    recipe = out.parent / f"{out.name}.yaml"
+    recipe.write_text(f"""
+seed: 1
+data: {{name: cub200, root: {root}, img_size: 32, resize: 36, num_workers: 0, val_split: null,
+        augment: {{hflip: false}}}}
+model: {{name: baseline, backbone: test_resnet.r160_in1k, pretrained: false}}
+train: {{epochs: 1, batch_size: 4, lr: 0.01, device: cpu, threads: 1, warmup_epochs: 0}}
+eval: {{batch_size: 5}}
+""")
+    assert train_main([str(recipe), "--output", str(out), "--set", *sets] if sets else
+                      [str(recipe), "--output", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def wsdan_run(data_root, tmp_path_factory) -> Path:
+    return _train(data_root, tmp_path_factory.mktemp("runs") / "wsdan", "model.name=wsdan",
+                  "model.args={num_attentions: 4}")
+
+
+def test_collect_is_one_pass_in_dataset_order(wsdan_run):
+    run = TrainedRun.load(wsdan_run)
+    final = json.loads((wsdan_run / "final.json").read_text())
+    got = run.collect("test", ["logits", "embedding", "maps", "boxes", "feature_map"])
+    n = final["n_images"]
+    assert got.targets.tolist() == run.dataset("test").targets and got.headline == "refined"
+    assert set(got.logits) == {"refined", "raw"} and got.prediction.shape == (n, 3)
+    assert got.embedding.shape[0] == got.maps.shape[0] == got.boxes.shape[0] == got.feature_map.shape[0] == n
+    top1 = 100.0 * float((got.prediction.argmax(1) == got.targets).float().mean())
+    assert top1 == pytest.approx(final["top1"])  # the trainer's final test went through the same path
+    images = torch.stack([run.dataset("test")[i][0] for i in (0, 1)])
+    torch.testing.assert_close(run.infer(images).prediction.cpu(), got.prediction[:2])
+    only = run.collect("test", ["embedding"])
+    assert only.logits == {} and only.maps is None and torch.equal(only.embedding, got.embedding)
+    tta = run.collect("test", ["logits"], tta=True).prediction
+    flipped = run.infer(torch.flip(images, dims=[3])).prediction.cpu()
+    expect = (run.infer(images).prediction.cpu().softmax(1) + flipped.softmax(1)).log()
+    torch.testing.assert_close(tta[:2], expect)
+    with pytest.raises(ValueError, match="unknown output field"):
+        run.collect("test", ["attention"])
+
+
+def test_evaluate_protocol_and_output_dir(wsdan_run, tmp_path, capsys):
+    assert evaluate_main([str(wsdan_run), "--protocol", "classification", "--output", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "reproduces final.json" in out and "refined" in out and "raw" in out
+    assert {p.name for p in (tmp_path / "ev").iterdir()} == {"test-last.json", "test-last-per_class.csv",
+                                                              "test-last-confusion.csv"}
+    assert evaluate_main([str(wsdan_run), "--protocol", "clasification"]) == 2
+    assert "unknown evaluation protocol 'clasification' (did you mean 'classification'?)" in capsys.readouterr().err
+
+
+def test_visualize_draws_maps_and_the_object_box_from_one_pass(wsdan_run, monkeypatch):
+    from fgvc.methods.wsdan import WSDAN
+
+    calls = []
+    original = WSDAN.infer
+    monkeypatch.setattr(WSDAN, "infer", lambda self, x: calls.append(len(x)) or original(self, x))
+    assert visualize_main([str(wsdan_run), "--n", "3", "--maps", "top4"]) == 0
+    assert calls == [3]  # maps, box and predictions of the figure: one infer call
+    assert (wsdan_run / "vis" / "attention-test-last-top4.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["baseline", "wsdan", "bcnn"])
+def test_transformer_backbone_trains_and_draws(method, data_root, tmp_path):
+    sets = [f"model.name={method}", f"model.backbone={VIT}", "model.pretrained=false", "train.max_steps=2"]
+    sets += {"wsdan": ["model.args={num_attentions: 4}"], "bcnn": ["model.args={reduce_dim: 8}"]}.get(method, [])
+    run = _train(data_root, tmp_path / method, *sets)
+    assert json.loads((run / "final.json").read_text())["steps"] == 2
+    assert visualize_main([str(run), "--n", "2"]) == 0
+    assert (run / "vis" / "attention-test-last-mean.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,name", [("cbam", "CBAM"), ("senet", "SE")])
+def test_cbam_and_se_refuse_a_transformer_with_one_line(method, name, data_root, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {{name: cub200, root: {data_root}, img_size: 32, resize: 36, num_workers: 0}}\n"
+                      f"model: {{name: {method}, backbone: {VIT}, pretrained: false}}\ntrain: {{device: cpu}}\n")
+    assert train_main([str(recipe), "--output", str(tmp_path / "run")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and name in err[0] and "vision transformer" in err[0]
+    assert not (tmp_path / "run").exists()
