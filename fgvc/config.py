@@ -21,7 +21,7 @@ import yaml
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
-__all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "get", "dump"]
+__all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "from_saved", "get", "dump"]
 
 log = logging.getLogger("fgvc")
 
@@ -184,6 +184,18 @@ def migrate(tree: dict[str, Any]) -> list[str]:
         dargs["render_size"] = dargs.pop("img_size")
         notes.append("the synthetic set's data.args.img_size is now data.args.render_size (data.img_size is the crop)")
     return notes
+
+
+def from_saved(saved: dict[str, Any], overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The config stored in a checkpoint, as this version reads it: legacy keys migrated, keys added since then at
+    their defaults, ``overrides`` applied, validated."""
+    tree = copy.deepcopy(saved)
+    migrate(tree)
+    cfg = copy.deepcopy(DEFAULTS)
+    _merge(cfg, tree, {}, "")
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
 
 
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, str]]:

@@ -123,10 +123,7 @@ class TrainedRun:
         else:
             ckpt_path, run_dir = target, target.parent.parent
         state = load_checkpoint(ckpt_path)
-        cfg = state["config"]
-        config.migrate(cfg)
-        config.apply_overrides(cfg, overrides)
-        config.validate(cfg)
+        cfg = config.from_saved(state["config"], overrides)
         model_cfg = dict(cfg["model"], pretrained=False, pretrained_file=None)  # the checkpoint holds the weights
         method = builder.build_method_from_cfg(dict(cfg, model=model_cfg), len(state["class_names"]))
         if weights == "ema" and state.get("ema") is None:

@@ -107,8 +107,9 @@ def _render(images: Tensor, raw_maps: Tensor, share: Tensor, is_cam: bool, rows:
     fig = plt.figure(figsize=(w_px / DPI, h_px / DPI), dpi=DPI)
     header_frac = HEADER_IN * DPI / h_px
     head, body = fig.subfigures(2, 1, height_ratios=[header_frac, 1 - header_frac])
-    chars = max(int(n_cols * PANEL_IN / 0.075), 30)  # ~characters per line at 8-9 pt
-    head.text(0.5, 0.5, textwrap.fill(heading, chars), ha="center", va="center", fontsize=9, weight="bold")
+    chars = max(int(n_cols * PANEL_IN / 0.075), 30)  # ~characters per line at 8 pt (row titles)
+    head_chars = int(n_cols * PANEL_IN * 72 / (0.62 * 7.5))  # bold 7.5 pt: 3 lines fit the header
+    head.text(0.5, 0.5, textwrap.fill(heading, head_chars), ha="center", va="center", fontsize=7.5, weight="bold")
     subs = body.subfigures(len(rows), 1) if len(rows) > 1 else [body]
     for i, (text, ok, order) in enumerate(rows):
         img = denormalize(images[i], mean, std)  # H, W, 3

@@ -87,6 +87,25 @@ def test_visualize_draws_maps_and_the_object_box_from_one_pass(wsdan_run, monkey
     assert (wsdan_run / "vis" / "attention-test-last-top4.png").is_file()
 
 
+def test_runs_written_by_earlier_versions_still_load(wsdan_run, tmp_path, capsys):
+    """A checkpoint whose config predates eval.protocols and model.backbone_args and still has train.cpu_amp."""
+    import shutil
+
+    from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    old = tmp_path / "old"
+    shutil.copytree(wsdan_run, old)
+    state = load_checkpoint(old / "checkpoints" / "last.pt")
+    cfg = state["config"]
+    del cfg["eval"]["protocols"]
+    cfg["model"]["args"]["backbone_args"] = cfg["model"].pop("backbone_args")
+    cfg["train"].update(amp="bf16", cpu_amp=False)
+    save_checkpoint(state, old / "checkpoints" / "last.pt")
+    run = TrainedRun.load(old)
+    assert run.cfg["eval"]["protocols"] == ["classification"] and run.runtime.amp == "none"  # bf16 meant CUDA only
+    assert evaluate_main([str(old)]) == 0 and "reproduces final.json" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["baseline", "wsdan", "bcnn"])
 def test_transformer_backbone_trains_and_draws(method, data_root, tmp_path):
