@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +22,10 @@ import yaml
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
-__all__ = ["ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "from_saved", "get", "dump"]
+__all__ = [
+    "ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "from_saved", "get", "dump",
+    "resolved_resize", "crop_warnings",
+]
 
 log = logging.getLogger("fgvc")
 
@@ -33,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
         "name": "cub200",
         "root": "datasets",
         "img_size": 448,
-        "resize": 512,
+        "crop_pct": 0.875,
+        "resize": None,
         "num_workers": 4,
         "train_split": "train",
         "val_split": "val",
@@ -110,11 +115,30 @@ AUX_KEYS = {"name": str, "weight": float, "args": dict}
 AUX_REQUIRED = ("name",)
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python tags) that also reads ``1e-3`` as a float: YAML 1.1, which PyYAML follows,
+    needs a dot (``1.0e-3``), so ``--set train.lr=1e-3`` would otherwise be the string '1e-3'."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text (a recipe, a ``--set`` value) through :class:`RecipeLoader`."""
+    loader = RecipeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """One line: what is wrong and where (PyYAML's own message spans several lines)."""
     mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    hint = "; Python tags (!!python/...) are refused: recipes are read with yaml.safe_load" if "tag" in problem else ""
+    hint = "; Python tags (!!python/...) are refused: recipes are read with a safe loader" if "tag" in problem else ""
     return " ".join(f"{problem}{where}{hint}".split())
 
 
@@ -122,7 +146,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
@@ -217,7 +241,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{item}' must look like key.sub=value, e.g. train.lr=0.01")
     key, value = item.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value) if value != "" else None
+        return key.strip(), parse_yaml(value) if value != "" else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{item}': value is not valid YAML ({_yaml_problem(exc)})") from exc
 
@@ -369,12 +393,34 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
     need(data["img_size"] >= 16, "data.img_size", "must be >= 16 pixels")
     need(data["max_images"] is None or data["max_images"] >= 1, "data.max_images", "must be >= 1 or null")
     need(data["num_workers"] >= 0, "data.num_workers", "must be >= 0")
+    need(0.1 <= data["crop_pct"] <= 1.0, "data.crop_pct", "must be in [0.1, 1] (the crop's share of the resized "
+                                                           "shorter side, e.g. 0.875 = 448 / 512)")
     if data["resize"] is not None:
         need(
             data["resize"] >= data["img_size"], "data.resize",
             f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
-            f"(e.g. {round(data['img_size'] * 8 / 7)}) or data.resize=null",
+            f"or data.resize=null (derived from data.crop_pct: {resolved_resize(data)})",
         )
+
+
+def resolved_resize(data: dict[str, Any]) -> int:
+    """The shorter side images are resized to before the ``data.img_size`` crop: ``data.resize`` when a recipe sets
+    it, else ``round(img_size / crop_pct)`` (timm's convention; 448 / 0.875 = 512)."""
+    return int(data["resize"]) if data["resize"] is not None else round(data["img_size"] / data["crop_pct"])
+
+
+def crop_warnings(data: dict[str, Any], origin: dict[str, str] | None = None) -> list[str]:
+    """A warning when the crop keeps less than 70 % of the resized shorter side (e.g. ``--set data.img_size=160`` on a
+    recipe that pins ``data.resize: 512`` trains on the central 31 % of each image)."""
+    resize = resolved_resize(data)
+    share = data["img_size"] / resize
+    if share >= 0.7:
+        return []
+    src = _where(origin or {}, "data.resize")
+    return [f"data.img_size={data['img_size']} keeps only the central {share:.0%} of the shorter side after resizing "
+            f"to data.resize={resize}{src}: the object may be cut off. Drop data.resize (it is then derived from "
+            f"data.crop_pct={data['crop_pct']}: {round(data['img_size'] / data['crop_pct'])}) or set it near "
+            f"{round(data['img_size'] / 0.875)}"]
 
 
 def get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:

@@ -111,8 +111,7 @@ def _check(a: argparse.Namespace) -> int:
 
 
 def _info(a: argparse.Namespace) -> int:
-    import yaml
-
+    from fgvc.config import parse_yaml
     from fgvc.data import DataError, build_dataset
 
     kwargs: dict[str, Any] = {}
@@ -120,7 +119,7 @@ def _info(a: argparse.Namespace) -> int:
         if "=" not in item:
             raise DataError(f"--arg expects KEY=VALUE, got '{item}'")
         k, v = item.split("=", 1)
-        kwargs[k] = yaml.safe_load(v)
+        kwargs[k] = parse_yaml(v)
     sets = {}
     for split in ("train", "val", "test", "trainval"):
         try:

@@ -45,7 +45,7 @@ def _find_run(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fgvc.engine.distributed import init_distributed
-    from fgvc.engine.rundir import new_run_dir, setup_logging
+    from fgvc.engine.rundir import attach_run_log, buffered_log, new_run_dir, setup_logging
     from fgvc.engine.trainer import Trainer
 
     if args.resume is not None:
@@ -66,19 +66,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run_dir} already holds a run with a checkpoint; continue it with --resume {run_dir}, "
                 "or choose another --output (fgvc never overwrites a checkpoint of another run)")
     env = init_distributed("cuda" if cfg["train"]["device"] != "cpu" and _cuda() else "cpu")
-    fresh = not run_dir.exists()
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.dump(cfg))
-    env.barrier()
-    log = setup_logging(run_dir, env.is_main)
-    log.info(f"run directory: {run_dir}")
-    try:
+    # build data and model before anything is written: a run that cannot start leaves no directory behind
+    log = setup_logging(None, env.is_main)
+    with buffered_log() as held:
         trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env)
-    except BaseException:
-        if fresh and env.is_main:  # failed before training (bad data, weights...): leave no empty run behind
-            _remove_empty_run(run_dir)
-        raise
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(config.dump(cfg))
+        env.barrier()
+        attach_run_log(run_dir, held, env.is_main)  # train.log starts with what was logged while building
+    log.info(f"run directory: {run_dir}")
     log.info(f"device {trainer.device} x{env.world_size} | {cfg['model']['name']} on {cfg['model']['backbone']} | "
              f"{cfg['data']['name']}: {len(trainer.train_ds)} train, "
              f"{len(trainer.val_ds) if trainer.val_ds is not None else 0} val images, {len(trainer.class_names)} classes")
@@ -94,17 +91,6 @@ def main(argv: list[str] | None = None) -> int:
 
         close_file_logging()
     return 0
-
-
-def _remove_empty_run(run_dir: Path) -> None:
-    """Delete a run directory this command created if it holds nothing but config.yaml and the log."""
-    import shutil
-
-    from fgvc.engine.rundir import close_file_logging
-
-    close_file_logging()
-    if not (run_dir / "checkpoints").exists() and {p.name for p in run_dir.iterdir()} <= {"config.yaml", "train.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _cuda() -> bool:

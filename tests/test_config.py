@@ -59,7 +59,7 @@ def test_bool_is_not_a_number(tmp_path):
 
 
 @pytest.mark.parametrize("override,key", [
-    ("train.lr=-0.1", "train.lr"), ("data.img_size=600", "data.resize"), ("train.batch_size=0", "train.batch_size"),
+    ("train.lr=-0.1", "train.lr"), ("data.resize=100", "data.resize"), ("train.batch_size=0", "train.batch_size"),
     ("train.device=tpu", "train.device"), ("train.ema_decay=1.5", "train.ema_decay"),
     ("train.clip_grad=-1", "train.clip_grad.* must be > 0 or null"), ("train.epochs=0", "train.epochs.*>= 1"),
 ])
@@ -148,3 +148,35 @@ def test_every_shipped_recipe_resolves_without_legacy_keys(recipe):
 
     assert cfg["model"]["name"] in METHODS and cfg["data"]["name"] in DATASETS
     assert all(p in PROTOCOLS for p in cfg["eval"]["protocols"])
+
+
+def test_resize_is_derived_from_crop_pct(tmp_path):
+    cfg, _ = config.load_recipe(write(tmp_path / "r.yaml", "data: {img_size: 448}\n"))
+    assert cfg["data"]["resize"] is None and config.resolved_resize(cfg["data"]) == 512  # 448 / 0.875
+    cfg, _ = config.load_recipe(tmp_path / "r.yaml", ["data.img_size=160"])
+    assert config.resolved_resize(cfg["data"]) == 183 and config.crop_warnings(cfg["data"]) == []
+    cfg, _ = config.load_recipe(tmp_path / "r.yaml", ["data.crop_pct=0.8"])
+    assert config.resolved_resize(cfg["data"]) == 560
+    cfg, origin = config.load_recipe(tmp_path / "r.yaml", ["data.img_size=160", "data.resize=512"])  # explicit wins
+    assert config.resolved_resize(cfg["data"]) == 512
+    (warning,) = config.crop_warnings(cfg["data"], origin)
+    assert "central 31% of the shorter side" in warning and "--set data.resize=512" in warning
+    with pytest.raises(config.ConfigError, match="data.crop_pct"):
+        config.load_recipe(tmp_path / "r.yaml", ["data.crop_pct=1.5"])
+
+
+def test_shipped_bases_derive_the_resize_of_their_crop():
+    for recipe, resize in (("cub200_wsdan", 512), ("flowers102_resnet50", 512), ("cub200_lite0", 184), ("demo", 144)):
+        cfg, _ = config.load_recipe(REPO / "recipes" / f"{recipe}.yaml")
+        assert config.resolved_resize(cfg["data"]) == resize, recipe
+        cfg, _ = config.load_recipe(REPO / "recipes" / f"{recipe}.yaml", ["data.img_size=96"])
+        assert config.crop_warnings(cfg["data"]) == [], recipe  # a smaller crop keeps the whole object
+
+
+def test_exponent_floats_in_overrides_and_recipes(tmp_path):
+    cfg, _ = config.load_recipe(write(tmp_path / "r.yaml", "train: {lr: 1e-3, weight_decay: 5E-5, min_lr: .5e-6}\n"),
+                                ["train.warmup_lr=1e-4", "train.stages=[{name: main, epochs: 1, lr: 2e-2}]"])
+    tr = cfg["train"]
+    assert (tr["lr"], tr["weight_decay"], tr["min_lr"], tr["warmup_lr"]) == (1e-3, 5e-5, 5e-7, 1e-4)
+    assert tr["stages"][0]["lr"] == 0.02
+    assert config.parse_yaml("[1e, e5, 1.5, 10]") == ["1e", "e5", 1.5, 10]  # only numbers become floats

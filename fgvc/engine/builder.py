@@ -12,6 +12,7 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, Dataset
 
 from fgvc.engine.distributed import DistEnv, EpochSampler, ShardSampler
+from fgvc.config import resolved_resize
 from fgvc.errors import ConfigError
 
 log = logging.getLogger("fgvc")
@@ -69,12 +70,14 @@ def build_method_from_cfg(cfg: dict[str, Any], num_classes: int) -> torch.nn.Mod
 
 
 def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any]) -> Any:
-    """The recipe's train or eval transform, normalised as the backbone was pretrained."""
+    """The recipe's train or eval transform, normalised as the backbone was pretrained; ``data_config["input_scale"]``
+    (a method's, e.g. WS-DAN's ``zoom_source``) scales the resize and the crop alike."""
     from fgvc.data import build_transforms
 
     d, aug = cfg["data"], cfg["data"]["augment"]
+    scale = float(data_config.get("input_scale", 1.0))  # e.g. WS-DAN's zoom_source: larger images, same geometry
     return build_transforms(
-        img_size=d["img_size"], resize=d["resize"], mean=data_config["mean"], std=data_config["std"], train=train,
+        img_size=round(d["img_size"] * scale), resize=round(resolved_resize(d) * scale), mean=data_config["mean"], std=data_config["std"], train=train,
         hflip=aug["hflip"], color_jitter=aug["color_jitter"], random_resized_crop=aug["random_resized_crop"],
         rrc_scale=tuple(aug["rrc_scale"]),
     )

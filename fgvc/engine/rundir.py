@@ -12,17 +12,19 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import logging.handlers
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from fgvc.engine.checkpoint import atomic_write_bytes
 
-__all__ = ["new_run_dir", "setup_logging", "close_file_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "plot_curves"]
+__all__ = ["new_run_dir", "setup_logging", "buffered_log", "attach_run_log", "close_file_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "plot_curves"]
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -50,6 +52,32 @@ def setup_logging(run_dir: Path | None, is_main: bool = True) -> logging.Logger:
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(fh)
     return log
+
+
+@contextlib.contextmanager
+def buffered_log() -> Iterator[logging.handlers.MemoryHandler]:
+    """Hold the records the ``fgvc`` logger emits inside the block, for :func:`attach_run_log` to write into the run's
+    train.log once the run directory exists (they still reach the console as they happen)."""
+    held = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1, flushOnClose=False)
+    log = logging.getLogger("fgvc")
+    log.addHandler(held)
+    try:
+        yield held
+    finally:
+        log.removeHandler(held)
+        held.close()
+
+
+def attach_run_log(run_dir: Path, held: logging.handlers.MemoryHandler, is_main: bool = True) -> None:
+    """Add the run's train.log to the ``fgvc`` logger, starting with the records ``held`` since building began."""
+    if not is_main:
+        return
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    held.setTarget(fh)
+    held.flush()
+    held.setTarget(None)
+    logging.getLogger("fgvc").addHandler(fh)
 
 
 def close_file_logging() -> None:

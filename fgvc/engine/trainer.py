@@ -22,6 +22,7 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from fgvc.config import crop_warnings
 from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
@@ -77,7 +78,7 @@ class Trainer:
         self.train_ds.transform = builder.build_transform(cfg, True, dc)  # the backbone's own normalisation
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
         for warning in builder.flip_warnings(self.train_ds, {"data.augment.hflip": d["augment"]["hflip"],
-                                                             "eval.tta_flip": cfg["eval"]["tta_flip"]}):
+                                                             "eval.tta_flip": cfg["eval"]["tta_flip"]}) + crop_warnings(d):
             log.warning(warning)
         self.val_ds = builder.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
         if self.val_ds is not None:

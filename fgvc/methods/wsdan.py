@@ -13,7 +13,7 @@ Classification", arXiv:1901.09891).
   (erase the region above ``theta_d * max``); the loss averages the cross-entropies of the raw,
   cropped and dropped views.
 * Test time: the mean attention map localises the object (``theta = 0.1``, padding 5 %), and the
-  logits of the raw image and the object crop are averaged.
+  logits of the raw image and the object crop are averaged (``refined``; ``raw`` is the first view alone).
 
 Deviations from the authors' code, each deliberate: the center update averages the batch samples
 of a class (the reference's fancy-indexed ``+=`` keeps only the last sample of a repeated label);
@@ -23,6 +23,22 @@ whole image). Attention maps and pooled features come from one backbone feature 
 part tap (``out_index="parts"``, :data:`fgvc.models.backbone.PART_TAPS`): Inception-v3's Mixed_6e
 (stride 16) as in the authors' release, the last feature map of any other backbone (as the public
 ResNet/VGG ports do); ``model.backbone_args: {out_index: i}`` picks another stage.
+
+Options beyond the paper (defaults reproduce it), each measured in ``benchmarks/results/wsdan_mini.md``:
+
+* ``attention_init="top_channels"``: on the first training batch, the 1x1 attention conv becomes a one-hot
+  selection of the ``M`` feature channels with the largest mean activation, so the maps start as pretrained,
+  part-like responses (the authors take the first ``M`` channels of Inception's pretrained Mixed_7a branch)
+  instead of dense random projections. ``augment_warmup_steps``: train on the raw view only for that many steps.
+* ``attention_lr_scale`` / ``classifier_lr_scale``: the attention head's and the classifier's learning rates
+  relative to ``train.lr`` (the backbone has ``train.backbone_lr_scale``). The x100 feature scale was tuned for
+  SGD; under AdamW, whose step ignores the gradient's size, each logit of the unit-norm ``M*C`` feature moves by
+  about ``lr * feature_scale * sqrt(M*C)`` per step, so the classifier wants a ~10x smaller rate there.
+* ``zoom_source``: the loader hands the method images ``zoom_source`` times the input size; the raw view is an
+  antialiased downsample to the input size, while the attention crop is cut from the larger image, so the zoomed
+  view carries detail the raw view lacks (without it a crop only upsamples pixels the network has seen).
+* ``test_norm="minmax"``: the test-time box thresholds the min-max normalised mean map; ``headline``: which view
+  is scored (``refined`` as in the paper, or ``raw``).
 """
 from __future__ import annotations
 
@@ -32,70 +48,19 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
 from fgvc.errors import ConfigError
 from fgvc.methods.base import Method, MethodSetup, Outputs, hard_labels
+from fgvc.models.attention_crop import (
+    attention_crop_boxes, attention_drop_masks, box_areas, crop_and_resize, upsample_maps,
+)
 from fgvc.models.pooling import bilinear_attention_pool, signed_sqrt
 from fgvc.registry import METHODS
 
 __all__ = ["WSDAN", "attention_crop_boxes", "attention_drop_masks", "crop_and_resize"]
 
 EPS = 1e-12
-
-
-def _normalise_maps(maps: Tensor) -> Tensor:
-    """``maps: B, H, W`` divided by their per-sample maximum (a map with max <= 0 becomes all 0)."""
-    peak = maps.flatten(1).amax(1).clamp_min(EPS)  # B
-    return maps / peak[:, None, None]
-
-
-def attention_crop_boxes(maps: Tensor, thresholds: Tensor, padding: float) -> Tensor:
-    """Boxes around the region where ``maps >= thresholds * max``, padded by ``padding`` of the side.
-
-    ``maps: B, H, W`` (at image resolution), ``thresholds: B`` -> boxes ``B, 4`` as
-    ``(x1, y1, x2, y2)`` in continuous pixel coordinates (pixel ``j`` spans ``[j, j+1)``), so the
-    box of a region spanning columns ``a..b`` is ``[a - pad*W, b + 1 + pad*W]`` clipped to
-    ``[0, W]``. An empty region (a map that is all 0) gives the whole image.
-    """
-    b, h, w = maps.shape
-    mask = _normalise_maps(maps) >= thresholds.to(maps.dtype)[:, None, None]  # B, H, W
-    rows, cols = mask.any(2), mask.any(1)  # B, H and B, W
-    ar_h = torch.arange(h, device=maps.device, dtype=maps.dtype)
-    ar_w = torch.arange(w, device=maps.device, dtype=maps.dtype)
-    y1 = torch.where(rows, ar_h, float(h)).amin(1)
-    y2 = torch.where(rows, ar_h, -1.0).amax(1) + 1
-    x1 = torch.where(cols, ar_w, float(w)).amin(1)
-    x2 = torch.where(cols, ar_w, -1.0).amax(1) + 1
-    pad_h, pad_w = padding * h, padding * w
-    boxes = torch.stack(
-        [(x1 - pad_w).clamp(0, w), (y1 - pad_h).clamp(0, h), (x2 + pad_w).clamp(0, w), (y2 + pad_h).clamp(0, h)], 1
-    )  # B, 4
-    empty = ~rows.any(1)
-    full = torch.tensor([0.0, 0.0, float(w), float(h)], device=maps.device, dtype=maps.dtype)
-    return torch.where(empty[:, None], full, boxes)
-
-
-def attention_drop_masks(maps: Tensor, thresholds: Tensor) -> Tensor:
-    """Keep-masks ``B, H, W`` (1 = keep, 0 = drop) that erase where ``maps >= thresholds * max``.
-
-    A map whose maximum is 0 drops nothing.
-    """
-    peak = maps.flatten(1).amax(1)  # B
-    drop = (_normalise_maps(maps) >= thresholds.to(maps.dtype)[:, None, None]) & (peak > 0)[:, None, None]
-    return (~drop).to(maps.dtype)
-
-
-def crop_and_resize(images: Tensor, boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-    """Bilinear crop of ``boxes: B, 4`` (x1, y1, x2, y2 pixels) from ``images: B, 3, H, W``, resized to ``size``."""
-    size = size or (images.shape[-2], images.shape[-1])
-    rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], 1)
-    return roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-
-
-def _upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """``maps: B, H', W'`` -> ``B, H, W`` bilinear."""
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+ATTENTION_INITS = ("random", "top_channels")
 
 
 @METHODS.register("wsdan")
@@ -112,29 +77,68 @@ class WSDAN(Method):
         crop_padding: float = 0.1,
         test_theta: float = 0.1,
         test_padding: float = 0.05,
+        test_norm: str = "max",
+        headline: str = "refined",
+        attention_init: str = "random",
+        augment_warmup_steps: int = 0,
+        attention_lr_scale: float = 1.0,
+        classifier_lr_scale: float = 1.0,
+        zoom_source: float = 1.0,
     ) -> None:
         super().__init__(setup)
         for name, rng in (("crop_theta", crop_theta), ("drop_theta", drop_theta)):
             if len(rng) != 2 or not 0.0 <= rng[0] <= rng[1] <= 1.0:
                 raise ConfigError(f"model.args.{name} must be a range [lo, hi] within [0, 1], got {rng}")
+        for name, value, choices in (("attention_init", attention_init, ATTENTION_INITS),
+                                     ("test_norm", test_norm, ("max", "minmax")), ("headline", headline, ("refined", "raw"))):
+            if value not in choices:
+                raise ConfigError(f"model.args.{name} must be one of {list(choices)}, got {value!r}")
+        if zoom_source < 1.0:
+            raise ConfigError(f"model.args.zoom_source must be >= 1 (a factor on the input size), got {zoom_source}")
         self.backbone = setup.backbone.build(default_tap="parts")  # Mixed_6e on Inception-v3, else the last map
         c, m = self.backbone.num_features, num_attentions
         self.num_attentions, self.feature_scale = m, float(feature_scale)
         self.center_beta, self.center_weight = float(center_beta), float(center_weight)
         self.crop_theta, self.drop_theta = tuple(map(float, crop_theta)), tuple(map(float, drop_theta))
         self.crop_padding, self.test_theta, self.test_padding = float(crop_padding), float(test_theta), float(test_padding)
+        self.test_norm, self.headline, self.attention_init = test_norm, headline, attention_init
+        self.augment_warmup_steps, self.zoom_source = int(augment_warmup_steps), float(zoom_source)
+        self.lr_scales = {"attention": float(attention_lr_scale), "classifier": float(classifier_lr_scale)}
         self.attention = nn.Sequential(  # B, C, h, w -> B, M, h, w
             nn.Conv2d(c, m, kernel_size=1, bias=False), nn.BatchNorm2d(m, eps=1e-3), nn.ReLU(inplace=True)
         )
         self.fc = nn.Linear(m * c, setup.num_classes, bias=False)
         self.register_buffer("centers", torch.zeros(setup.num_classes, m * c))  # K, M*C feature centers
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # checkpointed: exact resume
         self.add_feature_losses(m * c)  # on the raw view's part features
 
+    def data_config(self) -> dict[str, Any]:
+        """The backbone's normalisation, and ``input_scale``: images come ``zoom_source`` x the input size."""
+        return {**self.backbone.data_config(), "input_scale": self.zoom_source}
+
+    def param_groups(self, stage: str = "main", backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+        groups = [{"params": list(self.backbone.parameters()), "lr_scale": backbone_lr_scale, "name": "backbone"},
+                  {"params": list(self.attention.parameters()), "lr_scale": self.lr_scales["attention"],
+                   "name": "attention"},
+                  {"params": list(self.fc.parameters()), "lr_scale": self.lr_scales["classifier"], "name": "classifier"}]
+        if len(self.aux_losses):
+            groups.append({"params": list(self.aux_losses.parameters()), "lr_scale": 1.0, "name": "head"})
+        return groups
+
     # --------------------------------------------------------------- forward
+    def raw_view(self, images: Tensor) -> Tensor:
+        """The network's input: ``images`` (``zoom_source`` x the input size) downsampled, antialiased."""
+        if self.zoom_source == 1.0:
+            return images
+        size = (round(images.shape[-2] / self.zoom_source), round(images.shape[-1] / self.zoom_source))
+        return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+
     def forward_features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``images: B, 3, H, W`` -> (normalised part features ``B, M*C``, attention maps ``B, M, h, w``,
         the backbone's feature map ``B, C, h, w``)."""
         feats = self.backbone(images)  # B, C, h, w
+        if self.training and self.attention_init == "top_channels" and int(self.steps_done) == 0:
+            self._select_top_channels(feats)
         maps = self.attention(feats)  # B, M, h, w
         parts = bilinear_attention_pool(feats, maps)  # B, M, C
         parts = signed_sqrt(rearrange(parts, "b m c -> b (m c)"), EPS)  # B, M*C
@@ -143,7 +147,22 @@ class WSDAN(Method):
     def classify(self, parts: Tensor) -> Tensor:
         return self.fc(parts * self.feature_scale)  # B, K
 
+    def crop(self, images: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+        """``boxes: B, 4`` in raw-view pixels, cut from ``images`` (the larger source) and resized to ``size``."""
+        return crop_and_resize(images, boxes * (images.shape[-1] / size[1]), size)
+
     # --------------------------------------------------------------- training
+    @torch.no_grad()
+    def _select_top_channels(self, feats: Tensor) -> None:
+        """The attention conv selects the ``M`` channels of largest mean activation on this batch (one-hot)."""
+        score = feats.detach().float().mean((0, 2, 3))  # C
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(score)  # every rank picks the same channels
+        top = score.topk(self.num_attentions).indices  # M
+        conv = self.attention[0]
+        conv.weight.zero_()
+        conv.weight[torch.arange(self.num_attentions), top] = 1.0
+
     @torch.no_grad()
     def update_centers(self, parts: Tensor, labels: Tensor) -> Tensor:
         """Move each present class's center towards the mean of its samples; returns ``norm(c_y)`` (pre-update)."""
@@ -164,47 +183,57 @@ class WSDAN(Method):
         chosen = maps.gather(1, idx[:, :, None, None].expand(-1, -1, *maps.shape[-2:]))  # B, 2, h, w
         return chosen[:, 0], chosen[:, 1]
 
-    def augment(self, images: Tensor, maps: Tensor) -> tuple[Tensor, Tensor]:
-        """Attention crop and attention drop views of ``images: B, 3, H, W`` from detached ``maps: B, M, h, w``."""
-        b, size = images.shape[0], images.shape[-2:]
+    def augment(self, images: Tensor, raw: Tensor, maps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Attention crop (cut from ``images``, the larger source) and attention drop (on ``raw``, the input view)
+        views from detached ``maps: B, M, h, w``; also each crop box's share of the image and the dropped share."""
+        b, size = raw.shape[0], (raw.shape[-2], raw.shape[-1])
         crop_map, drop_map = self._choose_maps(maps.detach().float())
         lo, hi = self.crop_theta
-        theta_c = torch.rand(b, device=images.device) * (hi - lo) + lo  # B
-        boxes = attention_crop_boxes(_upsample(crop_map, size), theta_c, self.crop_padding)  # B, 4
-        crops = crop_and_resize(images, boxes)  # B, 3, H, W
+        theta_c = torch.rand(b, device=raw.device) * (hi - lo) + lo  # B
+        boxes = attention_crop_boxes(upsample_maps(crop_map, size), theta_c, self.crop_padding)  # B, 4
         lo, hi = self.drop_theta
-        theta_d = torch.rand(b, device=images.device) * (hi - lo) + lo
-        keep = attention_drop_masks(_upsample(drop_map, size), theta_d)  # B, H, W
-        return crops, images * keep[:, None].to(images.dtype)
+        theta_d = torch.rand(b, device=raw.device) * (hi - lo) + lo
+        keep = attention_drop_masks(upsample_maps(drop_map, size), theta_d)  # B, H, W
+        drops = raw * keep[:, None].to(raw.dtype)
+        return self.crop(images, boxes, size), drops, box_areas(boxes, size), 1.0 - keep.mean((1, 2))
 
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
         hard = hard_labels(targets)
-        parts, maps, _ = self.forward_features(images)  # B, M*C ; B, M, h, w
+        raw = self.raw_view(images)  # B, 3, H, W: the input size
+        parts, maps, _ = self.forward_features(raw)  # B, M*C ; B, M, h, w
+        self.steps_done += 1
         logits = self.classify(parts)
         batch_centers = self.update_centers(parts, hard)
         center = (parts - batch_centers).pow(2).sum() / parts.shape[0]
-        crops, drops = self.augment(images, maps)
         ce_raw = self.criterion(logits, targets)
-        ce_crop = self.criterion(self.classify(self.forward_features(crops)[0]), targets)
-        ce_drop = self.criterion(self.classify(self.forward_features(drops)[0]), targets)
-        out = {"logits": logits, "ce_raw": ce_raw.detach(), "ce_crop": ce_crop.detach(),
-               "ce_drop": ce_drop.detach(), "attn_center": center.detach()}
-        loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
+        out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach()}
+        if int(self.steps_done) <= self.augment_warmup_steps:  # warm-up: the raw view only
+            loss = ce_raw + self.center_weight * center
+        else:
+            crops, drops, crop_area, drop_frac = self.augment(images, raw, maps)
+            ce_crop = self.criterion(self.classify(self.forward_features(crops)[0]), targets)
+            ce_drop = self.criterion(self.classify(self.forward_features(drops)[0]), targets)
+            out.update(ce_crop=ce_crop.detach(), ce_drop=ce_drop.detach(), crop_area=crop_area.mean(),
+                       drop_frac=drop_frac.mean())
+            loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
         out["loss"] = loss + self.feature_loss_terms(parts, targets, out)
         return out
 
     # -------------------------------------------------------------- inference
-    def localise(self, images: Tensor, maps: Tensor) -> Tensor:
-        """Object boxes ``B, 4`` from the mean attention map (test-time theta and padding)."""
-        mean_map = _upsample(maps.mean(1).float(), images.shape[-2:])  # B, H, W
-        thr = torch.full((images.shape[0],), self.test_theta, device=images.device)
-        return attention_crop_boxes(mean_map, thr, self.test_padding)
+    def localise(self, raw: Tensor, maps: Tensor) -> Tensor:
+        """Object boxes ``B, 4`` (raw-view pixels) from the mean attention map (test-time theta, norm, padding)."""
+        mean_map = upsample_maps(maps.mean(1).float(), (raw.shape[-2], raw.shape[-1]))  # B, H, W
+        thr = torch.full((raw.shape[0],), self.test_theta, device=raw.device)
+        return attention_crop_boxes(mean_map, thr, self.test_padding, self.test_norm)
 
     def infer(self, images: Tensor) -> Outputs:
-        """Raw view, object box from the mean map, object-crop view; ``refined`` = mean of the two views' logits."""
-        parts, maps, feats = self.forward_features(images)  # B, M*C ; B, M, h, w ; B, C, h, w
-        raw = self.classify(parts)  # B, K
-        boxes = self.localise(images, maps.detach())  # B, 4
-        crops = crop_and_resize(images, boxes)  # B, 3, H, W
-        refined = (raw + self.classify(self.forward_features(crops)[0])) / 2
-        return Outputs({"refined": refined, "raw": raw}, "refined", parts, feats, maps, boxes)
+        """Raw view, object box from the mean map, object-crop view; ``refined`` = mean of the two views' logits.
+        ``boxes`` are in the pixels of ``images`` (the loader's size, ``zoom_source`` x the input)."""
+        raw = self.raw_view(images)
+        size = (raw.shape[-2], raw.shape[-1])
+        parts, maps, feats = self.forward_features(raw)  # B, M*C ; B, M, h, w ; B, C, h, w
+        raw_logits = self.classify(parts)  # B, K
+        boxes = self.localise(raw, maps.detach())  # B, 4
+        refined = (raw_logits + self.classify(self.forward_features(self.crop(images, boxes, size))[0])) / 2
+        boxes = boxes * (images.shape[-1] / size[1])
+        return Outputs({"refined": refined, "raw": raw_logits}, self.headline, parts, feats, maps, boxes)

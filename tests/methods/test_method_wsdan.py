@@ -69,65 +69,76 @@ def test_center_update_with_repeated_labels_is_per_class_mean():
     torch.testing.assert_close(m.centers[[1, 3, 4]], before[[1, 3, 4]])
 
 
-def test_crop_boxes_contain_thresholded_region_with_padding():
-    maps = torch.zeros(2, 20, 40)
-    maps[0, 5:9, 10:21] = 1.0  # rows 5..8, cols 10..20
-    maps[0, 6, 12] = 2.0  # the max: region >= 0.5*2 is all of the block
-    maps[1, 0, 0] = 1.0  # second sample: a single corner pixel
-    boxes = attention_crop_boxes(maps, torch.tensor([0.5, 0.5]), padding=0.1)
-    # x: [10 - 4, 21 + 4], y: [5 - 2, 9 + 2] (10 % of W = 4, of H = 2)
-    torch.testing.assert_close(boxes[0], torch.tensor([6.0, 3.0, 25.0, 11.0]))
-    torch.testing.assert_close(boxes[1], torch.tensor([0.0, 0.0, 5.0, 3.0]))  # clipped at the border
-    # a higher threshold keeps only the peak
-    tight = attention_crop_boxes(maps[:1], torch.tensor([0.9]), padding=0.0)
-    torch.testing.assert_close(tight[0], torch.tensor([12.0, 6.0, 13.0, 7.0]))
-    # an all-zero map crops the whole image
-    torch.testing.assert_close(attention_crop_boxes(torch.zeros(1, 20, 40), torch.tensor([0.5]), 0.1)[0],
-                               torch.tensor([0.0, 0.0, 40.0, 20.0]))
-
-
-def test_crop_boxes_random_maps_contain_region():
-    torch.manual_seed(3)
-    maps = torch.rand(4, 16, 16) ** 4
-    thr = torch.rand(4) * 0.5 + 0.3
-    boxes = attention_crop_boxes(maps, thr, padding=0.0)
-    for b in range(4):
-        ys, xs = torch.nonzero(maps[b] >= thr[b] * maps[b].max(), as_tuple=True)
-        x1, y1, x2, y2 = boxes[b].tolist()
-        assert x1 == xs.min() and y1 == ys.min() and x2 == xs.max() + 1 and y2 == ys.max() + 1
-
-
-def test_drop_masks_zero_exactly_the_thresholded_region():
-    torch.manual_seed(1)
-    maps = torch.rand(3, 8, 8)
-    thr = torch.tensor([0.2, 0.5, 0.9])
-    keep = attention_drop_masks(maps, thr)
-    for b in range(3):
-        expected = (maps[b] < thr[b] * maps[b].max()).float()
-        assert torch.equal(keep[b], expected)
-    assert torch.equal(attention_drop_masks(torch.zeros(1, 4, 4), torch.tensor([0.3])), torch.ones(1, 4, 4))
-
-
-def test_crop_and_resize_geometry():
-    img = torch.arange(64.0).reshape(1, 1, 8, 8)
-    full = crop_and_resize(img, torch.tensor([[0.0, 0.0, 8.0, 8.0]]))
-    torch.testing.assert_close(full, img)
-    quad = crop_and_resize(img, torch.tensor([[4.0, 0.0, 8.0, 4.0]]), size=(4, 4))
-    torch.testing.assert_close(quad, img[:, :, :4, 4:])
-
-
 def test_augmented_views_use_detached_maps_and_are_reproducible():
     m = _model().train()
     x = torch.rand(2, 3, 32, 32)
     maps = torch.rand(2, 4, 4, 4, requires_grad=True)
     torch.manual_seed(7)
-    c1, d1 = m.augment(x, maps)
+    c1, d1, area, dropped = m.augment(x, x, maps)
     torch.manual_seed(7)
-    c2, d2 = m.augment(x, maps)
+    c2, d2, _, _ = m.augment(x, x, maps)
     assert not c1.requires_grad and not d1.requires_grad
     assert torch.equal(c1, c2) and torch.equal(d1, d2)
     assert c1.shape == x.shape and d1.shape == x.shape
     assert ((d1 == 0) | (d1 == x)).all() and (d1 == 0).any()
+    assert area.shape == (2,) and bool(((0 < area) & (area <= 1)).all())
+    torch.testing.assert_close(dropped, (d1 == 0).all(1).float().mean((1, 2)))
+
+
+def test_training_logs_crop_area_and_dropped_share_after_the_warmup():
+    m = _model(augment_warmup_steps=1).train()
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 1])
+    first = m.training_step(x, y)  # warm-up: the raw view only
+    assert "ce_crop" not in first and "crop_area" not in first
+    torch.testing.assert_close(first["loss"].detach(), first["ce_raw"] + first["attn_center"])
+    second = m.training_step(x, y)
+    assert 0 < float(second["crop_area"]) <= 1 and 0 <= float(second["drop_frac"]) < 1
+    assert int(m.steps_done) == 2 and "steps_done" in m.state_dict()  # checkpointed: exact resume
+
+
+def test_top_channels_init_selects_the_most_active_feature_channels():
+    m = _model(attention_init="top_channels").train()
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        feats = m.backbone(x)
+    top = set(feats.mean((0, 2, 3)).topk(4).indices.tolist())
+    m.training_step(x, torch.tensor([0, 1, 2, 3]))
+    w = m.attention[0].weight.detach()[:, :, 0, 0]  # M, C
+    assert set(w.argmax(1).tolist()) == top and torch.equal(w.sum(1), torch.ones(4))  # one-hot at the step
+    m.training_step(x, torch.tensor([0, 1, 2, 3]))  # later steps train it, never re-select
+
+
+def test_param_groups_give_attention_and_classifier_their_own_rates():
+    m = _model(attention_lr_scale=0.5, classifier_lr_scale=0.1)
+    groups = {g["name"]: g for g in m.param_groups("main", 0.2)}
+    assert {k: g["lr_scale"] for k, g in groups.items()} == {"backbone": 0.2, "attention": 0.5, "classifier": 0.1}
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in m.parameters()}
+
+
+def test_zoom_source_crops_from_the_larger_image():
+    m = _model(zoom_source=2.0).eval()
+    assert m.data_config()["input_scale"] == 2.0  # the loader then hands 2x images
+    hi = torch.randn(2, 3, 128, 128)
+    raw = m.raw_view(hi)
+    assert raw.shape[-2:] == (64, 64)
+    boxes = torch.tensor([[0.0, 0.0, 32.0, 32.0], [16.0, 16.0, 48.0, 48.0]])  # raw-view pixels
+    torch.testing.assert_close(m.crop(hi, boxes, (64, 64))[0], crop_and_resize(hi, boxes * 2, (64, 64))[0])
+    torch.testing.assert_close(m.crop(hi, boxes, (64, 64))[0], hi[0, :, :64, :64], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        out = m.infer(hi)
+    assert out.boxes.max() <= 128 and out.maps.shape[-1] == m.forward_features(raw)[1].shape[-1]
+    with pytest.raises(ValueError, match="zoom_source"):
+        _model(zoom_source=0.5)
+
+
+def test_headline_and_test_norm_options():
+    m = _model(headline="raw", test_norm="minmax").eval()
+    with torch.no_grad():
+        out = m.infer(torch.randn(2, 3, 64, 64))
+    assert out.headline == "raw" and set(out.logits) == {"refined", "raw"}
+    with pytest.raises(ValueError, match="attention_init"):
+        _model(attention_init="pretrained_layer")
 
 
 def test_build_method_with_args_and_typo():

@@ -102,3 +102,14 @@ def test_run_directories_are_never_overwritten_or_guessed(tmp_path, capsys, torc
     rc, err = train_inprocess(["--resume", tmp_path / "nothing"], capsys)
     assert rc == 2 and one_line_error(err) == (
         f"error: {tmp_path / 'nothing'} is not an fgvc run directory (no config.yaml)")
+
+
+def test_a_run_that_cannot_start_creates_and_announces_nothing(tmp_path, capsys, torch_globals, monkeypatch):
+    """No ``runs/`` folder in the user's working directory and no "run directory:" line when the data are missing."""
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path / "r.yaml", base_recipe(tmp_path / "no-data"))
+    rc = train_inprocess([recipe])[0]
+    out = capsys.readouterr()
+    assert rc == 2 and "not found" in one_line_error(out.err)
+    assert "run directory" not in out.out and sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
