@@ -93,7 +93,8 @@ def table(data: str, results: dict[str, dict[int, dict[str, Any]]]) -> list[str]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", default=["cub200", "flowers102"], choices=list(BATCH))
-    ap.add_argument("--methods", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--methods", nargs="*", default=list(ARMS), choices=list(ARMS),
+                    help="the methods to run as they are (default: all); none with only --arm")
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=METHOD:KEY=VALUE[,KEY=VALUE...]",
                     help="an extra arm: a method with overrides, e.g. wsdan_fs10=wsdan:model.args.feature_scale=10")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

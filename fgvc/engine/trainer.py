@@ -314,6 +314,8 @@ class Trainer:
         msg = (f"epoch {p['epoch'] + 1}/{self.total_epochs} [{row['stage']}] loss {row['loss']:.4f} "
                f"train {row['train_top1']:.1f}%" + (f" val {row['val_top1']:.1f}%" if "val_top1" in row else "")
                + f" lr {row['lr']:.2e} {row['epoch_seconds']:.1f}s {row['images_per_s']:.1f} img/s")
+        if "crop_area" in row:  # part attention at work: how much its crops zoom and its drops erase
+            msg += f" | crop box {row['crop_area']:.0%} of the image, dropped {row.get('drop_frac', 0.0):.0%}"
         log.info(msg)
         is_best = "val_top1" in row and row["val_top1"] > self.best["val_top1"]
         if is_best:
