@@ -24,9 +24,12 @@ part tap (``out_index="parts"``, :data:`fgvc.models.backbone.PART_TAPS`): Incept
 (stride 16) as in the authors' release, the last feature map of any other backbone (as the public
 ResNet/VGG ports do); ``model.backbone_args: {out_index: i}`` picks another stage.
 
-Options beyond the paper (defaults reproduce it), each measured in ``benchmarks/results/wsdan_mini.md``:
+Options beyond the paper (defaults reproduce it), measured in ``benchmarks/results/wsdan_tuning.md``:
 
-* ``attention_init="top_channels"``: on the first training batch, the 1x1 attention conv becomes a one-hot
+* ``attention_init="pretrained_layer"``: the attention conv + BN start as the first ``M`` channels of a
+  pretrained 1x1 layer on the part tap, as in the authors' release (Inception-v3: Mixed_7a's 768 -> 192
+  reduction); only for backbones listed in :data:`fgvc.models.backbone.PART_ATTENTION_LAYERS`.
+* ``attention_init="top_channels"`` (any backbone): on the first training batch, the 1x1 attention conv becomes a one-hot
   selection of the ``M`` feature channels with the largest mean activation, so the maps start as pretrained,
   part-like responses (the authors take the first ``M`` channels of Inception's pretrained Mixed_7a branch)
   instead of dense random projections. ``augment_warmup_steps``: train on the raw view only for that many steps.
@@ -37,11 +40,14 @@ Options beyond the paper (defaults reproduce it), each measured in ``benchmarks/
 * ``zoom_source``: the loader hands the method images ``zoom_source`` times the input size; the raw view is an
   antialiased downsample to the input size, while the attention crop is cut from the larger image, so the zoomed
   view carries detail the raw view lacks (without it a crop only upsamples pixels the network has seen).
+* ``head`` / ``head_args``: the classifier on the scaled part features (bias-free ``linear`` by default;
+  ``cosine | arcface | cosface``, :mod:`fgvc.models.heads`), margins in the training step only.
 * ``test_norm="minmax"``: the test-time box thresholds the min-max normalised mean map; ``headline``: which view
   is scored (``refined`` as in the paper, or ``raw``).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -54,13 +60,16 @@ from fgvc.methods.base import Method, MethodSetup, Outputs, hard_labels
 from fgvc.models.attention_crop import (
     attention_crop_boxes, attention_drop_masks, box_areas, crop_and_resize, upsample_maps,
 )
+from fgvc.models.backbone import PART_ATTENTION_LAYERS
+from fgvc.models.heads import create_head
 from fgvc.models.pooling import bilinear_attention_pool, signed_sqrt
 from fgvc.registry import METHODS
 
 __all__ = ["WSDAN", "attention_crop_boxes", "attention_drop_masks", "crop_and_resize"]
 
+log = logging.getLogger(__name__)
 EPS = 1e-12
-ATTENTION_INITS = ("random", "top_channels")
+ATTENTION_INITS = ("random", "top_channels", "pretrained_layer")
 
 
 @METHODS.register("wsdan")
@@ -84,6 +93,8 @@ class WSDAN(Method):
         attention_lr_scale: float = 1.0,
         classifier_lr_scale: float = 1.0,
         zoom_source: float = 1.0,
+        head: str = "linear",
+        head_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(setup)
         for name, rng in (("crop_theta", crop_theta), ("drop_theta", drop_theta)):
@@ -107,7 +118,10 @@ class WSDAN(Method):
         self.attention = nn.Sequential(  # B, C, h, w -> B, M, h, w
             nn.Conv2d(c, m, kernel_size=1, bias=False), nn.BatchNorm2d(m, eps=1e-3), nn.ReLU(inplace=True)
         )
-        self.fc = nn.Linear(m * c, setup.num_classes, bias=False)
+        # B, M*C -> B, K: bias-free linear as in the paper, or a cosine / margin head (fgvc.models.heads)
+        self.fc = create_head(head, m * c, setup.num_classes, head_args if head_args is not None else {"bias": False})
+        if attention_init == "pretrained_layer":
+            self._copy_pretrained_layer(setup.backbone.name)
         self.register_buffer("centers", torch.zeros(setup.num_classes, m * c))  # K, M*C feature centers
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # checkpointed: exact resume
         self.add_feature_losses(m * c)  # on the raw view's part features
@@ -144,14 +158,40 @@ class WSDAN(Method):
         parts = signed_sqrt(rearrange(parts, "b m c -> b (m c)"), EPS)  # B, M*C
         return F.normalize(parts, dim=-1), maps, feats
 
-    def classify(self, parts: Tensor) -> Tensor:
-        return self.fc(parts * self.feature_scale)  # B, K
+    def classify(self, parts: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``B, M*C -> B, K``; ``labels`` (training only) let a margin head apply its margin."""
+        return self.fc(parts * self.feature_scale, labels)  # B, K
 
     def crop(self, images: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
         """``boxes: B, 4`` in raw-view pixels, cut from ``images`` (the larger source) and resized to ``size``."""
         return crop_and_resize(images, boxes * (images.shape[-1] / size[1]), size)
 
     # --------------------------------------------------------------- training
+    @torch.no_grad()
+    def _copy_pretrained_layer(self, name: str) -> None:
+        """The attention conv + BN start as the first ``M`` channels of the backbone's pretrained 1x1 layer
+        that reads the part tap (:data:`PART_ATTENTION_LAYERS`, e.g. Inception-v3's Mixed_7a reduction)."""
+        layer = PART_ATTENTION_LAYERS.get(name.split(".")[0])
+        if layer is None:
+            raise ConfigError(
+                f"model.args.attention_init=pretrained_layer: backbone '{name}' has no known pretrained layer on its "
+                f"part tap (known: {sorted(PART_ATTENTION_LAYERS)}); use attention_init=top_channels, which works "
+                "for any backbone, or random")
+        state = self.backbone.pretrained_tensors(layer)
+        if not state:  # from scratch, or rebuilt to load a checkpoint (which holds the trained weights)
+            log.info("WS-DAN attention_init=pretrained_layer: no pretrained weights to copy; random init")
+            return
+        conv, bn = self.attention[0], self.attention[1]
+        m, weight = self.num_attentions, state["conv.weight"]  # O, C, 1, 1
+        if weight.shape[0] < m or weight.shape[1:] != conv.weight.shape[1:]:
+            raise ConfigError(
+                f"model.args.attention_init=pretrained_layer: {layer}.conv is {tuple(weight.shape)}, the attention "
+                f"conv needs {m} x {tuple(conv.weight.shape[1:])}: keep the default part tap (no backbone_args."
+                "out_index) and num_attentions <= its channels")
+        conv.weight.copy_(weight[:m])
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            getattr(bn, key).copy_(state[f"bn.{key}"][:m])
+
     @torch.no_grad()
     def _select_top_channels(self, feats: Tensor) -> None:
         """The attention conv selects the ``M`` channels of largest mean activation on this batch (one-hot)."""
@@ -202,7 +242,7 @@ class WSDAN(Method):
         raw = self.raw_view(images)  # B, 3, H, W: the input size
         parts, maps, _ = self.forward_features(raw)  # B, M*C ; B, M, h, w
         self.steps_done += 1
-        logits = self.classify(parts)
+        logits = self.classify(parts, hard)
         batch_centers = self.update_centers(parts, hard)
         center = (parts - batch_centers).pow(2).sum() / parts.shape[0]
         ce_raw = self.criterion(logits, targets)
@@ -211,8 +251,8 @@ class WSDAN(Method):
             loss = ce_raw + self.center_weight * center
         else:
             crops, drops, crop_area, drop_frac = self.augment(images, raw, maps)
-            ce_crop = self.criterion(self.classify(self.forward_features(crops)[0]), targets)
-            ce_drop = self.criterion(self.classify(self.forward_features(drops)[0]), targets)
+            ce_crop = self.criterion(self.classify(self.forward_features(crops)[0], hard), targets)
+            ce_drop = self.criterion(self.classify(self.forward_features(drops)[0], hard), targets)
             out.update(ce_crop=ce_crop.detach(), ce_drop=ce_drop.detach(), crop_area=crop_area.mean(),
                        drop_frac=drop_frac.mean())
             loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center

@@ -36,7 +36,8 @@ from fgvc.errors import ConfigError, WeightsError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backbone", "BackboneSpec", "load_state_dict_file", "WeightsError", "PART_TAPS", "is_transformer_name"]
+__all__ = ["Backbone", "BackboneSpec", "load_state_dict_file", "WeightsError", "PART_TAPS", "PART_ATTENTION_LAYERS",
+           "is_transformer_name"]
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
@@ -88,6 +89,9 @@ def find_local_weights(name: str) -> Path | None:
 # (stride 16) in the authors' release; its public ports tap the last stage of ResNet/VGG, and so does fgvc
 # for every architecture not listed here.
 PART_TAPS: dict[str, int] = {"inception_v3": 3, "tf_inception_v3": 3, "adv_inception_v3": 3, "gluon_inception_v3": 3}
+# A pretrained 1x1 conv + BN + ReLU that reads the part tap, per architecture: its first M channels can start
+# WS-DAN's attention maps (the authors take Inception-v3's Mixed_7a 3x3-branch reduction, 768 -> 192).
+PART_ATTENTION_LAYERS: dict[str, str] = {name: "Mixed_7a.branch3x3_1" for name in PART_TAPS}
 
 # timm modules whose models are token transformers with forward_intermediates(output_fmt="NCHW")
 TRANSFORMER_MODULES = ("vision_transformer", "deit", "eva", "beit", "swin_transformer", "swin_transformer_v2")
@@ -145,7 +149,11 @@ class Backbone(nn.Module):
             kwargs = dict(features_only=True, out_indices=(self.out_index,), **timm_kwargs)
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
-        self.model = self._create(name, bool(pretrained) and pretrained_file is None, kwargs)
+        use_hub = bool(pretrained) and pretrained_file is None
+        self.model = self._create(name, use_hub, kwargs)
+        # where the pretrained weights came from: a file, the hub, or nowhere (None)
+        self.weights_source: str | None = str(pretrained_file) if pretrained and pretrained_file else (
+            "hub" if use_hub else None)
         self.num_features: int = self._channels()
         self._features: Callable[[Tensor], tuple[Tensor, Tensor | None]] = self._forward_impl
         self.missing_keys: list[str] = []
@@ -198,6 +206,17 @@ class Backbone(nn.Module):
             )
         if frac < 0.5:
             raise WeightsError(f"only {frac:.0%} of backbone '{self.name}' matched {path}; wrong weight file?")
+
+    def pretrained_tensors(self, prefix: str) -> dict[str, Tensor]:
+        """The pretrained tensors under ``prefix`` (e.g. a layer the feature model dropped), keys without the
+        prefix; empty when the backbone was not built from pretrained weights."""
+        if self.weights_source is None:
+            return {}
+        if self.weights_source == "hub":
+            state = self._create(self.name, True, {"num_classes": 0}).state_dict()
+        else:
+            state = load_state_dict_file(self.weights_source)
+        return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
     def data_config(self) -> dict[str, Any]:
         """mean/std/interpolation from the pretrained config (e.g. mean = std = 0.5 for tf_efficientnet_lite0)."""

@@ -108,6 +108,37 @@ def test_top_channels_init_selects_the_most_active_feature_channels():
     m.training_step(x, torch.tensor([0, 1, 2, 3]))  # later steps train it, never re-select
 
 
+def test_pretrained_layer_init_copies_inception_mixed7a_reduction(tmp_path):
+    """Inception-v3 (the paper's backbone): the attention conv + BN are the first M channels of Mixed_7a's
+    768 -> 192 reduction, read from the weight file (the features_only model drops Mixed_7a)."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    full = timm.create_model("inception_v3", pretrained=False, num_classes=0)
+    with torch.no_grad():
+        full.Mixed_7a.branch3x3_1.bn.bias.normal_()  # not the default init, so a copy is visible
+    file = tmp_path / "inception_v3.safetensors"
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(file))
+    cfg = {"name": "wsdan", "backbone": "inception_v3", "pretrained": True, "pretrained_file": str(file),
+           "args": {"num_attentions": 8, "attention_init": "pretrained_layer"}}
+    m = build_method(cfg, 3)
+    src = full.Mixed_7a.branch3x3_1
+    assert m.backbone.num_features == 768
+    assert torch.equal(m.attention[0].weight, src.conv.weight[:8])
+    assert torch.equal(m.attention[1].bias, src.bn.bias[:8])
+    assert torch.equal(m.attention[1].running_var, src.bn.running_var[:8])
+    rebuilt = build_method(dict(cfg, pretrained=False, pretrained_file=None), 3)  # loading a run: random, no error
+    assert not torch.equal(rebuilt.attention[0].weight, src.conv.weight[:8])
+
+
+def test_pretrained_layer_init_refuses_backbones_without_one():
+    from fgvc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="top_channels"):
+        _model(attention_init="pretrained_layer")
+
+
 def test_param_groups_give_attention_and_classifier_their_own_rates():
     m = _model(attention_lr_scale=0.5, classifier_lr_scale=0.1)
     groups = {g["name"]: g for g in m.param_groups("main", 0.2)}
