@@ -3,7 +3,7 @@
 A recipe is a YAML mapping. ``_base_: [a.yaml, b.yaml]`` (paths relative to the recipe) are
 merged first, in order, then the recipe itself; mappings merge key by key, anything else
 replaces. ``--set train.lr=0.01`` overrides one dotted key (the value is parsed as YAML).
-The result is checked against :data:`DEFAULTS`: an unknown key names the key, the file it
+The result is checked against :data:`DEFAULTS` (the schema is in :mod:`fgvc.config_schema`): an unknown key names the key, the file it
 came from and the closest valid key; a wrong type names the expected type; impossible values
 (negative lr, crop larger than resize) name the key and the fix. Free-form sections
 (``data.args``, ``model.args``, ``loss.args``) are checked later against the signature of
@@ -19,6 +19,9 @@ from typing import Any, Iterable
 
 import yaml
 
+from fgvc.config_schema import (
+    AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, FREE_FORM, NoneType, STAGE_KEYS, STAGE_REQUIRED, TYPES,
+)
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
@@ -28,91 +31,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("fgvc")
-
-NoneType = type(None)
-
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "data": {
-        "name": "cub200",
-        "root": "datasets",
-        "img_size": 448,
-        "crop_pct": 0.875,
-        "resize": None,
-        "num_workers": 4,
-        "train_split": "train",
-        "val_split": "val",
-        "test_split": "test",
-        "on_bad_image": "error",
-        "max_images": None,
-        "args": {},
-        "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
-    },
-    "model": {"name": "baseline", "backbone": "resnet50", "pretrained": True, "pretrained_file": None,
-              "backbone_args": {}, "args": {}},
-    "loss": {"name": "cross_entropy", "args": {}, "aux": []},
-    "train": {
-        "epochs": 10,
-        "batch_size": 32,
-        "lr": 0.01,
-        "max_steps": None,
-        "device": "auto",
-        "optimizer": "sgd",
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1e-4,
-        "backbone_lr_scale": 1.0,
-        "scheduler": "cosine",
-        "warmup_epochs": 0,
-        "warmup_lr": 1e-5,
-        "min_lr": 0.0,
-        "decay_epochs": 2,
-        "decay_rate": 0.9,
-        "amp": "none",
-        "grad_accum": 1,
-        "clip_grad": None,
-        "ema": False,
-        "ema_decay": 0.999,
-        "channels_last": "auto",
-        "compile": False,
-        "deterministic": False,
-        "on_nan": "stop",
-        "mixup": 0.0,
-        "cutmix": 0.0,
-        "stages": [],
-        "eval_every": 1,
-        "checkpoint_every_steps": 0,
-        "threads": 0,
-    },
-    "eval": {"tta_flip": False, "batch_size": 0, "protocols": ["classification"]},
-    "output": {"root": "runs", "name": None},
-}
-
-# keys whose default does not show their type
-TYPES: dict[str, tuple[type, ...]] = {
-    "train.max_steps": (int, NoneType),
-    "train.clip_grad": (float, int, NoneType),
-    "model.pretrained_file": (str, NoneType),
-    "output.name": (str, NoneType),
-    "data.resize": (int, NoneType),
-    "data.val_split": (str, NoneType),
-    "data.max_images": (int, NoneType),
-    "train.channels_last": (str, bool),
-}
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.optimizer": ("sgd", "adamw"),
-    "train.scheduler": ("cosine", "step", "none"),
-    "train.amp": ("none", "auto", "bf16", "fp16"),
-    "train.on_nan": ("stop", "skip"),
-    "train.channels_last": ("auto", True, False),
-    "data.on_bad_image": ("error", "skip"),
-}
-FREE_FORM = {"data.args", "model.args", "model.backbone_args", "loss.args"}
-STAGE_KEYS = {"name": str, "epochs": int, "lr": float, "backbone_lr_scale": float}
-STAGE_REQUIRED = ("name", "epochs")
-AUX_KEYS = {"name": str, "weight": float, "args": dict}
-AUX_REQUIRED = ("name",)
 
 
 class RecipeLoader(yaml.SafeLoader):
@@ -395,12 +313,29 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
     need(data["num_workers"] >= 0, "data.num_workers", "must be >= 0")
     need(0.1 <= data["crop_pct"] <= 1.0, "data.crop_pct", "must be in [0.1, 1] (the crop's share of the resized "
                                                            "shorter side, e.g. 0.875 = 448 / 512)")
+    _check_sampler(cfg, origin)
     if data["resize"] is not None:
         need(
             data["resize"] >= data["img_size"], "data.resize",
             f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
             f"or data.resize=null (derived from data.crop_pct: {resolved_resize(data)})",
         )
+
+
+def _check_sampler(cfg: dict[str, Any], origin: dict[str, str]) -> None:
+    """``data.sampler: pk``: ``P x K`` must be ``train.batch_size`` (``p: null`` derives ``P = batch_size / k``)."""
+    if cfg["data"]["sampler"] != "pk":
+        return
+    batch, p, k = cfg["train"]["batch_size"], cfg["data"]["sampler_args"]["p"], cfg["data"]["sampler_args"]["k"]
+    what = f"'data.sampler_args'{_where(origin, 'data.sampler_args')} = {{p: {'null' if p is None else p}, k: {k}}}"
+    if k < 1 or (p is not None and p < 1):
+        raise ConfigError(f"{what}: data.sampler=pk draws p classes x k images per batch, both must be >= 1 (metric "
+                          "losses need p >= 2 and k >= 2), e.g. {p: 8, k: 4}")
+    if (p is None and batch % k) or (p is not None and p * k != batch):
+        fix = f"train.batch_size={p * k}, or p: null" if p is not None else f"train.batch_size={max(batch // k, 1) * k}"
+        raise ConfigError(f"{what} with 'train.batch_size'{_where(origin, 'train.batch_size')} = {batch}: "
+                          f"data.sampler=pk needs P x K = train.batch_size (p: null takes P = train.batch_size / k); "
+                          f"set {fix}")
 
 
 def resolved_resize(data: dict[str, Any]) -> int:

@@ -1,0 +1,99 @@
+"""The recipe schema: every key with its default (:data:`DEFAULTS`), the types and choices each accepts, and the
+keys of ``train.stages`` and ``loss.aux`` entries. :mod:`fgvc.config` loads, merges and checks recipes against it."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEFAULTS", "TYPES", "CHOICES", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS", "AUX_REQUIRED",
+           "NoneType"]
+
+NoneType = type(None)
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "data": {
+        "name": "cub200",
+        "root": "datasets",
+        "img_size": 448,
+        "crop_pct": 0.875,
+        "resize": None,
+        "num_workers": 4,
+        "train_split": "train",
+        "val_split": "val",
+        "test_split": "test",
+        "on_bad_image": "error",
+        "max_images": None,
+        "args": {},
+        "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
+        # training batches: random (a seeded shuffle) or pk (P classes x K images, fgvc.data.samplers.PKSampler;
+        # P x K = train.batch_size, p: null derives P = train.batch_size / k). Evaluation loaders ignore both.
+        "sampler": "random",
+        "sampler_args": {"p": None, "k": 4},
+    },
+    "model": {"name": "baseline", "backbone": "resnet50", "pretrained": True, "pretrained_file": None,
+              "backbone_args": {}, "args": {}},
+    "loss": {"name": "cross_entropy", "args": {}, "aux": []},
+    "train": {
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 0.01,
+        "max_steps": None,
+        "device": "auto",
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "backbone_lr_scale": 1.0,
+        "scheduler": "cosine",
+        "warmup_epochs": 0,
+        "warmup_lr": 1e-5,
+        "min_lr": 0.0,
+        "decay_epochs": 2,
+        "decay_rate": 0.9,
+        "amp": "none",
+        "grad_accum": 1,
+        "clip_grad": None,
+        "ema": False,
+        "ema_decay": 0.999,
+        "channels_last": "auto",
+        "compile": False,
+        "deterministic": False,
+        "on_nan": "stop",
+        "mixup": 0.0,
+        "cutmix": 0.0,
+        "stages": [],
+        "eval_every": 1,
+        "checkpoint_every_steps": 0,
+        "threads": 0,
+    },
+    "eval": {"tta_flip": False, "batch_size": 0, "protocols": ["classification"]},
+    "output": {"root": "runs", "name": None},
+}
+
+# keys whose default does not show their type
+TYPES: dict[str, tuple[type, ...]] = {
+    "train.max_steps": (int, NoneType),
+    "train.clip_grad": (float, int, NoneType),
+    "model.pretrained_file": (str, NoneType),
+    "output.name": (str, NoneType),
+    "data.resize": (int, NoneType),
+    "data.val_split": (str, NoneType),
+    "data.max_images": (int, NoneType),
+    "train.channels_last": (str, bool),
+    "data.sampler_args.p": (int, NoneType),
+}
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.optimizer": ("sgd", "adamw"),
+    "train.scheduler": ("cosine", "step", "none"),
+    "train.amp": ("none", "auto", "bf16", "fp16"),
+    "train.on_nan": ("stop", "skip"),
+    "train.channels_last": ("auto", True, False),
+    "data.on_bad_image": ("error", "skip"),
+    "data.sampler": ("random", "pk"),
+}
+FREE_FORM = {"data.args", "model.args", "model.backbone_args", "loss.args"}
+STAGE_KEYS = {"name": str, "epochs": int, "lr": float, "backbone_lr_scale": float}
+STAGE_REQUIRED = ("name", "epochs")
+AUX_KEYS = {"name": str, "weight": float, "args": dict, "lr_scale": float}
+AUX_REQUIRED = ("name",)
