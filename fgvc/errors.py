@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
-    "DataError", "SpeedError", "BenchError",
+    "DataError", "SpeedError", "BenchError", "EmbeddingError",
 ]
 
 
@@ -50,3 +50,8 @@ class SpeedError(UserError, ValueError):
 
 class BenchError(UserError, ValueError):
     """A run directory or published table that cannot be read; the message names the file and the fix."""
+
+
+class EmbeddingError(UserError, ValueError):
+    """Embeddings that cannot be scored (NaN/Inf, labels of another length, no class with two images, an
+    optional backend such as faiss that is not installed); the message says which and what to do."""

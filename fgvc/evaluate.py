@@ -1,11 +1,14 @@
-"""``python -m fgvc.evaluate RUN_DIR_OR_CHECKPOINT [--protocol classification] [--split test] [--checkpoint last|best]
-[--tta] [--output DIR] [--set ...]``
+"""``python -m fgvc.evaluate RUN_DIR_OR_RECIPE [--protocol classification|retrieval|knn|linear] [--split test]
+[--checkpoint last|best] [--tta] [--output DIR] [--set ...]``
 
 Re-evaluates a trained run with a registered evaluation protocol (default ``classification``: top-1, top-5,
-mean per-class accuracy and every prediction the method reports) and writes its JSON and CSV tables under
-``RUN/eval`` (or ``--output DIR``): ``<split>-<checkpoint>[-tta].json`` with ``-per_class.csv`` and
-``-confusion.csv`` for classification, ``<protocol>-<split>[-best].json`` for the others. For the final test
-it says whether the numbers reproduce the run's ``final.json``.
+mean per-class accuracy and every prediction the method reports; ``retrieval``, ``knn``, ``linear`` score the
+embeddings, see :mod:`fgvc.protocols.embeddings`) and writes its JSON and CSV tables under ``RUN/eval`` (or
+``--output DIR``): ``<split>-<checkpoint>[-tta].json`` with ``-per_class.csv`` and ``-confusion.csv`` for
+classification, ``<protocol>-<split>[-best][-tta].json`` for the others. For the final test it says whether the
+numbers reproduce the run's ``final.json``. A recipe (``.yaml``) instead of a run evaluates its pretrained backbone
+with an untrained head (the frozen-features baseline); its results go to ``--output DIR``, by default
+``<output.root>/<recipe name>-frozen/eval`` (e.g. ``runs/cub200_wsdan-frozen/eval``).
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from fgvc.cli import add_run_arguments, friendly
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-evaluate", description="Evaluate a trained fgvc run on a split.")
     add_run_arguments(ap, "split to evaluate")
-    ap.add_argument("--protocol", default="classification", help="registered evaluation protocol (default classification)")
+    ap.add_argument("--protocol", default="classification",
+                    help="registered evaluation protocol: classification (default), retrieval, knn, linear")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    ap.add_argument("--output", default=None, help="directory for the results (default RUN/eval)")
+    ap.add_argument("--output", default=None,
+                    help="directory for the results (default RUN/eval; recipe: <output.root>/<recipe>-frozen/eval)")
     return ap.parse_args(argv)
 
 
@@ -50,19 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     roles = split_roles(run.cfg, args.split)
     split = roles["test"]
     tta = args.tta or run.cfg["eval"]["tta_flip"]
-    for warning in flip_warnings(run.dataset(split), {"eval.tta_flip (--tta)": tta}):
+    for warning in flip_warnings(run.dataset(split, protocol.needs_run_classes), {"eval.tta_flip (--tta)": tta}):
         print(f"warning: {warning}", file=sys.stderr)
     result = protocol.evaluate(run, roles, tta)
-    metrics = dict(result.metrics, split=split, checkpoint=args.checkpoint, weights=run.weights, tta_flip=tta)
+    metrics = dict(result.metrics, split=split, checkpoint=None if run.recipe else args.checkpoint,
+                   weights=run.weights, tta_flip=tta)
+    if run.recipe is not None:
+        metrics["recipe"] = str(run.recipe)
     out = Path(args.output) if args.output else run.run_dir / "eval"
     stem = protocol.file_stem(split, args.checkpoint, tta)
     write_json(out / f"{stem}.json", metrics)
     tables = result.write_tables(out, prefix=f"{stem}-")
     size = f"{metrics['n_images']} images, " if "n_images" in metrics else ""
-    print(f"{split} ({size}{args.checkpoint} checkpoint, {run.weights} weights, {protocol.name})")
+    print(f"{split} ({size}{run.describe()}, {protocol.name})")
     print("\n".join(result.lines))
     final = run.run_dir / "final.json"
-    if (protocol.name == "classification" and final.is_file() and args.checkpoint == "last"
+    if (protocol.name == "classification" and run.recipe is None and final.is_file() and args.checkpoint == "last"
             and split == run.cfg["data"]["test_split"]):
         line = _reproduces(final, metrics, tta, args.sets)
         if line:

@@ -61,8 +61,10 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
 
 
 def add_run_arguments(ap: argparse.ArgumentParser, split_help: str) -> None:
-    """The arguments of every command that reads a trained run: target, --split, --checkpoint, --weights, --set."""
-    ap.add_argument("target", help="run directory or checkpoint file")
+    """The arguments of every command that reads a trained run (or a recipe): target, --split, --checkpoint,
+    --weights, --set."""
+    ap.add_argument("target", help="run directory, checkpoint file, or recipe (.yaml: its pretrained backbone with "
+                                   "an untrained head, the frozen-features baseline)")
     ap.add_argument("--split", default=None, help=f"{split_help} (default: the recipe's data.test_split)")
     ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
     ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],

@@ -7,6 +7,10 @@ test, and what comes after: embed, explain, report, export) starts here::
     out = run.collect("test", ["logits", "embedding"])                   # one pass over a split
     one = run.infer(images)                                             # Outputs of one batch
 
+A recipe (``.yaml``) instead of a run gives the recipe's method with its pretrained backbone and an untrained
+head, in eval mode (:meth:`TrainedRun.from_recipe`): the "frozen ImageNet features" baseline of embed, retrieval,
+kNN and linear probes. Its class names are those of the recipe's data set.
+
 ``collect`` runs a split once through :meth:`Method.infer` with a progress bar, in the run's runtime
 (device, AMP, channels-last, threads), optionally averaging with the horizontally flipped image (TTA),
 sharded over DDP ranks and gathered back in dataset order, and returns the requested fields of
@@ -30,7 +34,9 @@ from fgvc.engine.distributed import DistEnv, all_gather_tensors
 from fgvc.errors import ConfigError
 from fgvc.methods.base import OUTPUT_FIELDS, Method, Outputs
 
-__all__ = ["autocast", "Runtime", "Collected", "TrainedRun"]
+__all__ = ["autocast", "Runtime", "Collected", "TrainedRun", "RECIPE_SUFFIXES"]
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -99,25 +105,31 @@ def _flip_average(out: Outputs, flipped: Outputs) -> Outputs:
 
 
 class TrainedRun:
-    """A trained method ready for inference, with everything needed to feed it data."""
+    """A trained method ready for inference, with everything needed to feed it data.
+
+    ``run_dir`` is where its results go by default: the run directory, or for a recipe
+    ``<output.root>/<recipe name>-frozen`` (``recipe`` is then the recipe's path)."""
 
     def __init__(self, cfg: dict[str, Any], method: Method, data_config: dict[str, Any], class_names: Sequence[str],
-                 runtime: Runtime, run_dir: Path | None = None, checkpoint: str = "last", weights: str = "model") -> None:
+                 runtime: Runtime, run_dir: Path | None = None, checkpoint: str = "last", weights: str = "model",
+                 recipe: Path | None = None) -> None:
         self.cfg, self.method, self.runtime = cfg, method, runtime
         self.data_config = {k: tuple(v) if isinstance(v, list) else v for k, v in data_config.items()}
         self.class_names, self.run_dir = list(class_names), run_dir
-        self.checkpoint, self.weights = checkpoint, weights
+        self.checkpoint, self.weights, self.recipe = checkpoint, weights, recipe
         self.datasets: dict[str, Any] = {}  # eval-transformed splits, built once
 
     @classmethod
     def load(cls, target: str | Path, checkpoint: str = "last", overrides: Iterable[str] = (),
              weights: str = "auto") -> "TrainedRun":
-        """A run directory (its ``checkpoints/<checkpoint>.pt``) or a checkpoint file; ``overrides`` are ``--set``
-        items; ``weights``: ``auto`` (the EMA weights when the run kept an EMA, as final.json did), ``ema`` or
-        ``model``."""
+        """A run directory (its ``checkpoints/<checkpoint>.pt``), a checkpoint file, or a recipe (``.yaml``: see
+        :meth:`from_recipe`); ``overrides`` are ``--set`` items; ``weights``: ``auto`` (the EMA weights when the run
+        kept an EMA, as final.json did), ``ema`` or ``model``."""
         from fgvc.engine.checkpoint import load_checkpoint
 
         target = Path(target)
+        if target.suffix in RECIPE_SUFFIXES and not target.is_dir():
+            return cls.from_recipe(target, checkpoint, overrides, weights)
         if target.is_dir():
             run_dir, ckpt_path = target, target / "checkpoints" / f"{checkpoint}.pt"
         else:
@@ -131,22 +143,61 @@ class TrainedRun:
         use_ema = state.get("ema") is not None and weights in ("auto", "ema")
         method.load_state_dict(state["ema"] if use_ema else state["model"])
         method.load_extra_state(state.get("extra") or {})
+        return cls._ready(cfg, method, state["data_config"], state["class_names"], run_dir, checkpoint,
+                          "ema" if use_ema else "model")
+
+    @classmethod
+    def from_recipe(cls, recipe: str | Path, checkpoint: str = "last", overrides: Iterable[str] = (),
+                    weights: str = "auto") -> "TrainedRun":
+        """The recipe's method as training would start it (seeded with the recipe's seed): the pretrained backbone
+        of ``model.pretrained``/``model.pretrained_file``, untrained head and part layers, in eval mode. Its
+        classes are those of the recipe's train split; a recipe has no checkpoint (``last`` only) and no EMA."""
+        from fgvc.engine.state import seed_everything
+
+        recipe = Path(recipe)
+        if checkpoint != "last":
+            raise ConfigError(f"--checkpoint {checkpoint}: {recipe} is a recipe, which has no checkpoints; give a run "
+                              "directory for its best checkpoint, or drop --checkpoint for the pretrained backbone")
+        if weights == "ema":
+            raise ConfigError(f"--weights ema: {recipe} is a recipe, which has no EMA weights; drop --weights")
+        cfg, _ = config.load_recipe(recipe, overrides)
+        classes = list(builder.build_split(cfg, cfg["data"]["train_split"], False, None).classes)
+        seed_everything(cfg["seed"])
+        method = builder.build_method_from_cfg(cfg, len(classes))
+        home = Path(cfg["output"]["root"]) / f"{cfg['output']['name'] or recipe.stem}-frozen"
+        source = "pretrained" if cfg["model"]["pretrained"] else "random-init"
+        return cls._ready(cfg, method, method.data_config(), classes, home, checkpoint, source, recipe)
+
+    @classmethod
+    def _ready(cls, cfg: dict[str, Any], method: Method, data_config: dict[str, Any], class_names: Sequence[str],
+               run_dir: Path, checkpoint: str, weights: str, recipe: Path | None = None) -> "TrainedRun":
+        """The method on the runtime the config asks for, in eval mode."""
         runtime = Runtime.from_config(cfg, method)
-        return cls(cfg, runtime.prepare(method).eval(), state["data_config"], state["class_names"], runtime, run_dir,
-                   checkpoint, "ema" if use_ema else "model")
+        return cls(cfg, runtime.prepare(method).eval(), data_config, class_names, runtime, run_dir, checkpoint,
+                   weights, recipe)
+
+    def describe(self) -> str:
+        """What is evaluated, for a command's header line: ``last checkpoint, ema weights`` or the recipe's."""
+        if self.recipe is not None:
+            return f"recipe {self.recipe.name}: {self.weights} backbone, untrained head"
+        return f"{self.checkpoint} checkpoint, {self.weights} weights"
 
     # ------------------------------------------------------------------- data
-    def dataset(self, split: str) -> Any:
-        """The eval-transformed dataset of ``split``; refuses data whose classes differ from the model's."""
-        if split in self.datasets:
-            return self.datasets[split]
-        ds = builder.build_split(self.cfg, split, False, self.data_config)
-        if list(ds.classes) != self.class_names:
-            raise ConfigError(f"the classes of {self.cfg['data']['root']} ({len(ds.classes)}) differ from the ones this "
-                              f"model was trained on ({len(self.class_names)}); use the run's own data set")
-        if self.run_dir is not None:
-            ds.bad_log = self.run_dir / "bad_images.tsv"
-        self.datasets[split] = ds
+    def dataset(self, split: str, same_classes: bool = True) -> Any:
+        """The eval-transformed dataset of ``split``. ``same_classes``: refuse data whose classes differ from the
+        model's (what classification, kNN and linear probes need; retrieval and embed take any species)."""
+        if split not in self.datasets:
+            ds = builder.build_split(self.cfg, split, False, self.data_config)
+            if self.recipe is None and self.run_dir is not None:
+                ds.bad_log = self.run_dir / "bad_images.tsv"
+            self.datasets[split] = ds
+        ds = self.datasets[split]
+        if same_classes and list(ds.classes) != self.class_names:
+            raise ConfigError(
+                f"the classes of {self.cfg['data']['root']} ({len(ds.classes)}) differ from the ones this model was "
+                f"trained on ({len(self.class_names)}); use the run's own data set (drop --set data.root/data.name): "
+                "classification, knn and linear need the run's classes, while --protocol retrieval and fgvc.embed "
+                "take any species")
         return ds
 
     # -------------------------------------------------------------- inference
@@ -162,13 +213,14 @@ class TrainedRun:
         return out
 
     def collect(self, split: str, fields: Iterable[str] = ("logits",), tta: bool = False,
-                desc: str | None = None) -> Collected:
-        """One pass over ``split``: the requested ``fields`` of :class:`Outputs` for every image, and the targets."""
+                desc: str | None = None, same_classes: bool = True) -> Collected:
+        """One pass over ``split``: the requested ``fields`` of :class:`Outputs` for every image, and the targets
+        (``same_classes``: see :meth:`dataset`)."""
         fields = list(fields)
         unknown = [f for f in fields if f not in OUTPUT_FIELDS]
         if unknown:
             raise ValueError(f"unknown output field(s) {unknown}; choose from {OUTPUT_FIELDS}")
-        ds = self.dataset(split)
+        ds = self.dataset(split, same_classes)
         env = self.runtime.env
         bs = self.cfg["eval"]["batch_size"] or max(self.cfg["train"]["batch_size"] // env.world_size, 1)
         loader = builder.make_loader(ds, bs, self.cfg["data"]["num_workers"], False, 0, env,

@@ -6,13 +6,15 @@ trainer runs ``eval.protocols`` on the test split at the end of training; ``pyth
 --protocol NAME`` runs one on a finished run.
 
 Registered: ``classification`` (top-1/top-5/mean per-class accuracy of every head, per-class table and
-confusion matrix).
+confusion matrix); on embeddings (:mod:`fgvc.protocols.embeddings`): ``retrieval`` (Recall@K, MAP@R, NDCG of
+each image against the others, any species), ``knn`` (train gallery, test queries) and ``linear`` (logistic
+regression probe on frozen train embeddings).
 """
 from __future__ import annotations
 
 from fgvc.registry import PROTOCOLS
 
-from . import classification  # noqa: F401  (registers the protocols)
+from . import classification, embeddings  # noqa: F401  (registers the protocols)
 from .base import Protocol, ProtocolResult, build_protocol, split_roles
 
 __all__ = ["Protocol", "ProtocolResult", "build_protocol", "split_roles", "PROTOCOLS"]

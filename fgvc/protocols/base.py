@@ -36,10 +36,13 @@ class ProtocolResult:
 
 
 class Protocol:
-    """Base class: ``roles`` are the splits :meth:`evaluate` receives (``{"test": "test", ...}``)."""
+    """Base class: ``roles`` are the splits :meth:`evaluate` receives (``{"test": "test", ...}``);
+    ``needs_run_classes``: the data must have the classes the model was trained on (false for retrieval, which
+    takes species the model never saw)."""
 
     name: ClassVar[str] = ""
     roles: ClassVar[tuple[str, ...]] = ("test",)
+    needs_run_classes: ClassVar[bool] = True
 
     def evaluate(self, run: "TrainedRun", splits: dict[str, str], tta: bool = False) -> ProtocolResult:
         raise NotImplementedError

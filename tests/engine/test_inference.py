@@ -23,24 +23,16 @@ def data_root(tmp_path_factory) -> Path:
                           progress=False)
 
 
-def _train(root: Path, out: Path, *sets: str) -> Path:
-    recipe = out.parent / f"{out.name}.yaml"
-    recipe.write_text(f"""
-seed: 1
-data: {{name: cub200, root: {root}, img_size: 32, resize: 36, num_workers: 0, val_split: null,
-        augment: {{hflip: false}}}}
-model: {{name: baseline, backbone: test_resnet.r160_in1k, pretrained: false}}
-train: {{epochs: 1, batch_size: 4, lr: 0.01, device: cpu, threads: 1, warmup_epochs: 0}}
-eval: {{batch_size: 5}}
-""")
+def _train(tiny_recipe, root: Path, out: Path, *sets: str) -> Path:
+    recipe = tiny_recipe(out.parent / f"{out.name}.yaml", root)
     assert train_main([str(recipe), "--output", str(out), "--set", *sets] if sets else
                       [str(recipe), "--output", str(out)]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def wsdan_run(data_root, tmp_path_factory) -> Path:
-    return _train(data_root, tmp_path_factory.mktemp("runs") / "wsdan", "model.name=wsdan",
+def wsdan_run(data_root, tmp_path_factory, tiny_recipe) -> Path:
+    return _train(tiny_recipe, data_root, tmp_path_factory.mktemp("runs") / "wsdan", "model.name=wsdan",
                   "model.args={num_attentions: 4}")
 
 
@@ -108,10 +100,10 @@ def test_runs_written_by_earlier_versions_still_load(wsdan_run, tmp_path, capsys
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["baseline", "wsdan", "bcnn"])
-def test_transformer_backbone_trains_and_draws(method, data_root, tmp_path):
+def test_transformer_backbone_trains_and_draws(method, data_root, tmp_path, tiny_recipe):
     sets = [f"model.name={method}", f"model.backbone={VIT}", "model.pretrained=false", "train.max_steps=2"]
     sets += {"wsdan": ["model.args={num_attentions: 4}"], "bcnn": ["model.args={reduce_dim: 8}"]}.get(method, [])
-    run = _train(data_root, tmp_path / method, *sets)
+    run = _train(tiny_recipe, data_root, tmp_path / method, *sets)
     assert json.loads((run / "final.json").read_text())["steps"] == 2
     assert visualize_main([str(run), "--n", "2"]) == 0
     assert (run / "vis" / "attention-test-last-mean.png").is_file()

@@ -83,7 +83,8 @@ def test_resume_or_evaluate_on_data_with_other_classes_is_refused(tmp_path, caps
     assert rc == 2
     assert one_line_error(capsys.readouterr().err) == (
         f"error: the classes of {four} (4) differ from the ones this model was trained on (3); use the run's own "
-        "data set")
+        "data set (drop --set data.root/data.name): classification, knn and linear need the run's classes, while "
+        "--protocol retrieval and fgvc.embed take any species")
 
 
 def test_run_directories_are_never_overwritten_or_guessed(tmp_path, capsys, torch_globals, one_epoch_run):

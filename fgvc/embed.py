@@ -1,0 +1,57 @@
+"""``python -m fgvc.embed RUN_DIR_OR_RECIPE [--split test] [--checkpoint last|best] [--tta] [--set ...] --out FILE.npz``
+
+Writes the embedding (``Method.infer(...).embedding``) of every image of a split, in dataset order, to one
+``.npz`` file: ``embeddings`` (N x D float32), ``labels`` (N int64, indices into ``classes``), ``paths``
+(N str, the image files) and ``classes`` (K str, the data set's class names). A recipe instead of a run embeds
+with its pretrained backbone (the frozen-features baseline). The data set may hold species the model never saw
+(``--set data.root=... data.name=...``): labels and classes are then those of that data set. Load it with
+``numpy.load(FILE)`` (no pickle needed).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from fgvc.cli import add_run_arguments, friendly
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="fgvc-embed", description="Write the embeddings of a split to a .npz file.")
+    add_run_arguments(ap, "split to embed")
+    ap.add_argument("--tta", action="store_true", help="average with the embedding of the horizontally flipped image")
+    ap.add_argument("--out", required=True, help="output .npz file (embeddings, labels, paths, classes)")
+    return ap.parse_args(argv)
+
+
+@friendly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import numpy as np
+
+    from fgvc.engine.checkpoint import atomic_write_bytes
+    from fgvc.engine.inference import TrainedRun
+    from fgvc.errors import DataError
+    from fgvc.protocols.embeddings import split_embeddings
+
+    run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
+    split = args.split or run.cfg["data"]["test_split"]
+    ds = run.dataset(split, same_classes=False)
+    if len(ds) == 0:
+        raise DataError(f"split '{split}' of {run.cfg['data']['root']} has no images to embed; choose another --split")
+    emb, labels = split_embeddings(run, split, args.tta or run.cfg["eval"]["tta_flip"], same_classes=False)
+    if not run.runtime.env.is_main:
+        return 0
+    buf = io.BytesIO()
+    np.savez(buf, embeddings=emb, labels=labels, paths=np.array([str(s.path) for s in ds.samples]),
+             classes=np.array([str(c) for c in ds.classes]))
+    out = Path(args.out)
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"{split} ({run.describe()}): {emb.shape[0]} images x {emb.shape[1]} dimensions, {len(ds.classes)} classes")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
