@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from fgvc.errors import RegistryError
 
-__all__ = ["Registry", "RegistryError", "METHODS", "DATASETS", "LOSSES", "PROTOCOLS", "closest"]
+__all__ = ["Registry", "RegistryError", "METHODS", "DATASETS", "LOSSES", "PROTOCOLS", "HEADS", "closest"]
 
 
 def closest(name: str, choices: Iterable[str]) -> str:
@@ -26,7 +26,6 @@ class Registry:
     """A named table of builders.
 
     >>> LOSSES = Registry("loss")
-PROTOCOLS = Registry("evaluation protocol")
     >>> @LOSSES.register("center")
     ... class CenterLoss: ...
     """
@@ -87,3 +86,4 @@ METHODS = Registry("method")
 DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
 PROTOCOLS = Registry("evaluation protocol")
+HEADS = Registry("head")  # classification heads on an embedding (fgvc.models.heads)

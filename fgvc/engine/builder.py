@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from timm.scheduler import create_scheduler_v2
@@ -19,7 +19,7 @@ log = logging.getLogger("fgvc")
 
 __all__ = [
     "resolve_device", "resolve_amp", "resolve_channels_last", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "build_optimizer",
-    "build_scheduler", "SeededSamples", "flip_warnings",
+    "build_scheduler", "SeededSamples", "flip_warnings", "pk_shape",
 ]
 
 
@@ -61,12 +61,15 @@ def resolve_channels_last(setting: str | bool, method: torch.nn.Module) -> bool:
     return bool(backbones) and not any(b.is_transformer for b in backbones)
 
 
-def build_method_from_cfg(cfg: dict[str, Any], num_classes: int) -> torch.nn.Module:
-    """The recipe's method, with its loss section as criterion and ``loss.aux`` as feature losses."""
+def build_method_from_cfg(cfg: dict[str, Any], num_classes: int, class_counts: Sequence[int] | None = None
+                          ) -> torch.nn.Module:
+    """The recipe's method, with its loss section as criterion and ``loss.aux`` as feature losses. ``class_counts``
+    (images per class of the train split; the trainer passes ``train_ds.class_counts()``) reach a criterion that
+    takes them (``weighted_cross_entropy``); loading a run for inference needs none."""
     from fgvc.losses import build_criterion
     from fgvc.methods import build_method
 
-    return build_method(cfg["model"], num_classes, build_criterion(cfg["loss"]), cfg["loss"]["aux"])
+    return build_method(cfg["model"], num_classes, build_criterion(cfg["loss"], class_counts), cfg["loss"]["aux"])
 
 
 def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any]) -> Any:
@@ -109,6 +112,8 @@ class SeededSamples(Dataset):
 
     Augmentation then depends on neither the worker that loads a sample nor the order of loading,
     so a run resumed mid-epoch, or sharded across DDP ranks, sees exactly the same crops and flips.
+    An index ``i + d * len(dataset)`` (``d >= 1``: the PK sampler's d-th repeat of image ``i`` in an epoch, see
+    :func:`fgvc.data.samplers.split_token`) loads image ``i`` with an augmentation of its own.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -123,20 +128,48 @@ class SeededSamples(Dataset):
         return getattr(self.dataset, name)
 
     def __getitem__(self, index: int) -> Any:
+        draw, index = divmod(index, len(self))  # draw > 0: a repeated image (fgvc.data.samplers.split_token)
         transform = getattr(self.dataset, "transform", None)
         if hasattr(transform, "set_random_seed"):
-            key = f"{self.seed}/{self.epoch}/{index}".encode()
+            key = (f"{self.seed}/{self.epoch}/{index}" + (f"/{draw}" if draw else "")).encode()
             transform.set_random_seed(int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little"))
         return self.dataset[index]
 
 
+def pk_shape(cfg: dict[str, Any]) -> tuple[int, int] | None:
+    """``(P, K)`` of a recipe with ``data.sampler: pk`` (``P`` from ``data.sampler_args.p``, or
+    ``train.batch_size / k`` when it is null; :func:`fgvc.config.validate` has checked ``P * K = train.batch_size``),
+    else None."""
+    d = cfg["data"]
+    if d.get("sampler", "random") != "pk":
+        return None
+    k = int(d["sampler_args"]["k"])
+    p = d["sampler_args"].get("p")
+    return (int(p) if p is not None else cfg["train"]["batch_size"] // k), k
+
+
 def make_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, train: bool, seed: int, env: DistEnv, pin: bool
+    dataset: Dataset, batch_size: int, num_workers: int, train: bool, seed: int, env: DistEnv, pin: bool,
+    pk: tuple[int, int] | None = None,
 ) -> DataLoader:
-    """Train: :class:`EpochSampler` (seeded, sharded, resumable), drop_last; eval: :class:`ShardSampler`."""
+    """Train: :class:`EpochSampler` (seeded, sharded, resumable), drop_last, or with ``pk = (P, K)``
+    (:func:`pk_shape`) a :class:`fgvc.data.samplers.PKSampler` (P classes x K images per global batch, this rank's
+    ``P / W`` classes of each, just as resumable); eval: :class:`ShardSampler` (``pk`` is ignored)."""
     n = len(dataset)  # type: ignore[arg-type]
-    if train:
-        sampler: Any = EpochSampler(n, seed, True, env.rank, env.world_size)
+    if train and pk is not None:
+        from fgvc.data.samplers import PKSampler
+
+        if not hasattr(dataset, "targets"):
+            raise ConfigError(f"data.sampler=pk needs the class of every training image, and {type(dataset).__name__} "
+                              "has no .targets; use data.sampler=random")
+        sampler: Any = PKSampler(dataset.targets, pk[0], pk[1], seed, env.rank, env.world_size)
+        if sampler.batch_size != batch_size:
+            raise ConfigError(f"data.sampler=pk gives each of the {env.world_size} process(es) {sampler.batch_size} "
+                              f"images per batch (P / W x K), but its loader batch is {batch_size}: set "
+                              f"train.batch_size = P x K = {pk[0] * pk[1]}")
+        dataset = SeededSamples(dataset, seed)
+    elif train:
+        sampler = EpochSampler(n, seed, True, env.rank, env.world_size)
         dataset = SeededSamples(dataset, seed)
     else:
         sampler = ShardSampler(n, env.rank, env.world_size)

@@ -4,9 +4,10 @@
 the process group (NCCL on CUDA, gloo on CPU), shard every epoch's permutation across ranks,
 log and checkpoint on rank 0 only, and reduce metrics across ranks.
 
-:class:`EpochSampler` is the one sampler: a seeded permutation per epoch (the same on every
-rank), padded to a multiple of the world size and strided by rank; it can start mid-epoch
-(``start``), which is how ``--resume`` continues exactly where a killed run stopped.
+:class:`EpochSampler` is the training sampler of ``data.sampler: random``: a seeded permutation per
+epoch (the same on every rank), padded to a multiple of the world size and strided by rank; it can
+start mid-epoch (``start``), which is how ``--resume`` continues exactly where a killed run stopped.
+``data.sampler: pk`` uses :class:`fgvc.data.samplers.PKSampler` instead, with the same interface.
 """
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ class Trainer:
         self.protocols = [build_protocol(name) for name in cfg["eval"]["protocols"]]  # unknown names fail here
         self.train_ds = builder.build_split(cfg, d["train_split"], True, None)
         self.class_names = list(self.train_ds.classes)
-        self.method = builder.build_method_from_cfg(cfg, len(self.class_names))
+        # the train split's class frequencies reach a criterion that weights classes by them
+        self.method = builder.build_method_from_cfg(cfg, len(self.class_names), self.train_ds.class_counts().tolist())
         dc = self.data_config = self.method.data_config()
         self.train_ds.transform = builder.build_transform(cfg, True, dc)  # the backbone's own normalisation
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
@@ -96,7 +97,8 @@ class Trainer:
                     m.compile_features()
         per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
         pin = self.device.type == "cuda"
-        self.train_loader = builder.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env, pin)
+        self.train_loader = builder.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env,
+                                                pin, pk=builder.pk_shape(cfg))
         # batches in a whole epoch (len(train_loader) shrinks while a resumed epoch starts mid-way)
         self.batches_per_epoch = len(self.train_loader)
         self.ema = ModelEmaV3(self.method, decay=self.tr["ema_decay"]) if self.tr["ema"] else None
@@ -119,7 +121,7 @@ class Trainer:
         stage = self.stages[idx]
         self.method.set_stage(stage["name"])
         lr = stage.get("lr", self.tr["lr"])
-        groups = self.method.param_groups(stage["name"], stage.get("backbone_lr_scale", self.tr["backbone_lr_scale"]))
+        groups = self.method.optimizer_groups(stage["name"], stage.get("backbone_lr_scale", self.tr["backbone_lr_scale"]))
         trainable = {id(p) for g in groups for p in g["params"]}
         for p in self.method.parameters():
             p.requires_grad_(id(p) in trainable)
@@ -202,6 +204,15 @@ class Trainer:
                     self._enter_stage(p["stage"])
                     self.save()
         return self.final()
+
+    def finish_untrained(self) -> dict[str, Any]:
+        """The final test and checkpoints of a model that is complete without training (``fgvc.extend``'s weight
+        imprinting): the schedule is marked done, so ``--resume`` re-evaluates and trains nothing."""
+        self._enter_stage(0)
+        self.progress.update(stage=0, epoch_in_stage=self.stages[0]["epochs"])
+        final = self.final()
+        self.save()
+        return final
 
     def _train_epoch(self) -> bool:
         """One epoch (or the rest of one, after a resume). Returns True when train.max_steps is reached."""

@@ -8,6 +8,8 @@ paper's update direction up to the per-class count normalisation).
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -19,6 +21,8 @@ __all__ = ["CenterLoss"]
 @LOSSES.register("center")
 class CenterLoss(nn.Module):
     """``forward(feats: B, D, targets: B or B, K) -> scalar``; soft targets use their argmax class."""
+
+    inputs: ClassVar[str] = "features"
 
     def __init__(self, num_classes: int, feat_dim: int) -> None:
         super().__init__()

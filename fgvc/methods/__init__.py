@@ -27,7 +27,8 @@ _ELSEWHERE = {
     "setup": "the trainer passes it",
     "backbone": "set model.backbone", "pretrained": "set model.pretrained",
     "pretrained_file": "set model.pretrained_file", "backbone_args": "set model.backbone_args",
-    "aux_losses": "feature losses (center, triplet) are set in loss.aux, which the trainer passes to the method",
+    "aux_losses": "feature losses (center, triplet, multi_similarity, proxy_anchor) are set in loss.aux, which the "
+                  "trainer passes to the method",
 }
 
 

@@ -30,7 +30,8 @@ lets the new blocks learn at the head's rate while the pretrained backbone is at
 ``CbamModule.spatial.gate``, captured by forward hooks during the same pass that classifies), resized to
 the largest of their sizes: ``B, n_blocks, h, w`` in ``[0, 1]``. SE has no spatial map (``maps`` is None;
 ``fgvc.visualize`` then draws the channel mean of the feature map). Both refuse a vision transformer
-backbone: their blocks gate CNN stage outputs.
+backbone: their blocks gate CNN stage outputs. ``head`` / ``head_args`` choose the classifier as for the
+baseline (:mod:`fgvc.models.heads`).
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ class AttentionBlocksNet(Baseline):
         after_stages: list[int] | None = None,
         attn_lr_scale: float | None = 1.0,
         drop_rate: float = 0.0,
+        head: str = "linear",
+        head_args: dict[str, Any] | None = None,
     ) -> None:
         attn_layer = attn_layer or self.default_attn
         try:
@@ -96,7 +99,7 @@ class AttentionBlocksNet(Baseline):
         if per_block:  # timm's ResNet places the block on every residual branch itself
             block_args = {**dict(spec.args.get("block_args") or {}), "attn_layer": attn_layer}
             setup = replace(setup, backbone=replace(spec, args={**spec.args, "block_args": block_args}))
-        super().__init__(setup, drop_rate)
+        super().__init__(setup, drop_rate, head, head_args)
         self.attn_layer, self.attn_lr_scale = attn_layer, attn_lr_scale
         if per_block:
             kind = type(probe)

@@ -16,13 +16,23 @@ Contract (every method):
   headline), the embedding, the backbone's feature map and, where the method has them, part maps and
   the object box. ``predict`` and ``embed`` are views of it.
 * ``param_groups(stage, backbone_lr_scale) -> list[dict]``: ``{"params": [...], "lr_scale": s}``;
-  parameters not listed are frozen for that stage. ``stages() -> list[str]``: names ``train.stages`` may use.
+  parameters not listed are frozen for that stage (the trainer reads them through ``optimizer_groups``, which
+  gives the ``loss.aux`` parameters their ``lr_scale``). ``stages() -> list[str]``: names ``train.stages`` may use.
+* single-view methods take ``head`` / ``head_args`` (:mod:`fgvc.models.heads`) and call their head with the hard
+  labels in ``training_step`` (``self.fc(x, hard_labels(targets))``), so margin heads can act there only.
 * ``extra_state()`` / ``load_extra_state(d)``: state outside parameters and buffers.
+* ``embedding_head``: the name of the attribute holding the one head that classifies ``Outputs.embedding``
+  (baseline, B-CNN, CBAM, SE: ``"fc"``), which ``fgvc.extend`` imprints new classes into; None (the default) where
+  the classifier reads something else or there are several (WS-DAN, RA-CNN).
+* ``penalties``: named callables ``() -> scalar`` added to the training loss after ``training_step`` (and logged
+  under their names); empty unless a caller adds one, e.g. ``fgvc.extend``'s EWC penalty. Not part of the state.
+* ``freeze_norm``: when set, BatchNorm layers stay in eval mode while the method trains (their running statistics
+  are kept and used), e.g. for ``fgvc.extend``'s fine-tune on a few images per class. Off by default.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from torch import Tensor, nn
 
@@ -76,6 +86,7 @@ class Method(nn.Module):
 
     backbone: Backbone
     refuses_transformers: str | None = None  # why the method needs a CNN backbone, where it does
+    embedding_head: ClassVar[str | None] = None  # attribute of the one head that classifies the embedding, if any
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__()
@@ -88,16 +99,31 @@ class Method(nn.Module):
         self._feature_losses = list(setup.feature_losses)
         self.aux_losses = nn.ModuleList()
         self.stage = "main"
+        self.penalties: dict[str, Callable[[], Tensor]] = {}  # added to the training loss (not saved)
+        self.freeze_norm = False  # BatchNorm layers in eval mode during training (not saved)
 
     def add_feature_losses(self, feat_dim: int) -> None:
-        """Build the recipe's ``loss.aux`` feature losses (center, triplet) for ``feat_dim``-d features."""
+        """Build the recipe's ``loss.aux`` feature losses (center, triplet, multi_similarity, proxy_anchor) for
+        ``feat_dim``-d features."""
         self.aux_losses = build_aux_losses(self._feature_losses, feat_dim, self.num_classes)
 
     def forward(self, images: Tensor, targets: Tensor | None = None) -> Any:
         """``training_step`` when targets are given (what DDP wraps), else the headline logits."""
         if targets is None:
             return self.predict(images)
-        return self.training_step(images, targets)
+        out = self.training_step(images, targets)
+        for name, penalty in self.penalties.items():  # e.g. EWC (fgvc.engine.ewc), on the parameters
+            out[name] = penalty()
+            out["loss"] = out["loss"] + out[name]
+        return out
+
+    def train(self, mode: bool = True) -> "Method":
+        super().train(mode)
+        if mode and self.freeze_norm:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     # ---------------------------------------------------------------- training
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
@@ -154,6 +180,28 @@ class Method(nn.Module):
         if rest:
             groups.append({"params": rest, "lr_scale": 1.0, "name": "head"})
         return groups
+
+    def optimizer_groups(self, stage: str = "main", backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+        """What the trainer hands the optimizer: :meth:`param_groups`, with the parameters of every ``loss.aux``
+        entry whose ``lr_scale`` is not 1 (e.g. proxy-anchor's proxies at 100) moved to a group of their own,
+        ``"loss.<name>"``, at that scale. Parameters the stage leaves out stay out (frozen)."""
+        groups = self.param_groups(stage, backbone_lr_scale)
+        owner = {id(p): i for i, aux in enumerate(self.aux_losses) if aux.lr_scale != 1.0 for p in aux.parameters()}
+        if not owner:
+            return groups
+        out: list[dict[str, Any]] = []
+        moved: dict[int, list[nn.Parameter]] = {}  # aux index -> its parameters that the stage trains
+        for g in groups:
+            for p in g["params"]:
+                if id(p) in owner:
+                    moved.setdefault(owner[id(p)], []).append(p)
+            kept = [p for p in g["params"] if id(p) not in owner]
+            if kept:
+                out.append(dict(g, params=kept))
+        for i, params in sorted(moved.items()):
+            aux = self.aux_losses[i]
+            out.append({"params": params, "lr_scale": aux.lr_scale, "name": f"loss.{aux.name}"})
+        return out
 
     # ------------------------------------------------------------ extra state
     def extra_state(self) -> dict[str, Any]:

@@ -16,6 +16,9 @@ The default backbone is ``vgg16`` as in the paper (512 channels, a 262,144-d des
 2048-channel backbones set ``reduce_dim`` (e.g. 512) or ``pooling: compact``, since the full
 bilinear descriptor would be 4.2M-d. timm's ``vgg16`` feature map is taken after the last max-pool
 (the paper uses relu5_3, before it): a 2x smaller map, the same descriptor size.
+
+``head: linear | cosine | arcface | cosface`` and ``head_args`` choose the classifier on the descriptor
+(:mod:`fgvc.models.heads`; the paper's is ``linear``); margins act in the training step only.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.methods.base import Method, MethodSetup, Outputs
+from fgvc.methods.base import Method, MethodSetup, Outputs, hard_labels
+from fgvc.models.heads import create_head
 from fgvc.models.pooling import create_pooling, signed_sqrt
 from fgvc.registry import METHODS
 
@@ -35,6 +39,8 @@ SQRT_EPS = 1e-8  # signed sqrt: bounds the gradient at 0 to 1 / (2 sqrt(eps))
 
 @METHODS.register("bcnn")
 class BCNN(Method):
+    embedding_head = "fc"  # fgvc.extend imprints new classes here
+
     def __init__(
         self,
         setup: MethodSetup,
@@ -42,6 +48,8 @@ class BCNN(Method):
         compact_dim: int = 8192,
         reduce_dim: int | None = None,
         drop_rate: float = 0.0,
+        head: str = "linear",
+        head_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(setup)
         self.backbone = setup.backbone.build()
@@ -55,7 +63,7 @@ class BCNN(Method):
         self.pool = create_pooling(pooling, dim, compact_dim)
         self.out_dim: int = self.pool.out_dim
         self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.out_dim, setup.num_classes)
+        self.fc = create_head(head, self.out_dim, setup.num_classes, head_args)  # B, D -> B, K
         self.add_feature_losses(self.out_dim)
 
     # ------------------------------------------------------------------ stages
@@ -91,5 +99,5 @@ class BCNN(Method):
 
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
         desc = self.descriptor(self.backbone(images))  # B, D
-        logits = self.fc(self.dropout(desc))  # B, K
+        logits = self.fc(self.dropout(desc), hard_labels(targets))  # B, K (with the margin of a margin head)
         return self.classification_step(desc, logits, targets)
