@@ -1,0 +1,77 @@
+"""``python -m fgvc.extend RUN_DIR --add ROOT [--add-set name=READER args.KEY=VALUE ...] [--shots K]
+[--finetune-epochs E] [--ewc LAMBDA | --rehearsal N] [--old-weights imprinted|normalised]
+[--checkpoint last|best] [--set ...] --output NEW_RUN``
+
+Adds the classes of the data set at ``ROOT`` to a trained run without retraining it: weight imprinting (Qi, Brown &
+Lowe 2018), each new class's weight the normalised mean embedding of its first ``K`` training images, in a cosine
+head; then optionally ``E`` fine-tune epochs on the new shots and the old images (all of them; ``--rehearsal N``
+per old class; or none with ``--ewc LAMBDA``, Kirkpatrick et al. 2017). ``ROOT`` is any layout fgvc reads (CUB,
+Flowers, image folders, a CSV manifest), detected from the files or named with ``--add-set name=...``; it needs a
+train split (the shots) and the run's test split (``data.test_split``). ``--set`` overrides keys of the run's
+recipe for loading it and for the new run (e.g. ``train.device=cpu``, ``train.lr`` of the fine-tune).
+
+A linear head becomes a cosine head whose old classes are imprinted too, from all their training images
+(``--old-weights normalised`` keeps the normalised linear weights instead); a cosine, ArcFace or CosFace head keeps
+its old rows, so old-class logits do not change.
+
+``NEW_RUN`` is a new, ordinary run directory (an existing one is refused): ``fgvc.evaluate``, ``fgvc.embed`` and
+``fgvc.visualize`` work on it; its ``final.json`` has ``top1`` over the old and new test images together,
+``old_top1`` and ``new_top1`` (each predicted among all classes) and ``old_top1_before``. Details:
+:mod:`fgvc.engine.extend`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fgvc.cli import friendly
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="fgvc-extend", description="Add classes to a trained run by weight imprinting "
+                                                                 "(and an optional short fine-tune).")
+    ap.add_argument("run", help="the trained run directory")
+    ap.add_argument("--add", required=True, metavar="ROOT",
+                    help="data set with the new classes (any layout fgvc reads)")
+    ap.add_argument("--add-set", dest="add_sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="the added set's reader and its data.args: name=cub200|flowers102|folder|csv (default: "
+                         "detected), args.KEY=VALUE, e.g. --add-set name=csv args.manifest=new_birds.csv")
+    ap.add_argument("--shots", type=int, default=5, help="training images per new class (the first K in a seeded "
+                                                         "order; default 5)")
+    ap.add_argument("--finetune-epochs", type=int, default=0, metavar="E",
+                    help="fine-tune epochs after imprinting (default 0: imprinting only)")
+    forget = ap.add_mutually_exclusive_group()
+    forget.add_argument("--ewc", type=float, default=None, metavar="LAMBDA",
+                        help="fine-tune on the new shots only, with the EWC penalty LAMBDA/2 * sum F (w - w_old)^2")
+    forget.add_argument("--rehearsal", type=int, default=None, metavar="N",
+                        help="replay N old images per old class in the fine-tune (default: all old images)")
+    ap.add_argument("--old-weights", default="imprinted", choices=["imprinted", "normalised"],
+                    help="a linear head's old classes in the new cosine head: imprinted from all their training images "
+                         "(default) or the linear weights normalised (which hands most images to the new classes)")
+    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="the run's checkpoint to extend")
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override recipe keys of the run and the new run, e.g. train.device=cpu train.lr=1e-4")
+    ap.add_argument("--output", required=True, metavar="NEW_RUN", help="the new run directory (must not exist)")
+    return ap.parse_args(argv)
+
+
+@friendly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fgvc.engine.extend import ExtendRequest, extend_run
+    from fgvc.engine.rundir import close_file_logging, setup_logging
+
+    req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
+                        args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights)
+    setup_logging(None)
+    try:
+        extend_run(req)
+    finally:
+        close_file_logging()
+    print(f"wrote {req.output}/final.json, config.yaml, train.log, checkpoints/last.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
