@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
         "test_split": "test",
         "on_bad_image": "error",
         "max_images": None,
+        # a findings.csv of `python -m fgvc.datasets audit` or a text file of image paths (absolute or relative to
+        # data.root) to leave out of the training split only (fgvc.data.exclude); null: keep every image
+        "exclude": None,
         "args": {},
         "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
         # training batches: random (a seeded shuffle) or pk (P classes x K images, fgvc.data.samplers.PKSampler;
@@ -44,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "nesterov": False,
         "weight_decay": 1e-4,
         "backbone_lr_scale": 1.0,
+        "freeze_norm": False,
         "scheduler": "cosine",
         "warmup_epochs": 0,
         "warmup_lr": 1e-5,
@@ -65,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "eval_every": 1,
         "checkpoint_every_steps": 0,
         "threads": 0,
+        "tensorboard": False,  # per-epoch scalars and attention maps to RUN/tb (fgvc.engine.tensorboard)
     },
     "eval": {"tta_flip": False, "batch_size": 0, "protocols": ["classification"]},
     "output": {"root": "runs", "name": None},
@@ -79,6 +84,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "data.resize": (int, NoneType),
     "data.val_split": (str, NoneType),
     "data.max_images": (int, NoneType),
+    "data.exclude": (str, NoneType),
     "train.channels_last": (str, bool),
     "data.sampler_args.p": (int, NoneType),
 }

@@ -26,9 +26,12 @@ from fgvc.config import crop_warnings
 from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
+from fgvc.engine.fit import analyse_run, describe as describe_fit
 from fgvc.engine.inference import Runtime, TrainedRun, autocast
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
+from fgvc.engine.tensorboard import open_tensorboard
+from fgvc.engine.validation import validate
 from fgvc.errors import ConfigError, TrainingDiverged
 from fgvc.methods.base import hard_labels
 from fgvc.protocols import build_protocol, split_roles
@@ -75,6 +78,7 @@ class Trainer:
         self.class_names = list(self.train_ds.classes)
         # the train split's class frequencies reach a criterion that weights classes by them
         self.method = builder.build_method_from_cfg(cfg, len(self.class_names), self.train_ds.class_counts().tolist())
+        self.method.freeze_norm = bool(self.tr["freeze_norm"])  # BatchNorm statistics kept from the pretrained backbone
         dc = self.data_config = self.method.data_config()
         self.train_ds.transform = builder.build_transform(cfg, True, dc)  # the backbone's own normalisation
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
@@ -108,6 +112,7 @@ class Trainer:
         self.inference = TrainedRun(cfg, self._eval_model(), dc, self.class_names, runtime, self.run_dir)
         if self.val_ds is not None:
             self.inference.datasets[d["val_split"]] = self.val_ds
+        self.tb = open_tensorboard(cfg, self.run_dir, self.env, self.inference, self.val_ds)  # train.tensorboard
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.mixup = None
         if self.tr["mixup"] > 0 or self.tr["cutmix"] > 0:
@@ -318,10 +323,7 @@ class Trainer:
         row["images_per_s"] = round(p["seen"] * self.env.world_size / max(p["epoch_seconds"], 1e-9), 1)
         self.train_seconds += p["epoch_seconds"]
         if self.val_ds is not None and (last or (p["epoch"] + 1) % tr["eval_every"] == 0):
-            val = {"test": self.cfg["data"]["val_split"]}  # the split the protocol scores
-            res = build_protocol("classification").evaluate(self.inference, val).metrics
-            row["val_top1"] = res["top1"]
-            row.update({f"val_{k}": v for k, v in res.items() if k.endswith("_top1") and k != "top1"})
+            row.update(validate(self.inference, self.cfg["data"]["val_split"]))  # val_top1, val_loss, heads
         msg = (f"epoch {p['epoch'] + 1}/{self.total_epochs} [{row['stage']}] loss {row['loss']:.4f} "
                f"train {row['train_top1']:.1f}%" + (f" val {row['val_top1']:.1f}%" if "val_top1" in row else "")
                + f" lr {row['lr']:.2e} {row['epoch_seconds']:.1f}s {row['images_per_s']:.1f} img/s")
@@ -333,6 +335,8 @@ class Trainer:
             self.best = {"val_top1": row["val_top1"], "epoch": p["epoch"]}
         if self.env.is_main:
             append_metrics(self.run_dir, row)
+            if self.tb is not None:
+                self.tb.log_epoch(row, self.optimizer)
         # advance the position before saving: the checkpoint describes the start of the next epoch
         p["epoch"] += 1
         p["epoch_in_stage"] += 1
@@ -358,6 +362,10 @@ class Trainer:
             if res["bad_images"]:
                 log.warning(f"skipped {res['bad_images']} bad image(s) (data.on_bad_image=skip); they are listed in "
                             f"{self.run_dir / 'bad_images.tsv'}")
+            res["fit"] = analyse_run(self.run_dir)  # over/underfitting verdict of metrics.jsonl (fgvc.engine.fit)
+            log.info(describe_fit(res["fit"]))
+            if self.tb is not None:
+                self.tb.close()
             write_json(self.run_dir / "final.json", res)
             for proto in self.protocols:
                 result = results[proto.name]
@@ -367,7 +375,7 @@ class Trainer:
                     stem = proto.file_stem(self.test_split, "last", tta)
                     write_json(self.run_dir / "eval" / f"{stem}.json", result.metrics)
                     result.write_tables(self.run_dir / "eval", prefix=f"{stem}-")
-            plot_curves(self.run_dir)
+            plot_curves(self.run_dir, res["fit"])
         return res
 
 

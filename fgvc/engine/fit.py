@@ -1,0 +1,177 @@
+"""Is a run over- or underfitting? A verdict from its per-epoch history (``RUN/metrics.jsonl``), with remedies.
+
+:func:`assess` is a pure function of the history (no torch, no files): one dict per epoch as the trainer logs it,
+``epoch`` (0-based in metrics.jsonl), ``loss`` (train loss), ``train_top1`` and, on the epochs that were validated,
+``val_top1`` and ``val_loss`` (cross-entropy of the headline logits on the validation split). It returns a
+:class:`Fit`:
+
+* ``verdict``: ``overfitting``, ``underfitting``, ``good fit``, ``too short to tell`` (fewer than
+  :data:`MIN_EPOCHS` validated epochs) or ``no validation split`` (no epoch has ``val_top1``: ``data.val_split``
+  is null). The test split is never used to judge the fit.
+* ``gap``: train minus validation top-1 at the last validated epoch, in percentage points (None without validation).
+* ``epoch``: where overfitting starts, **1-based as in train.log and final.json's ``best_val_epoch``** (metrics.jsonl
+  counts from 0): the last good epoch, after which the validation loss rises while the train loss falls, or at which
+  the validation top-1 peaks before falling. It is the epoch ``checkpoints/best.pt`` keeps. None unless overfitting
+  started inside the run (a verdict of ``overfitting`` from the gap alone has no onset).
+* ``remedies``: short suggestions with the fgvc recipe keys to change; empty for a good fit.
+
+Rules, in order (thresholds are the module constants below):
+
+1. overfitting started: the validation top-1 fell more than :data:`VAL_DROP_PP` points below its peak by the last
+   epoch, or the validation loss rose more than :data:`VAL_LOSS_RISE` (relative) above its minimum while the train
+   loss went on falling; the onset is the earlier of the peak and the minimum;
+2. overfitting without an onset: the gap is larger than :data:`OVERFIT_GAP_PP` points;
+3. underfitting: the last train top-1 is below :data:`UNDERFIT_TRAIN_TOP1` %, or the validation top-1 is still
+   rising: each of its last ``MIN_EPOCHS - 1`` steps between validated epochs gained at least
+   :data:`STILL_RISING_PP` points per epoch;
+4. otherwise a good fit.
+
+With Mixup / CutMix the train top-1 is measured on mixed images and reads low, so the gap reads small.
+:func:`analyse_run` reads a run directory (what the HTML report calls); :func:`describe` is the one log line.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["Fit", "assess", "analyse_run", "describe", "read_history", "MIN_EPOCHS", "VAL_DROP_PP", "VAL_LOSS_RISE",
+           "OVERFIT_GAP_PP", "UNDERFIT_TRAIN_TOP1", "STILL_RISING_PP", "VERDICTS"]
+
+MIN_EPOCHS = 3  # validated epochs needed for any verdict (and the window of "still rising")
+VAL_DROP_PP = 2.0  # validation top-1 this many points below its peak at the last epoch: overfitting started
+VAL_LOSS_RISE = 0.05  # validation loss this fraction above its minimum at the last epoch (train loss falling)
+OVERFIT_GAP_PP = 15.0  # train minus validation top-1 above this at the last epoch: overfitting
+UNDERFIT_TRAIN_TOP1 = 80.0  # train top-1 below this at the last epoch: underfitting
+STILL_RISING_PP = 1.0  # each recent validation step gaining at least this many points per epoch: underfitting
+
+VERDICTS = ("overfitting", "underfitting", "good fit", "too short to tell", "no validation split")
+
+REMEDIES: dict[str, list[str]] = {
+    "overfitting": [
+        "stop earlier: use checkpoints/best.pt (fgvc.evaluate --checkpoint best) or fewer train.epochs",
+        "more augmentation: data.augment.random_resized_crop=true, data.augment.color_jitter=0.2",
+        "Mixup / CutMix: train.mixup=0.2, train.cutmix=1.0",
+        "stronger weight decay: train.weight_decay x5 (e.g. 5e-4)",
+        "label smoothing: loss.args.label_smoothing=0.1",
+    ],
+    "underfitting": [
+        "train longer: train.epochs x2",
+        "a higher learning rate: train.lr x3 (with train.warmup_epochs=1)",
+        "unfreeze / speed up the backbone: train.backbone_lr_scale=1.0 (or the stage's backbone_lr_scale)",
+        "larger inputs: data.img_size (e.g. 448 with data.resize=512)",
+        "less regularisation: lower train.weight_decay, train.mixup=0, train.cutmix=0",
+    ],
+    "good fit": [],
+    "too short to tell": [f"train at least {MIN_EPOCHS} epochs, validating each (train.eval_every=1)"],
+    "no validation split": ["set data.val_split (e.g. val: a held-out part of train) to judge the fit; the test "
+                            "split is never used for it"],
+}
+
+
+@dataclass
+class Fit:
+    """The verdict on a run's training curves (see the module docstring)."""
+
+    verdict: str
+    gap: float | None  # train - val top-1 at the last validated epoch, percentage points
+    epoch: int | None  # 1-based epoch where overfitting starts
+    reason: str  # one clause: what in the curves gave the verdict
+    remedies: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _fit(verdict: str, gap: float | None, epoch: int | None, reason: str) -> Fit:
+    remedies = list(REMEDIES[verdict])
+    if epoch is not None:  # an onset: say where to stop
+        remedies[0] = f"stop at epoch {epoch}: use checkpoints/best.pt (fgvc.evaluate --checkpoint best) or " \
+                      f"set train.epochs={epoch}"
+    return Fit(verdict, None if gap is None else round(gap, 2), epoch, reason, remedies)
+
+
+def _onset(val: list[dict[str, Any]]) -> tuple[int | None, str]:
+    """(1-based onset epoch, why) of overfitting inside the validated epochs ``val``, or (None, "")."""
+    onsets: list[tuple[int, str]] = []
+    acc = [float(r["val_top1"]) for r in val]
+    peak = max(range(len(acc)), key=lambda i: (acc[i], -i))  # the first epoch at the highest top-1
+    if acc[peak] - acc[-1] > VAL_DROP_PP:
+        onsets.append((peak, f"val top-1 peaked at {acc[peak]:.1f}% and fell to {acc[-1]:.1f}%"))
+    vl = [_num(r.get("val_loss")) for r in val]
+    tl = [_num(r.get("loss")) for r in val]
+    if all(v is not None for v in vl):
+        low = min(range(len(vl)), key=lambda i: (vl[i], i))
+        rising = vl[-1] > vl[low] * (1 + VAL_LOSS_RISE) if vl[low] > 0 else vl[-1] > vl[low]
+        falling = tl[low] is not None and tl[-1] is not None and tl[-1] < tl[low]
+        if low < len(vl) - 1 and rising and falling:
+            onsets.append((low, f"val loss rose from {vl[low]:.3f} to {vl[-1]:.3f} while train loss fell"))
+    if not onsets:
+        return None, ""
+    first = min(i for i, _ in onsets)
+    return int(val[first]["epoch"]) + 1, "; ".join(why for _, why in onsets)
+
+
+def assess(history: Sequence[dict[str, Any]]) -> Fit:
+    """The verdict on ``history`` (metrics.jsonl rows, oldest first; see the module docstring)."""
+    rows = [r for r in history if _num(r.get("train_top1")) is not None]
+    val = [r for r in rows if _num(r.get("val_top1")) is not None]
+    if not val:
+        return _fit("no validation split", None, None, "no epoch was validated")
+    last = val[-1]
+    gap = float(last["train_top1"]) - float(last["val_top1"])
+    if len(val) < MIN_EPOCHS:
+        return _fit("too short to tell", gap, None, f"{len(val)} validated epoch(s), {MIN_EPOCHS} needed")
+    epoch, why = _onset(val)
+    if epoch is not None:
+        return _fit("overfitting", gap, epoch, why)
+    if gap > OVERFIT_GAP_PP:
+        return _fit("overfitting", gap, None, f"train top-1 is {gap:.1f} points above val top-1")
+    train_acc = float(last["train_top1"])
+    window = val[-MIN_EPOCHS:]
+    gains = [(float(b["val_top1"]) - float(a["val_top1"])) / max(int(b["epoch"]) - int(a["epoch"]), 1)
+             for a, b in zip(window, window[1:])]  # points per epoch
+    if train_acc < UNDERFIT_TRAIN_TOP1:
+        return _fit("underfitting", gap, None, f"train top-1 is only {train_acc:.1f}%")
+    if min(gains) >= STILL_RISING_PP:
+        return _fit("underfitting", gap, None, f"val top-1 still rises {gains[-1]:.1f} points per epoch")
+    return _fit("good fit", gap, None, f"val top-1 has levelled off {gap:.1f} points below train top-1")
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``RUN/metrics.jsonl`` (a line cut by a kill is skipped); [] when there is none."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def analyse_run(run_dir: str | Path) -> dict[str, Any]:
+    """``assess`` of a run directory's metrics.jsonl as a dict: verdict, gap, epoch, reason, remedies."""
+    return assess(read_history(run_dir)).to_dict()
+
+
+def describe(fit: dict[str, Any]) -> str:
+    """One log line: ``fit: overfitting from epoch 4 (gap 35.0 points): why; try: ...``."""
+    line = f"fit: {fit['verdict']}"
+    if fit.get("epoch") is not None:
+        line += f" from epoch {fit['epoch']}"
+    if fit.get("gap") is not None:
+        line += f" (train-val top-1 gap {fit['gap']:.1f} points)"
+    if fit.get("reason"):
+        line += f": {fit['reason']}"
+    if fit.get("remedies"):
+        line += "; try: " + "; ".join(fit["remedies"])
+    return line
