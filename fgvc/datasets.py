@@ -1,13 +1,17 @@
-"""Data set command line: fetch, make-synthetic, check, info.
+"""Data set command line: fetch, make-synthetic, check, info, audit.
 
     python -m fgvc.datasets fetch cub200 [--root datasets] [--archive CUB_200_2011.tgz]
     python -m fgvc.datasets fetch flowers102 [--root datasets/flowers102] [--archive DIR_OR_TGZ]
     python -m fgvc.datasets make-synthetic --output datasets/synthetic [--num-classes 10 --images-per-class 200]
     python -m fgvc.datasets check auto datasets            # every bad annotation line and image; exit 1 on errors
     python -m fgvc.datasets info cub200 datasets           # per-split and per-class counts
+    python -m fgvc.datasets audit auto datasets [--run RUN_DIR] --output audit/   # duplicates, leakage, outliers
 
 Readers: CUB-200-2011 (Wah et al. 2011), Oxford Flowers 102 (Nilsback and Zisserman 2008), image folders,
-CSV manifests and a synthetic fine-grained set. Data errors print one line and exit with status 2.
+CSV manifests and a synthetic fine-grained set. ``audit`` finds exact and near duplicates (DCT pHash, Zauner 2010)
+within and across splits (leakage), unreadable images and size outliers, and with ``--run`` likely mislabelled
+images (a confident model and its k nearest training neighbours disagree with the label); see
+:mod:`fgvc.data.audit`. Data errors print one line and exit with status 2.
 Flags follow the project's convention: ``--output DIR`` names a directory to write, ``--out FILE`` one file.
 """
 from __future__ import annotations
@@ -73,7 +77,39 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("root")
     i.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a data.args entry, e.g. --arg val_fraction=0.2 (repeatable; values parsed as YAML)")
+    au = sub.add_parser("audit", help="duplicates and train/test leakage, unreadable images, size outliers and (with "
+                                      "--run) likely mislabelled images -> findings.csv, summary.json, audit.html")
+    au.add_argument("name", metavar="NAME_OR_AUTO", choices=["auto", *NAMES])
+    au.add_argument("root")
+    au.add_argument("--output", metavar="DIR", required=True, help="the folder to write the findings into")
+    au.add_argument("--run", metavar="RUN_DIR", default=None,
+                    help="a trained run: also flag images whose label the model and its nearest training images "
+                         "confidently contradict (the run's data.args are used; auto takes its data set name)")
+    au.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with --run")
+    au.add_argument("--max-distance", type=int, default=None,
+                    help="pHash Hamming distance (of 64 bits) up to which images are near duplicates (default 6)")
+    au.add_argument("--confidence", type=float, default=0.8, help="with --run: min max-softmax probability")
+    au.add_argument("--k", type=int, default=5, help="with --run: neighbours among the training images")
+    au.add_argument("--min-agree", type=int, default=3, help="with --run: neighbours that must share the prediction")
+    au.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="a data.args entry, as for info (repeatable)")
+    au.add_argument("--workers", type=int, default=2, help="threads decoding images")
+    au.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _data_args(items: Sequence[str]) -> dict[str, Any]:
+    """``--arg KEY=VALUE`` items as data.args (values parsed as YAML)."""
+    from fgvc.config import parse_yaml
+    from fgvc.data import DataError
+
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise DataError(f"--arg expects KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        kwargs[k] = parse_yaml(v)
+    return kwargs
 
 
 def _fetch(a: argparse.Namespace) -> int:
@@ -111,15 +147,9 @@ def _check(a: argparse.Namespace) -> int:
 
 
 def _info(a: argparse.Namespace) -> int:
-    from fgvc.config import parse_yaml
     from fgvc.data import DataError, build_dataset
 
-    kwargs: dict[str, Any] = {}
-    for item in a.arg:
-        if "=" not in item:
-            raise DataError(f"--arg expects KEY=VALUE, got '{item}'")
-        k, v = item.split("=", 1)
-        kwargs[k] = parse_yaml(v)
+    kwargs = _data_args(a.arg)
     sets = {}
     for split in ("train", "val", "test", "trainval"):
         try:
@@ -142,15 +172,84 @@ def _info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _load_run(a: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
+    """The run of ``--run`` (through TrainedRun) reading ROOT in full, its data set name and its data.args."""
+    import json
+
+    from fgvc.data import DataError
+    from fgvc.engine.inference import TrainedRun
+
+    overrides = [f"data.root={json.dumps(str(a.root))}", "data.max_images=null", "data.on_bad_image=skip"]
+    run = TrainedRun.load(a.run, a.checkpoint, overrides + [f"data.args.{item}" for item in a.arg])
+    name = run.cfg["data"]["name"]
+    if a.name not in ("auto", name):
+        raise DataError(f"--run {a.run} was trained on data set '{name}', not '{a.name}': audit it as "
+                        f"`audit auto {a.root} --run {a.run}` (or `audit {name} ...`)")
+    return run, name, dict(run.cfg["data"]["args"])
+
+
+def _mislabels(run: Any, audit: Any, a: argparse.Namespace) -> list[Any]:
+    """One pass of the run over every audited split; :func:`fgvc.data.audit.mislabel_findings` on its outputs."""
+    import os
+
+    import numpy as np
+
+    from fgvc.data import DataError
+    from fgvc.data.audit import mislabel_findings
+
+    items = audit.items
+    row = {(it.split, os.path.abspath(it.path)): i for i, it in enumerate(items)}
+    probs = np.zeros((len(items), len(run.class_names)), dtype=np.float32)
+    emb: Any = None
+    valid = np.zeros(len(items), dtype=bool)
+    for split in dict.fromkeys(it.split for it in items):
+        ds = run.dataset(split)  # the run's classes, or a ConfigError
+        ds.bad_log = None  # unreadable images are the audit's findings, not the run's log
+        got = run.collect(split, ("logits", "embedding"), desc=f"model on {split}")
+        if got.embedding is None:
+            raise DataError(f"--run {a.run}: the method gives no embeddings, so no neighbours can be compared")
+        emb = np.zeros((len(items), got.embedding.shape[1]), dtype=np.float32) if emb is None else emb
+        p, e = got.prediction.float().softmax(1).numpy(), got.embedding.numpy()
+        for r, s in enumerate(ds.samples):
+            i = row.get((split, os.path.abspath(s.path)))
+            if i is not None and audit.infos[i].error is None:  # a bad image's row holds the next image's outputs
+                probs[i], emb[i], valid[i] = p[r], e[r], True
+    train = {os.path.abspath(s.path) for s in run.dataset(run.cfg["data"]["train_split"]).samples}
+    gallery = np.array([os.path.abspath(it.path) in train for it in items])
+    return mislabel_findings(items, probs, emb, valid, gallery, run.class_names, a.k, a.confidence, a.min_agree)
+
+
+def _audit(a: argparse.Namespace) -> int:
+    from fgvc.data.audit import audit_dataset
+    from fgvc.data.audit_report import summary_paragraph, write_all
+    from fgvc.data.phash import DEFAULT_MAX_DISTANCE
+
+    run, name, kwargs = _load_run(a) if a.run else (None, a.name, _data_args(a.arg))
+    distance = DEFAULT_MAX_DISTANCE if a.max_distance is None else a.max_distance
+    if name == "auto":
+        from fgvc.data.check import detect_layout
+
+        name = detect_layout(a.root)
+    print(f"auditing {name} at {a.root}", file=sys.stderr)
+    audit = audit_dataset(name, a.root, kwargs, distance, progress=not a.no_progress, workers=a.workers)
+    if run is not None:
+        audit.findings += _mislabels(run, audit, a)
+        audit.settings["mislabel"] = {"run": str(a.run), "checkpoint": a.checkpoint, "confidence": a.confidence,
+                                      "k": a.k, "min_agree": a.min_agree}
+    out = write_all(audit, a.output)
+    print(summary_paragraph(audit, out))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from fgvc.data.base import DataError
-    from fgvc.registry import RegistryError
+    from fgvc.errors import UserError
 
-    handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info}[args.command]
+    handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info,
+               "audit": _audit}[args.command]
     try:
         return handler(args)
-    except (DataError, RegistryError) as e:
+    except UserError as e:  # DataError, RegistryError, ConfigError, CheckpointError ... (fgvc.errors)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad argument values (e.g. make-synthetic --num-classes 100)

@@ -93,6 +93,10 @@ def build_split(cfg: dict[str, Any], split: str, train: bool, data_config: dict[
     d = cfg["data"]
     transform = build_transform(cfg, train, data_config) if data_config is not None else None
     ds = build_dataset(d["name"], d["root"], split, transform=transform, on_bad_image=d["on_bad_image"], **d["args"])
+    if train and d.get("exclude"):  # the trainer's training split only
+        from fgvc.data.exclude import exclude_samples
+
+        ds.samples = exclude_samples(ds.samples, d["exclude"], d["root"], split)
     if d["max_images"] is not None and len(ds.samples) > d["max_images"]:
         # smoke runs: a seeded subset, the same for every run of the recipe
         keep = torch.randperm(len(ds.samples), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["max_images"]]
