@@ -45,7 +45,8 @@ def _find_run(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fgvc.engine.distributed import init_distributed
-    from fgvc.engine.rundir import attach_run_log, buffered_log, new_run_dir, setup_logging
+    from fgvc.engine.environment import environment
+    from fgvc.engine.rundir import attach_run_log, buffered_log, new_run_dir, setup_logging, write_json
     from fgvc.engine.trainer import Trainer
 
     if args.resume is not None:
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(config.dump(cfg))
+            write_json(run_dir / "environment.json", environment(trainer.device, env.world_size, args.resume is not None))
         env.barrier()
         attach_run_log(run_dir, held, env.is_main)  # train.log starts with what was logged while building
     log.info(f"run directory: {run_dir}")

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from fgvc.engine.checkpoint import atomic_write_bytes
 
-__all__ = ["new_run_dir", "setup_logging", "buffered_log", "attach_run_log", "close_file_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "plot_curves"]
+__all__ = ["new_run_dir", "setup_logging", "buffered_log", "attach_run_log", "close_file_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "curves_figure", "plot_curves"]
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -128,11 +128,9 @@ def truncate_metrics(run_dir: Path, keep_epochs_below: int) -> None:
     atomic_write_bytes(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
-def plot_curves(run_dir: Path) -> Path | None:
-    """curves.png: train loss, and train/val top-1 per epoch."""
-    rows = read_metrics(run_dir)
-    if not rows:
-        return None
+def curves_figure(rows: list[dict[str, Any]], title: str, fit: dict[str, Any] | None = None) -> Any:
+    """Train / val loss and top-1 per epoch (matplotlib figure); with ``fit`` (fgvc.engine.fit) its verdict in the
+    title and the epoch overfitting starts at marked by a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,13 +139,33 @@ def plot_curves(run_dir: Path) -> Path | None:
     ep = [r["epoch"] + 1 for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     a.plot(ep, [r.get("loss") for r in rows], "o-", label="train loss")
-    a.set_xlabel("epoch"), a.set_ylabel("loss"), a.grid(alpha=0.3), a.legend()
+    if any(r.get("val_loss") is not None for r in rows):
+        a.plot(ep, [r.get("val_loss") for r in rows], "s-", label="val loss")
+    a.set_xlabel("epoch"), a.set_ylabel("loss"), a.grid(alpha=0.3)
     b.plot(ep, [r.get("train_top1") for r in rows], "o-", label="train top-1")
     if any(r.get("val_top1") is not None for r in rows):
         b.plot(ep, [r.get("val_top1") for r in rows], "s-", label="val top-1")
-    b.set_xlabel("epoch"), b.set_ylabel("top-1 (%)"), b.grid(alpha=0.3), b.legend()
-    fig.suptitle(run_dir.name, fontsize=9)
+    b.set_xlabel("epoch"), b.set_ylabel("top-1 (%)"), b.grid(alpha=0.3)
+    if fit and fit.get("epoch") is not None:
+        for ax in (a, b):
+            ax.axvline(fit["epoch"], color="#c62828", ls="--", lw=1, label=f"overfitting after epoch {fit['epoch']}")
+        title += f" | {fit['verdict']}"
+    elif fit:
+        title += f" | {fit['verdict']}"
+    a.legend(fontsize=8), b.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(run_dir: Path, fit: dict[str, Any] | None = None) -> Path | None:
+    """curves.png: train / val loss and top-1 per epoch (:func:`curves_figure`)."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows, run_dir.name, fit)
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
