@@ -42,7 +42,8 @@ __all__ = ["Fit", "assess", "analyse_run", "describe", "read_history", "MIN_EPOC
 
 MIN_EPOCHS = 3  # validated epochs needed for any verdict (and the window of "still rising")
 VAL_DROP_PP = 2.0  # validation top-1 this many points below its peak at the last epoch: overfitting started
-VAL_LOSS_RISE = 0.05  # validation loss this fraction above its minimum at the last epoch (train loss falling)
+VAL_LOSS_RISE = 0.10  # validation loss this fraction above its minimum at the last epoch (train loss falling);
+# 5 % flagged noise on a 60-image validation split (cub200-mini: 0.253 -> 0.272 at 98.3 % val top-1)
 OVERFIT_GAP_PP = 15.0  # train minus validation top-1 above this at the last epoch: overfitting
 UNDERFIT_TRAIN_TOP1 = 80.0  # train top-1 below this at the last epoch: underfitting
 STILL_RISING_PP = 1.0  # each recent validation step gaining at least this many points per epoch: underfitting
