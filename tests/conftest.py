@@ -24,6 +24,34 @@ def write_tiny_recipe(path: Path, root: Path, extra: str = "") -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_set(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``synthetic_set(images_per_class=8, render_size=48)``: a fresh 3-class synthetic set (CUB layout) in a new
+    temporary folder, for a test module's ``data_root`` fixture."""
+    from fgvc.data import make_synthetic
+
+    def make(images_per_class: int = 8, render_size: int = 48) -> Path:
+        return make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=images_per_class,
+                              render_size=render_size, progress=False)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_recipe() -> Callable[..., Path]:
     """:func:`write_tiny_recipe`: ``tiny_recipe(path, data_root, extra="")`` writes the recipe and returns its path."""
     return write_tiny_recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_run(data_root, *sets)``: train the tiny recipe on ``data_root`` (with ``--set`` items) into a new
+    temporary run directory and return it."""
+    from fgvc.train import main as train_main
+
+    def train(data_root: Path, *sets: str) -> Path:
+        out = tmp_path_factory.mktemp("runs") / "run"
+        recipe = write_tiny_recipe(out.parent / "r.yaml", data_root)
+        assert train_main([str(recipe), "--output", str(out), *(["--set", *sets] if sets else [])]) == 0
+        return out
+
+    return train

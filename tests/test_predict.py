@@ -9,26 +9,20 @@ import pytest
 import torch
 from PIL import Image
 
-from fgvc.data import make_synthetic
 from fgvc.data.base import load_image
 from fgvc.engine.builder import build_transform
 from fgvc.engine.inference import TrainedRun
 from fgvc.predict import find_images, main as predict_main
-from fgvc.train import main as train_main
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=4, render_size=48,
-                          progress=False)
+def data_root(synthetic_set) -> Path:
+    return synthetic_set(4)
 
 
 @pytest.fixture(scope="module")
-def run_dir(data_root, tmp_path_factory, tiny_recipe) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    recipe = tiny_recipe(out.parent / "r.yaml", data_root)
-    assert train_main([str(recipe), "--output", str(out), "--set", "train.max_steps=2"]) == 0
-    return out
+def run_dir(data_root, tiny_run) -> Path:
+    return tiny_run(data_root, "train.max_steps=2")
 
 
 @pytest.fixture()

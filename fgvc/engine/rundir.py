@@ -110,16 +110,10 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return rows
+    """The rows of metrics.jsonl ([] when absent; a line cut by a kill is skipped): :func:`fgvc.engine.fit.read_history`."""
+    from fgvc.engine.fit import read_history
+
+    return read_history(run_dir)
 
 
 def truncate_metrics(run_dir: Path, keep_epochs_below: int) -> None:

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from fgvc.data import make_synthetic
 from fgvc.datasets import main as datasets_main
 from fgvc.engine.inference import TrainedRun
-from fgvc.train import main as train_main
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=8, render_size=48,
-                          progress=False)
+def data_root(synthetic_set) -> Path:
+    return synthetic_set(8)
 
 
 @pytest.fixture(scope="module")
-def run_dir(data_root, tmp_path_factory, tiny_recipe) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "base"
-    recipe = tiny_recipe(out.parent / "base.yaml", data_root)
-    assert train_main([str(recipe), "--output", str(out)]) == 0
-    return out
+def run_dir(data_root, tiny_run) -> Path:
+    return tiny_run(data_root)
 
 
 def test_audit_without_a_run(data_root, tmp_path, capsys):

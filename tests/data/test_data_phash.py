@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgvc.data import make_synthetic
 from fgvc.data.phash import DEFAULT_MAX_DISTANCE, HASH_BITS, hamming, near_pairs, phash, phash_bits
 
 
 @pytest.fixture(scope="module")
-def renders(tmp_path_factory) -> list[Image.Image]:
-    root = make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=8, render_size=128,
-                          progress=False)
+def renders(synthetic_set) -> list[Image.Image]:
+    root = synthetic_set(8, render_size=128)
     return [Image.open(p).convert("RGB") for p in sorted(root.rglob("*.jpg"))]
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgvc.data import make_synthetic
 from fgvc.engine.inference import TrainedRun
 from fgvc.evaluate import main as evaluate_main
 from fgvc.train import main as train_main
@@ -18,9 +17,8 @@ VIT = "vit_tiny_patch16_224"
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=8, render_size=48,
-                          progress=False)
+def data_root(synthetic_set) -> Path:
+    return synthetic_set(8)
 
 
 def _train(tiny_recipe, root: Path, out: Path, *sets: str) -> Path:

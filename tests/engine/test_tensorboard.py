@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from fgvc.data import make_synthetic
 from fgvc.train import main as train_main
 
 pytest.importorskip("tensorboard")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "s", num_classes=3, images_per_class=4, render_size=48,
-                          progress=False)
+def data_root(synthetic_set) -> Path:
+    return synthetic_set(4)
 
 
 def _train(tiny_recipe, root: Path, out: Path, *sets: str) -> int:
