@@ -199,7 +199,7 @@ def main() -> int:
     ap.add_argument("--img-size", type=int, default=160)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), help="default: all")
-    ap.add_argument("--arm", action="append", default=[], metavar="NAME=RECIPE:KEY=VALUE[,KEY=VALUE...]",
+    ap.add_argument("--arm", action="append", default=[], metavar="NAME=RECIPE:KEY=VALUE[;KEY=VALUE...]",
                     help="an extra row: a recipe under recipes/ with overrides")
     ap.add_argument("--no-extend", action="store_true", help="skip the extend table")
     ap.add_argument("--ft-epochs", type=int, default=2, help="epochs of the extend fine-tunes")
@@ -218,7 +218,7 @@ def main() -> int:
     for spec in args.arm:
         name, _, rest = spec.partition("=")
         recipe, _, sets = rest.partition(":")
-        rows.append((name, recipe, [s for s in sets.split(",") if s]))
+        rows.append((name, recipe, [s for s in sets.split(";") if s]))
     t0 = time.time()
     manifests = write_manifests(Path(args.runs))
     emb = [m for m in (measure(name, recipe, extra, manifests, args) for name, recipe, extra in rows) if m]

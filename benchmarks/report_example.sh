@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fgvc.report on real birds: a short tf_efficientnet_lite0 run on ../shared/data/cub200-mini (recipes/cub200_lite0.yaml,
-# 160 px, 8 epochs, CPU), its HTML report checked in headless Chromium (screenshot), its Grad-CAM grid and t-SNE map.
+# 160 px, the recipe's 6 epochs, CPU), its HTML report checked in headless Chromium (screenshot), its Grad-CAM grid and t-SNE map.
 # Writes benchmarks/results/report/{report.html, report_top.png, report_full.jpg, gradcam_grid.png, tsne.png, README.md}.
 #   bash benchmarks/report_example.sh            # RUN=runs/report-example, SHARED=../shared by default
 set -euo pipefail
