@@ -4,7 +4,8 @@ Per epoch (the step is the 1-based epoch, as in train.log): ``train/loss``, ``tr
 ``val/loss`` (on the epochs that were validated), ``lr/<i>_<group name>`` for every optimizer parameter group, and,
 for methods with part attention (WS-DAN, RA-CNN ...: :attr:`Outputs.maps`), ``attention/val`` -- the mean attention
 map over :data:`N_IMAGES` fixed validation images (evenly spaced over the split), drawn with
-:mod:`fgvc.vis.overlay`. Methods without part maps, and runs without a validation split, log scalars only.
+:mod:`fgvc.vis.overlay`; methods without part maps log ``activation/val``, the channel mean of their last feature
+map (what ``fgvc.visualize`` draws for them). Runs without a validation split log scalars only.
 
 ``torch.utils.tensorboard`` is imported only when the key is on (through :func:`fgvc.extras.require`); without the
 ``tensorboard`` package that is a :class:`~fgvc.extras.MissingExtraError` naming ``pip install -e '.[explain]'``,
@@ -62,24 +63,28 @@ class TensorBoardLog:
                 self.writer.add_scalar(tag, float(value), step)
         for i, group in enumerate(optimizer.param_groups):
             self.writer.add_scalar(f"lr/{i}_{group.get('name') or 'group'}", float(group["lr"]), step)
-        overlays = self._attention()
+        overlays, tag = self._attention()
         if overlays is not None:
-            self.writer.add_images("attention/val", overlays, step, dataformats="NHWC")
+            self.writer.add_images(tag, overlays, step, dataformats="NHWC")
         self.writer.flush()
 
-    def _attention(self) -> np.ndarray | None:
-        """``N, H, W, 3`` float overlays of the mean part-attention map, or None when the method has no maps."""
+    def _attention(self) -> tuple[np.ndarray | None, str]:
+        """(``N, H, W, 3`` float overlays, tag): the mean part-attention map (``attention/val``), or for methods
+        without part maps the channel mean of the last feature map (``activation/val``, as fgvc.visualize draws it)."""
         if self.images is None:
-            return None
+            return None, ""
+        from fgvc.vis.attention_figure import maps_or_cam
         from fgvc.vis.overlay import denormalize, heat_overlay, upsample_maps
 
         with torch.random.fork_rng(devices=[]):
             out = self.run.infer(self.images)
-        if out.maps is None:
-            return None
-        heat = upsample_maps(out.maps.float().mean(1, keepdim=True).cpu(), self.images.shape[-2:])[:, 0]  # N, H, W
+        if out.maps is None and out.feature_map is None:
+            return None, ""
+        maps, is_cam = maps_or_cam(out)
+        heat = upsample_maps(maps.mean(1, keepdim=True).cpu(), self.images.shape[-2:])[:, 0]  # N, H, W
         mean, std = self.run.data_config["mean"], self.run.data_config["std"]
-        return np.stack([heat_overlay(denormalize(img, mean, std), h) for img, h in zip(self.images, heat)])
+        overlays = np.stack([heat_overlay(denormalize(img, mean, std), h) for img, h in zip(self.images, heat)])
+        return overlays, "activation/val" if is_cam else "attention/val"
 
     def close(self) -> None:
         if self.writer is not None:

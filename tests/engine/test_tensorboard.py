@@ -1,4 +1,5 @@
-"""train.tensorboard: per-epoch scalars (and WS-DAN's attention maps) to RUN/tb, only when the key is on."""
+"""train.tensorboard: per-epoch scalars and maps (WS-DAN's attention, a baseline's activation map) to RUN/tb, only
+when the key is on."""
 from __future__ import annotations
 
 import sys
@@ -35,6 +36,16 @@ def test_scalars_and_attention_images_are_written(data_root, tmp_path, tiny_reci
     assert [e.step for e in acc.Scalars("val/loss")] == [1, 2]  # 1-based epochs, as in train.log
     images = acc.Images("attention/val")
     assert [e.step for e in images] == [1, 2]
+
+
+def test_methods_without_part_maps_log_their_activation_map(data_root, tmp_path, tiny_recipe):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "baseline"
+    assert _train(tiny_recipe, data_root, out, "train.tensorboard=true") == 0
+    acc = EventAccumulator(str(out / "tb"), size_guidance={"images": 0}).Reload()
+    assert acc.Tags()["images"] == ["activation/val"]
+    assert [e.step for e in acc.Images("activation/val")] == [1, 2]
 
 
 def test_off_by_default_and_tensorboard_not_imported(data_root, tmp_path, tiny_recipe, monkeypatch):
