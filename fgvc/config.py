@@ -20,7 +20,8 @@ from typing import Any, Iterable
 import yaml
 
 from fgvc.config_schema import (
-    AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, FREE_FORM, NoneType, STAGE_KEYS, STAGE_REQUIRED, TYPES,
+    AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM, NoneType, STAGE_KEYS,
+    STAGE_REQUIRED, TYPES,
 )
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
@@ -178,7 +179,9 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str], origin: dict[
             if i == len(parts) - 1:
                 node[part] = value
             else:
-                node = node.setdefault(part, {})
+                if node.get(part) is None:  # absent, or a null section (--set distill.teacher=... fills distill)
+                    node[part] = {}
+                node = node[part]
                 schema = schema.get(part, {}) if isinstance(schema, dict) else {}
         if origin is not None:
             origin[key] = f"--set {item}"
@@ -287,6 +290,7 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
     tr, data = cfg["train"], cfg["data"]
     _check_stages(cfg, origin)
     _check_list(cfg["loss"]["aux"], AUX_KEYS, AUX_REQUIRED, "loss.aux", origin)
+    _check_distill(cfg, origin)
     protocols = cfg["eval"]["protocols"]
     if not (isinstance(protocols, list) and all(isinstance(x, str) for x in protocols) and "classification" in protocols):
         raise ConfigError(f"'eval.protocols'{_where(origin, 'eval.protocols')} = {protocols!r}: a list of evaluation "
@@ -320,6 +324,30 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
             f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
             f"or data.resize=null (derived from data.crop_pct: {resolved_resize(data)})",
         )
+
+
+def _check_distill(cfg: dict[str, Any], origin: dict[str, str]) -> None:
+    """``distill``: null, or ``teacher`` (a run directory, whose checkpoint fgvc.engine.distill checks when training
+    starts: evaluating a distilled run never needs its teacher), ``alpha`` in [0, 1], ``temperature`` > 0,
+    ``checkpoint`` last or best; keys left out are filled in at their defaults."""
+    spec = cfg["distill"]
+    if spec is None:
+        return
+    for k, v in spec.items():
+        at = f"'distill.{k}'{_where(origin, 'distill.' + k)}"
+        if k not in DISTILL_KEYS:
+            raise ConfigError(f"{at} is not a distill key{closest(k, DISTILL_KEYS)}; valid: {sorted(DISTILL_KEYS)}")
+        if not _type_ok(v, (DISTILL_KEYS[k],)):
+            raise ConfigError(f"{at} must be {DISTILL_KEYS[k].__name__}, got {v!r}")
+    if not spec.get("teacher"):
+        raise ConfigError(f"'distill'{_where(origin, 'distill')} = {spec!r} lacks teacher: a trained run's directory, "
+                          "e.g. distill: {teacher: runs/cub200_wsdan-20261123-171500, alpha: 0.5, temperature: 4.0}")
+    spec.update({k: v for k, v in DISTILL_DEFAULTS.items() if k not in spec})
+    for ok, key, msg in ((0 <= spec["alpha"] <= 1, "alpha", "the weight of the KD term must be in [0, 1] (e.g. 0.5)"),
+                         (spec["temperature"] > 0, "temperature", "must be > 0 (e.g. 4.0; 1 = plain softmax)"),
+                         (spec["checkpoint"] in ("last", "best"), "checkpoint", "the teacher's last or best")):
+        if not ok:
+            raise ConfigError(f"'distill.{key}'{_where(origin, 'distill.' + key)} = {spec[key]!r}: {msg}")
 
 
 def _check_sampler(cfg: dict[str, Any], origin: dict[str, str]) -> None:

@@ -1,11 +1,12 @@
 """The recipe schema: every key with its default (:data:`DEFAULTS`), the types and choices each accepts, and the
-keys of ``train.stages`` and ``loss.aux`` entries. :mod:`fgvc.config` loads, merges and checks recipes against it."""
+keys of ``train.stages``, ``loss.aux`` entries and ``distill``. :mod:`fgvc.config` loads, merges and checks
+recipes against it."""
 from __future__ import annotations
 
 from typing import Any
 
 __all__ = ["DEFAULTS", "TYPES", "CHOICES", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS", "AUX_REQUIRED",
-           "NoneType"]
+           "DISTILL_KEYS", "DISTILL_DEFAULTS", "NoneType"]
 
 NoneType = type(None)
 
@@ -73,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "eval": {"tta_flip": False, "batch_size": 0, "protocols": ["classification"]},
     "output": {"root": "runs", "name": None},
+    # knowledge distillation (fgvc.engine.distill): null = off, or {teacher: RUN_DIR, alpha, temperature, checkpoint}
+    # with the keys of DISTILL_KEYS, those left out at DISTILL_DEFAULTS
+    "distill": None,
 }
 
 # keys whose default does not show their type
@@ -87,6 +91,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "data.exclude": (str, NoneType),
     "train.channels_last": (str, bool),
     "data.sampler_args.p": (int, NoneType),
+    "distill": (dict, NoneType),
 }
 CHOICES: dict[str, tuple[Any, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
@@ -98,8 +103,10 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "data.on_bad_image": ("error", "skip"),
     "data.sampler": ("random", "pk"),
 }
-FREE_FORM = {"data.args", "model.args", "model.backbone_args", "loss.args"}
+FREE_FORM = {"data.args", "model.args", "model.backbone_args", "loss.args", "distill"}  # distill: DISTILL_KEYS
 STAGE_KEYS = {"name": str, "epochs": int, "lr": float, "backbone_lr_scale": float}
 STAGE_REQUIRED = ("name", "epochs")
 AUX_KEYS = {"name": str, "weight": float, "args": dict, "lr_scale": float}
 AUX_REQUIRED = ("name",)
+DISTILL_KEYS = {"teacher": str, "alpha": float, "temperature": float, "checkpoint": str}
+DISTILL_DEFAULTS = {"alpha": 0.5, "temperature": 4.0, "checkpoint": "last"}

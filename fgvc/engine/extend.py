@@ -53,6 +53,7 @@ from fgvc import config
 from fgvc.data.check import detect_layout
 from fgvc.data.union import class_clashes, first_shots, part_root, read_union, short_classes
 from fgvc.engine import builder
+from fgvc.engine.derived import FINETUNE_LR_SCALE, derived_trainer, finetune_config, load_weights
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.ewc import EWCPenalty, diagonal_fisher
 from fgvc.engine.imprint import class_means, extended_state, fit_scale, head_rows, imprinted_weights, union_rows
@@ -65,7 +66,6 @@ __all__ = ["ExtendRequest", "extend_run", "added_part", "union_config", "embeddi
            "FISHER_IMAGES", "FINETUNE_LR_SCALE"]
 
 FISHER_IMAGES = 300  # old training images (a seeded sample) the EWC Fisher is averaged over (one backward each)
-FINETUNE_LR_SCALE = 0.1  # the fine-tune's lr relative to the run's train.lr, unless --set train.lr=...
 REFUSALS = {
     "wsdan": "its classifier scores the part features of two views (the image and its attention crop, averaged in "
              "'refined') and its attention regularisation keeps one feature center per class",
@@ -133,10 +133,6 @@ def embedding_head(run: TrainedRun, where: Path) -> tuple[str, nn.Module]:
     return attr, head
 
 
-def _override_keys(overrides: Sequence[str]) -> set[str]:
-    return {config.parse_override(item)[0] for item in overrides}
-
-
 def added_part(root: Path, add_overrides: Sequence[str], old_cfg: dict[str, Any]) -> dict[str, Any]:
     """``{name, root, args}`` of the added set: the reader from ``--add-set name=...`` or detected from ``root``
     (:func:`fgvc.data.check.detect_layout`; a folder with a ``manifest.csv`` and no ``train/`` is ``csv``); its
@@ -176,7 +172,7 @@ def union_config(old_cfg: dict[str, Any], new: dict[str, Any], req: ExtendReques
     docstring says), the fine-tune's schedule (``train.epochs = max(E, 1)``, no stages, lr x
     :data:`FINETUNE_LR_SCALE`, no warmup, no max_steps, all images: each unless ``--set``) and
     ``model.pretrained: false``."""
-    cfg, keys, seed = copy.deepcopy(old_cfg), _override_keys(req.overrides), old_cfg["seed"]
+    cfg, seed = copy.deepcopy(old_cfg), old_cfg["seed"]
     old_shots = 0 if req.ewc is not None else req.rehearsal
     parts = []
     for part in _old_parts(cfg):
@@ -188,15 +184,7 @@ def union_config(old_cfg: dict[str, Any], new: dict[str, Any], req: ExtendReques
     d = cfg["data"]
     d.update(name="union", root=str(Path(d["root"]).resolve()) if d["name"] != "union" else d["root"],
              args={"parts": parts})
-    tr = cfg["train"]
-    defaults = {"train.epochs": max(req.finetune_epochs, 1), "train.lr": tr["lr"] * FINETUNE_LR_SCALE,
-                "train.warmup_epochs": 0, "train.max_steps": None, "train.stages": [], "data.max_images": None}
-    for key, value in defaults.items():
-        if key not in keys:
-            section, leaf = key.split(".")
-            cfg[section][leaf] = value
-    cfg["model"].update(pretrained=False, pretrained_file=None)  # the weights are the checkpoint's
-    return cfg
+    return finetune_config(cfg, req.finetune_epochs, req.overrides, extra={"data.max_images": None})
 
 
 def _check_new_classes(old: Sequence[str], new: dict[str, Any], split: str, req: ExtendRequest) -> list[str]:
@@ -293,8 +281,7 @@ def _old_new_top1(per_class: Path, k_old: int) -> tuple[float, float]:
 
 def extend_run(req: ExtendRequest) -> dict[str, Any]:
     """Do it (see the module docstring); returns the new run's final.json."""
-    from fgvc.engine.rundir import attach_run_log, buffered_log, write_json
-    from fgvc.engine.trainer import Trainer
+    from fgvc.engine.rundir import write_json
 
     req.check()
     old = TrainedRun.load(req.run, req.checkpoint, req.overrides)
@@ -317,23 +304,17 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     rows, means, scale, head_name, head_args = _imprint(old, head, cfg, new, k_new, req)
     cfg["model"]["args"] = dict(cfg["model"]["args"], head=head_name, head_args=head_args)
     config.validate(cfg)
-    with buffered_log() as held:
-        trainer = Trainer(cfg, req.output, env=DistEnv())
+    with derived_trainer(cfg, req.output) as trainer:
         if trainer.class_names != [*old.class_names, *new_classes]:  # the union reader puts the old classes first
             raise RuntimeError("the union's classes are not the old ones followed by the new ones")
         state = extended_state(old.method.state_dict(), trainer.method.state_dict(), attr, rows, means, k_old)
-        trainer.method.load_state_dict(state)
-        if trainer.ema is not None:
-            trainer.ema.module.load_state_dict(state)
+        load_weights(trainer, state)
         trainer.method.freeze_norm = True  # a few images per class: keep the run's BatchNorm statistics
         fisher_images = 0
         if req.ewc is not None:
             penalty, fisher_images = _fisher_penalty(trainer, old, req.ewc)
             trainer.method.penalties["ewc"] = penalty
         del old
-        req.output.mkdir(parents=True, exist_ok=True)
-        (req.output / "config.yaml").write_text(config.dump(cfg))
-        attach_run_log(req.output, held)
     log.info(f"extending {req.run} ({k_old} classes) with {k_new} classes of {req.add} ({new['name']}): "
              f"{req.shots} shot(s) each, head {head_name} (s={scale:g}), {req.forgetting}"
              + (f", {req.finetune_epochs} fine-tune epoch(s) on {len(trainer.train_ds)} images" if req.finetune_epochs

@@ -126,6 +126,7 @@ class TrainedRun:
         :meth:`from_recipe`); ``overrides`` are ``--set`` items; ``weights``: ``auto`` (the EMA weights when the run
         kept an EMA, as final.json did), ``ema`` or ``model``."""
         from fgvc.engine.checkpoint import load_checkpoint
+        from fgvc.engine.pruned import reshape_like
 
         target = Path(target)
         if target.suffix in RECIPE_SUFFIXES and not target.is_dir():
@@ -138,6 +139,7 @@ class TrainedRun:
         cfg = config.from_saved(state["config"], overrides)
         model_cfg = dict(cfg["model"], pretrained=False, pretrained_file=None)  # the checkpoint holds the weights
         method = builder.build_method_from_cfg(dict(cfg, model=model_cfg), len(state["class_names"]))
+        reshape_like(state, method)  # a pruned run (fgvc.prune): narrow its layers to the checkpoint's
         if weights == "ema" and state.get("ema") is None:
             raise ConfigError(f"--weights ema: {ckpt_path} holds no EMA weights (the run had train.ema=false)")
         use_ema = state.get("ema") is not None and weights in ("auto", "ema")

@@ -25,9 +25,11 @@ from tqdm import tqdm
 from fgvc.config import crop_warnings
 from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
+from fgvc.engine.distill import build_distiller
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
 from fgvc.engine.fit import analyse_run, describe as describe_fit
 from fgvc.engine.inference import Runtime, TrainedRun, autocast
+from fgvc.engine.pruned import pruned_layers, reshape_like
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
 from fgvc.engine.tensorboard import open_tensorboard
@@ -107,6 +109,7 @@ class Trainer:
         self.batches_per_epoch = len(self.train_loader)
         self.ema = ModelEmaV3(self.method, decay=self.tr["ema_decay"]) if self.tr["ema"] else None
         self.amp = builder.resolve_amp(self.tr["amp"], self.device)
+        self.distill = build_distiller(cfg, self.device, self.amp, dc, self.class_names)  # recipe key distill, or None
         # the trained model as every later command sees it (EMA weights when the run keeps an EMA)
         runtime = Runtime(self.device, self.amp, self.channels_last, self.tr["threads"], self.env)
         self.inference = TrainedRun(cfg, self._eval_model(), dc, self.class_names, runtime, self.run_dir)
@@ -161,6 +164,7 @@ class Trainer:
             "config": self.cfg,
             "class_names": self.class_names,
             "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
+            "pruned": pruned_layers(self.method),  # the narrowed layers of a pruned method (fgvc.prune)
         }
 
     def save(self, name: str = "last.pt") -> None:
@@ -169,6 +173,7 @@ class Trainer:
         self.env.barrier()
 
     def _restore(self, state: dict[str, Any]) -> None:
+        reshape_like(state, self.method, self.ema.module if self.ema is not None else None)  # pruned runs
         self.method.load_state_dict(state["model"])
         self.method.load_extra_state(state.get("extra") or {})
         self.progress, self.best = dict(state["progress"]), dict(state["best"])
@@ -242,6 +247,7 @@ class Trainer:
             with sync:
                 with autocast(self.device, self.amp):
                     out = self.train_module(images, targets)
+                    out = self.distill(images, out) if self.distill is not None else out  # fgvc.engine.distill
                 loss = out["loss"].float()
                 if not self._finite(loss):
                     self._on_nan(loss)

@@ -1,0 +1,87 @@
+"""A new run that starts from another run's (changed) weights instead of the recipe's initialisation.
+
+``fgvc.extend`` (new classes imprinted into the head) and ``fgvc.prune`` (channels removed) both end with an ordinary
+run directory that the ordinary :class:`~fgvc.engine.trainer.Trainer` fine-tunes, evaluates and checkpoints, so that
+``fgvc.evaluate``, ``fgvc.predict``, ``fgvc.visualize`` and ``fgvc.train --resume`` work on it. The shared steps:
+
+* :func:`finetune_config`: the old run's config with the fine-tune's schedule (``train.epochs = max(E, 1)``, the lr
+  a tenth of the run's, no warm-up, no ``max_steps``, no stages) for every key the user did not ``--set``, and
+  ``model.pretrained: false`` (the weights are the checkpoint's);
+* :func:`derived_trainer`: the trainer for the new directory, built while the log is held (a new run that cannot start
+  leaves no directory behind); on leaving the block the directory, ``config.yaml`` and ``train.log`` (from the first
+  line logged while building) are written;
+* :func:`load_weights`: the weights into the trainer's method and its EMA, after narrowing both to a pruned
+  architecture when given one (:mod:`fgvc.engine.pruned`);
+* :func:`save_start`: a ``checkpoints/last.pt`` at step 0, so a fine-tune killed in its first epoch resumes
+  (``fgvc.train --resume NEW_RUN``) from the derived weights rather than being lost.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+
+from torch import Tensor
+
+from fgvc import config
+from fgvc.engine.distributed import DistEnv
+from fgvc.engine.pruned import apply_pruned
+
+if TYPE_CHECKING:
+    from fgvc.engine.trainer import Trainer
+
+__all__ = ["FINETUNE_LR_SCALE", "finetune_config", "derived_trainer", "load_weights", "save_start"]
+
+FINETUNE_LR_SCALE = 0.1  # the fine-tune's lr relative to the run's train.lr, unless --set train.lr=...
+
+
+def finetune_config(cfg: dict[str, Any], epochs: int, overrides: Iterable[str] = (),
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A deep copy of ``cfg`` with the fine-tune's schedule (module docstring) and ``extra`` defaults
+    (``{"section.key": value}``), each unless ``overrides`` (``--set`` items) name that key."""
+    cfg = copy.deepcopy(cfg)
+    keys = {config.parse_override(item)[0] for item in overrides}
+    tr = cfg["train"]
+    defaults = {"train.epochs": max(epochs, 1), "train.lr": tr["lr"] * FINETUNE_LR_SCALE, "train.warmup_epochs": 0,
+                "train.max_steps": None, "train.stages": [], **(extra or {})}
+    for key, value in defaults.items():
+        if key not in keys:
+            section, leaf = key.split(".")
+            cfg[section][leaf] = value
+    cfg["model"].update(pretrained=False, pretrained_file=None)  # the weights are the checkpoint's
+    return cfg
+
+
+@contextlib.contextmanager
+def derived_trainer(cfg: dict[str, Any], output: Path) -> Iterator["Trainer"]:
+    """``with derived_trainer(cfg, out) as trainer: load_weights(trainer, ...)``: see the module docstring. Nothing is
+    written when the block raises."""
+    from fgvc.engine.rundir import attach_run_log, buffered_log
+    from fgvc.engine.trainer import Trainer
+
+    with buffered_log() as held:
+        trainer = Trainer(cfg, output, env=DistEnv())
+        yield trainer
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.yaml").write_text(config.dump(cfg))
+        attach_run_log(output, held)
+
+
+def load_weights(trainer: "Trainer", weights: Mapping[str, Tensor],
+                 pruned: Mapping[str, dict[str, Any]] | None = None) -> None:
+    """``weights`` (a state dict of the method) into ``trainer.method`` and its EMA; with ``pruned`` (the record of
+    :mod:`fgvc.engine.pruned`) both are first narrowed to that architecture."""
+    targets = [trainer.method] + ([trainer.ema.module] if trainer.ema is not None else [])
+    for module in targets:
+        if pruned:
+            apply_pruned(module, dict(pruned), weights)
+        module.load_state_dict(weights)
+
+
+def save_start(trainer: "Trainer") -> None:
+    """Write ``checkpoints/last.pt`` at step 0 (optimizer and schedule of the first stage, nothing trained yet):
+    ``--resume`` from it continues exactly as the uninterrupted fine-tune, whose :meth:`Trainer.fit` rebuilds the same
+    optimizer."""
+    trainer._enter_stage(0)
+    trainer.save()

@@ -1,0 +1,67 @@
+"""What a method costs at inference: parameters, MACs and batch-1 CPU latency (``fgvc.prune``'s before/after report).
+
+* ``params``: every parameter of the method (heads, attention layers and ``loss.aux`` centers included).
+* ``macs``: multiply-accumulates of one image through :meth:`Method.infer` (WS-DAN: both of its views), counted by
+  torch-pruning's ``tp.utils.count_ops_and_params`` (module hooks on convolutions, linear, normalisation, pooling and
+  activation layers; functional ops such as B-CNN's outer product and WS-DAN's part pooling are not counted).
+* ``latency_ms``: median wall time of ``Method.infer`` on one image on the CPU (fp32, contiguous layout, inference
+  mode), over ``repeats`` timed calls after ``warmup`` untimed ones, with ``threads`` intra-op threads (stated in the
+  record; the process's setting is restored afterwards). The method is copied to the CPU; the original stays where
+  it is.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from fgvc.extras import require
+
+__all__ = ["count_params", "count_macs", "cpu_latency_ms", "measure_cost"]
+
+
+def count_params(method: nn.Module) -> int:
+    return int(sum(p.numel() for p in method.parameters()))
+
+
+def count_macs(method: nn.Module, img_size: int) -> int:
+    """MACs of one ``1, 3, img_size, img_size`` image through the method's forward (its headline prediction)."""
+    tp = require("torch_pruning", "torch-pruning", "counting MACs", extra="deploy")
+    device = next(method.parameters()).device
+    was_training = method.training
+    method.eval()
+    macs, _ = tp.utils.count_ops_and_params(method, torch.randn(1, 3, img_size, img_size, device=device))
+    method.train(was_training)
+    return int(macs)
+
+
+@torch.inference_mode()
+def cpu_latency_ms(method: nn.Module, img_size: int, threads: int, repeats: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of one ``infer`` of a ``1, 3, img_size, img_size`` image on the CPU (see the module doc)."""
+    model = copy.deepcopy(method).cpu().float().eval()
+    model.to(memory_format=torch.contiguous_format)
+    x = torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            model.infer(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.infer(x)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    return 1000.0 * statistics.median(times)
+
+
+def measure_cost(method: nn.Module, img_size: int, threads: int | None = None, repeats: int = 20) -> dict[str, Any]:
+    """``{"params", "macs", "latency_ms"}`` of ``method`` (``threads``: None = the process's current setting)."""
+    threads = threads or torch.get_num_threads()
+    return {"params": count_params(method), "macs": count_macs(method, img_size),
+            "latency_ms": round(cpu_latency_ms(method, img_size, threads, repeats), 3)}

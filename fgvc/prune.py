@@ -1,0 +1,63 @@
+"""``python -m fgvc.prune RUN_DIR --amount 0.3 [--finetune-epochs E] [--checkpoint last|best]
+[--importance l1|l2|taylor] [--latency-threads N] [--set ...] --output NEW_RUN``
+
+Structured channel pruning of a trained run with torch-pruning's DepGraph (Fang et al. 2023, "DepGraph: Towards Any
+Structural Pruning"): every prunable channel group of the backbone loses ``--amount`` of its channels (per layer),
+ranked by their L1 norm (Li et al. 2017, "Pruning Filters for Efficient ConvNets"), L2 norm or a first-order Taylor
+estimate; the channels are really removed, so parameters, MACs and latency fall. The backbone's output width stays,
+so every method's heads and part layers keep their sizes. Then optionally ``E`` fine-tune epochs with the run's recipe
+(lr a tenth of the run's unless ``--set train.lr=...``).
+
+``NEW_RUN`` is an ordinary run directory (an existing one is refused): ``fgvc.evaluate``, ``fgvc.predict`` and
+``fgvc.visualize`` work on it and ``fgvc.train --resume NEW_RUN`` continues a fine-tune cut short. The before/after
+table (parameters, MACs, batch-1 CPU latency, test top-1) is printed and written to ``NEW_RUN/prune.json``. Needs the
+``deploy`` extra (``pip install -e '.[deploy]'``). Details: :mod:`fgvc.engine.prune`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fgvc.cli import friendly
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="fgvc-prune", description="Structured channel pruning of a trained run "
+                                                                "(and an optional short fine-tune).")
+    ap.add_argument("run", help="the trained run directory")
+    ap.add_argument("--amount", type=float, required=True,
+                    help="fraction of the channels of every prunable channel group to remove, in (0, 1), e.g. 0.3")
+    ap.add_argument("--finetune-epochs", type=int, default=0, metavar="E",
+                    help="fine-tune epochs after pruning, with the run's recipe (default 0: prune only)")
+    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="the run's checkpoint to prune")
+    ap.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor"],
+                    help="channel ranking: l1 / l2 norm of the weights, or taylor |w * dL/dw| on a few training "
+                         "batches (default l1)")
+    ap.add_argument("--latency-threads", type=int, default=None, metavar="N",
+                    help="CPU threads for the batch-1 latency (default: the run's train.threads, else torch's)")
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override recipe keys of the run and the new run, e.g. train.device=cpu train.lr=1e-3")
+    ap.add_argument("--output", required=True, metavar="NEW_RUN", help="the new run directory (must not exist)")
+    return ap.parse_args(argv)
+
+
+@friendly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fgvc.engine.prune import PruneRequest, prune_run
+    from fgvc.engine.rundir import close_file_logging, setup_logging
+
+    req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
+                       args.importance, tuple(args.sets), args.latency_threads)
+    setup_logging(None)
+    try:
+        prune_run(req)
+    finally:
+        close_file_logging()
+    print(f"wrote {req.output}/prune.json, final.json, config.yaml, train.log, checkpoints/last.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
