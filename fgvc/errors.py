@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
-    "DataError", "SpeedError", "BenchError", "EmbeddingError",
+    "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError",
 ]
 
 
@@ -55,3 +55,8 @@ class BenchError(UserError, ValueError):
 class EmbeddingError(UserError, ValueError):
     """Embeddings that cannot be scored (NaN/Inf, labels of another length, no class with two images, an
     optional backend such as faiss that is not installed); the message says which and what to do."""
+
+
+class DeployError(UserError, ValueError):
+    """An export, quantization or ONNX prediction that cannot run as asked (an unknown format, an input size the
+    backbone cannot take, an ONNX file without fgvc metadata); the message names the flag or file and the fix."""

@@ -1,4 +1,4 @@
-"""``python -m fgvc.predict RUN_DIR IMAGE_OR_DIR ... [--topk 5] [--json] [--batch-size 32] [--checkpoint last|best]``
+"""``python -m fgvc.predict RUN_DIR_OR_ONNX IMAGE_OR_DIR ... [--topk 5] [--json] [--batch-size 32] [--checkpoint ...]``
 
 Class names and probabilities of a trained run for new photos. Folders are searched recursively for images
 (:data:`IMAGE_EXTENSIONS`, any case; hidden files are ignored); other files found there, and any file that is not a
@@ -6,6 +6,10 @@ decodable image, get an error line instead of a prediction, and the rest go on. 
 the run's evaluation split (:func:`fgvc.engine.builder.build_transform` with the run's data config: resize of the
 shorter side, centre crop, the backbone's normalisation), batched through :meth:`TrainedRun.infer`; the
 probabilities are the softmax of the headline logits. The run's own data set is not needed.
+
+An ``.onnx`` file (fp32 or INT8, from ``fgvc.export`` / ``fgvc.quantize``) predicts the same way on ONNX Runtime, its
+preprocessing and class names read from the file's metadata (:class:`fgvc.deploy.predictor.OnnxPredictor`); a file
+without fgvc metadata needs ``--img-size S --mean R G B --std R G B`` (``--crop-pct``, ``--classes FILE`` optional).
 
 Output, one line per image in input order (folders sorted): ``PATH  name 93.1%  other 4.0% ...`` or
 ``PATH  error: ...``; with ``--json`` one object per line, ``{"path": ..., "topk": [{"class": ..., "prob": ...}]}``
@@ -95,17 +99,32 @@ def _collate(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, s
     return batch
 
 
+class _RunModel:
+    """A :class:`TrainedRun` as :func:`_predict` uses a model (like :class:`fgvc.deploy.predictor.OnnxPredictor`):
+    ``transform``, ``class_names``, ``num_workers``, ``probabilities(images) -> B, K``, ``describe()``."""
+
+    def __init__(self, run: Any) -> None:
+        from fgvc.engine.builder import build_transform
+
+        self.run, self.class_names, self.num_workers = run, run.class_names, run.cfg["data"]["num_workers"]
+        self.transform = build_transform(run.cfg, False, run.data_config)
+
+    def probabilities(self, images: Any) -> Any:
+        return self.run.infer(images).prediction.float().softmax(1).cpu()  # B, K
+
+    def describe(self) -> str:
+        return self.run.describe()
+
+
 def _predict(run: Any, items: list[Item], topk: int, batch_size: int) -> Iterator[list[Item]]:
     """Fill in ``items`` batch by batch (yielding each batch's items in order) with the top-``topk`` classes."""
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from fgvc.engine.builder import build_transform
-
     todo = [i for i, it in enumerate(items) if it.error is None]
-    dataset = _Images([items[i] for i in todo], build_transform(run.cfg, False, run.data_config))
-    workers = run.cfg["data"]["num_workers"] if len(todo) > batch_size else 0
+    dataset = _Images([items[i] for i in todo], run.transform)
+    workers = run.num_workers if len(todo) > batch_size else 0
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate)
     show = len(todo) >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()
     k = min(topk, len(run.class_names))
@@ -118,7 +137,7 @@ def _predict(run: Any, items: list[Item], topk: int, batch_size: int) -> Iterato
                     items[todo[j]].error = err
             if good:
                 images = torch.stack([x for _, x in good])  # B, 3, S, S
-                probs = run.infer(images).prediction.float().softmax(1).cpu()  # B, K
+                probs = run.probabilities(images)  # B, K
                 values, indices = probs.topk(k, dim=1)
                 for (j, _), v, c in zip(good, values.tolist(), indices.tolist()):
                     items[todo[j]].topk = [(run.class_names[ci], float(p)) for ci, p in zip(c, v)]
@@ -140,7 +159,7 @@ def format_line(item: Item) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-predict", description="Predict the classes of new images with a trained "
                                  "fgvc run.")
-    ap.add_argument("target", help="run directory (or a checkpoint file) of a trained run")
+    ap.add_argument("target", help="run directory (or a checkpoint file) of a trained run, or an .onnx file")
     ap.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders searched recursively")
     ap.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
     ap.add_argument("--json", action="store_true", help="one JSON object per line and image")
@@ -150,7 +169,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
     ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="override recipe keys, e.g. train.device=cpu")
+    onnx = ap.add_argument_group("an .onnx file without fgvc metadata (these override the file's metadata)")
+    onnx.add_argument("--img-size", type=int, default=None, metavar="S", help="input side S (centre crop)")
+    onnx.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation mean")
+    onnx.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation std")
+    onnx.add_argument("--crop-pct", type=float, default=None, help="crop share: resize to S / crop-pct (default 0.875)")
+    onnx.add_argument("--classes", type=Path, default=None, metavar="FILE", help="class names, one per line")
     return ap.parse_args(argv)
+
+
+ONNX_FLAGS = ("img_size", "mean", "std", "crop_pct", "classes")
 
 
 @friendly
@@ -167,11 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         raise PredictError(f"{target} is a recipe, whose classifier is untrained: give a trained run directory")
     if not target.exists():
         raise PredictError(f"no such run directory or checkpoint: {target}")
+    is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
+    given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
+    if given and not is_onnx:
+        raise PredictError(f"{' '.join(given)} apply to an .onnx file only; a run carries its own preprocessing")
     items = find_images(args.paths)
     if not items:
         print(f"error: no files found in {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    run = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
+    if is_onnx:
+        from fgvc.deploy.predictor import OnnxPredictor
+
+        run: Any = OnnxPredictor(target, args.img_size, args.mean, args.std, args.crop_pct, args.classes)
+    else:
+        run = _RunModel(TrainedRun.load(target, args.checkpoint, args.sets, args.weights))
     for chunk in _predict(run, items, args.topk, args.batch_size):
         for item in chunk:
             print(json.dumps(item.as_dict()) if args.json else format_line(item), flush=True)

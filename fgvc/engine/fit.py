@@ -23,7 +23,8 @@ Rules, in order (thresholds are the module constants below):
 2. overfitting without an onset: the gap is larger than :data:`OVERFIT_GAP_PP` points;
 3. underfitting: the last train top-1 is below :data:`UNDERFIT_TRAIN_TOP1` %, or the validation top-1 is still
    rising: each of its last ``MIN_EPOCHS - 1`` steps between validated epochs gained at least
-   :data:`STILL_RISING_PP` points per epoch;
+   :data:`STILL_RISING_PP` points per epoch while train top-1 is below :data:`SATURATED_TRAIN_TOP1` (a run at
+   100 % train top-1 whose small validation split still gains a point is not underfitting);
 4. otherwise a good fit.
 
 With Mixup / CutMix the train top-1 is measured on mixed images and reads low, so the gap reads small.
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["Fit", "assess", "analyse_run", "describe", "read_history", "MIN_EPOCHS", "VAL_DROP_PP", "VAL_LOSS_RISE",
-           "OVERFIT_GAP_PP", "UNDERFIT_TRAIN_TOP1", "STILL_RISING_PP", "VERDICTS"]
+           "OVERFIT_GAP_PP", "UNDERFIT_TRAIN_TOP1", "STILL_RISING_PP", "SATURATED_TRAIN_TOP1", "VERDICTS"]
 
 MIN_EPOCHS = 3  # validated epochs needed for any verdict (and the window of "still rising")
 VAL_DROP_PP = 2.0  # validation top-1 this many points below its peak at the last epoch: overfitting started
@@ -47,6 +48,7 @@ VAL_LOSS_RISE = 0.10  # validation loss this fraction above its minimum at the l
 OVERFIT_GAP_PP = 15.0  # train minus validation top-1 above this at the last epoch: overfitting
 UNDERFIT_TRAIN_TOP1 = 80.0  # train top-1 below this at the last epoch: underfitting
 STILL_RISING_PP = 1.0  # each recent validation step gaining at least this many points per epoch: underfitting
+SATURATED_TRAIN_TOP1 = 99.0  # ... unless train top-1 is already this high (the data is fit; val may still creep up)
 
 VERDICTS = ("overfitting", "underfitting", "good fit", "too short to tell", "no validation split")
 
@@ -140,7 +142,7 @@ def assess(history: Sequence[dict[str, Any]]) -> Fit:
              for a, b in zip(window, window[1:])]  # points per epoch
     if train_acc < UNDERFIT_TRAIN_TOP1:
         return _fit("underfitting", gap, None, f"train top-1 is only {train_acc:.1f}%")
-    if min(gains) >= STILL_RISING_PP:
+    if min(gains) >= STILL_RISING_PP and train_acc < SATURATED_TRAIN_TOP1:
         return _fit("underfitting", gap, None, f"val top-1 still rises {gains[-1]:.1f} points per epoch")
     return _fit("good fit", gap, None, f"val top-1 has levelled off {gap:.1f} points below train top-1")
 

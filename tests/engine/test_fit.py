@@ -97,3 +97,12 @@ def test_training_writes_fit_into_final_json_and_val_loss_per_epoch(tmp_path, ti
     assert set(final["fit"]) >= {"verdict", "gap", "epoch", "remedies"}
     assert final["fit"] == analyse_run(out)
     assert "fit: " in (out / "train.log").read_text()
+
+
+def test_saturated_train_with_val_still_creeping_up_is_not_underfitting():
+    from fgvc.engine.fit import assess
+
+    # flowers102-mini, lite0, 6 epochs: train 100 %, val 95.8 -> 97.5 -> 99.2 (0.8 points below train)
+    hist = [{"epoch": e, "loss": 2.0 - 0.2 * e, "train_top1": t, "val_top1": v}
+            for e, (t, v) in enumerate([(60, 80), (90, 92), (97, 94.2), (99.5, 95.8), (96.9, 97.5), (100, 99.2)])]
+    assert assess(hist).verdict == "good fit"
