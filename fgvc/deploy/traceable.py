@@ -1,14 +1,10 @@
-"""Export-friendly formulations of two layers, swapped in only while a method is traced for export.
+"""An export-friendly formulation of one layer, swapped in only while a method is traced for export.
 
-Each replacement computes the same numbers as the original (``tests/deploy`` compares them); only the operators the
-tracer records differ. :func:`export_friendly` applies both for the duration of an export and restores the
-originals on exit (also on an error).
+The replacement computes the same numbers as the original (``tests/deploy`` compares them); only the operators the
+tracer records differ. :func:`export_friendly` applies it for the duration of an export and restores the original
+on exit (also on an error). (WS-DAN's object crop exports as it is: ``attention_crop.crop_and_resize`` numbers its
+regions with ``boxes.shape[0]``, which stays symbolic, so the batch axis stays dynamic.)
 
-* **WS-DAN's object crop** (``fgvc.models.attention_crop.crop_and_resize``) numbers the regions of interest with
-  ``torch.arange(len(boxes))``. ``len()`` of a tensor is a Python int, so both exporters freeze it: ``torch.export``
-  specialises the batch axis to the example's size, and ``torch.jit.trace`` bakes the example's batch into the graph
-  (ONNX Runtime then fails on any other batch with a Concat shape error). :func:`crop_and_resize` builds the index
-  from ``boxes.shape[0]``, which stays symbolic; otherwise it is the original (the same ``roi_align`` call).
 * **The count sketch of compact bilinear pooling** (``CompactBilinearPooling.sketch``) is an ``index_add_`` with
   repeated bin indices, exported as ``ScatterND(reduction="add")``. ONNX Runtime's CPU kernel for it (1.32) races
   when it runs on more than one intra-op thread: measured, 4 of 30 runs of a 512-channel sketch gave wrong bins, and
@@ -16,7 +12,7 @@ originals on exit (also on an error).
   computes each bin as a gather of its (fixed, at most a handful of) signed channels and a sum: no scatter, no race,
   deterministic.
 
-Once ``attention_crop`` uses ``boxes.shape[0]`` and the ORT kernel is fixed, this module can go.
+Once the ORT kernel is fixed, this module can go.
 """
 from __future__ import annotations
 
@@ -26,18 +22,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-__all__ = ["crop_and_resize", "bin_table", "gather_sketch", "export_friendly"]
-
-
-def crop_and_resize(images: Tensor, boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-    """:func:`fgvc.models.attention_crop.crop_and_resize` with the region index built from ``boxes.shape[0]``."""
-    from torchvision.ops import roi_align
-
-    size = size or (images.shape[-2], images.shape[-1])
-    index = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None]  # B, 1
-    rois = torch.cat([index, boxes], 1)  # B, 5
-    return roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=-1,
-                     aligned=True)
+__all__ = ["bin_table", "gather_sketch", "export_friendly"]
 
 
 def bin_table(hashes: Tensor, in_dim: int, out_dim: int) -> Tensor:
@@ -66,19 +51,17 @@ def gather_sketch(self: nn.Module, x: Tensor, i: int) -> Tensor:
 
 @contextlib.contextmanager
 def export_friendly(method: nn.Module) -> Iterator[None]:
-    """Inside the block WS-DAN crops with :func:`crop_and_resize` and every compact bilinear pooling of ``method``
-    sketches with :func:`gather_sketch`."""
-    from fgvc.methods import wsdan
+    """Inside the block every compact bilinear pooling of ``method`` sketches with :func:`gather_sketch`."""
     from fgvc.models.pooling import CompactBilinearPooling
 
     pools = [m for m in method.modules() if isinstance(m, CompactBilinearPooling)]
     for pool in pools:
         pool._export_bins = {i: bin_table(getattr(pool, f"hash{i}"), pool.in_dim, pool.out_dim) for i in (1, 2)}
-    crop, sketch = wsdan.crop_and_resize, CompactBilinearPooling.sketch
-    wsdan.crop_and_resize, CompactBilinearPooling.sketch = crop_and_resize, gather_sketch  # type: ignore[method-assign]
+    sketch = CompactBilinearPooling.sketch
+    CompactBilinearPooling.sketch = gather_sketch  # type: ignore[method-assign]
     try:
         yield
     finally:
-        wsdan.crop_and_resize, CompactBilinearPooling.sketch = crop, sketch  # type: ignore[method-assign]
+        CompactBilinearPooling.sketch = sketch  # type: ignore[method-assign]
         for pool in pools:
             del pool._export_bins

@@ -70,7 +70,8 @@ def attention_drop_masks(maps: Tensor, thresholds: Tensor) -> Tensor:
 def crop_and_resize(images: Tensor, boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     """Bilinear crop of ``boxes: B, 4`` (x1, y1, x2, y2 pixels) from ``images: B, 3, H, W``, resized to ``size``."""
     size = size or (images.shape[-2], images.shape[-1])
-    rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], 1)
+    # boxes.shape[0], not len(boxes): it stays symbolic when the crop is exported (a dynamic batch axis)
+    rois = torch.cat([torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None], boxes], 1)
     return roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 

@@ -19,13 +19,11 @@ from fgvc.deploy import parity
 from fgvc.deploy.export import export_run
 from fgvc.deploy.meta import REQUIRED_KEYS, TORCHSCRIPT_META, Preprocessing, read_onnx_metadata
 from fgvc.deploy.runtime import OnnxModel
-from fgvc.deploy.traceable import crop_and_resize as traceable_crop
 from fgvc.deploy.traceable import export_friendly, gather_sketch
 from fgvc.engine.builder import build_transform
 from fgvc.engine.inference import TrainedRun
 from fgvc.export import main as export_main
 from fgvc.methods import METHODS
-from fgvc.models.attention_crop import crop_and_resize
 from fgvc.models.pooling import CompactBilinearPooling
 
 # small but non-degenerate settings per method (WS-DAN: a 2 x 2 map and min-max boxes, so the test-time crop differs
@@ -178,11 +176,8 @@ def test_tolerance_rules():
     assert not parity.compare(ref, np.full_like(ref, np.nan)).passed
 
 
-def test_export_friendly_layers_compute_the_originals():
+def test_export_friendly_sketch_computes_the_original():
     torch.manual_seed(0)
-    images = torch.randn(3, 3, 20, 24)
-    boxes = torch.tensor([[0.0, 0.0, 24.0, 20.0], [3.5, 2.0, 11.0, 17.5], [10.0, 5.0, 12.0, 6.0]])
-    torch.testing.assert_close(traceable_crop(images, boxes, (20, 24)), crop_and_resize(images, boxes, (20, 24)))
     pool = CompactBilinearPooling(40, 16).eval()  # 40 channels into 16 bins: many shared bins
     feats = torch.randn(2, 40, 3, 3)
     expected = pool(feats)
