@@ -1,11 +1,11 @@
-"""``python -m fgvc.quantize RUN_DIR_OR_ONNX [--calib 256] [--per-channel] [--out FILE] [--threads N]``
+"""``python -m fgvc.quantize RUN_DIR_OR_ONNX [--calib 256] [--per-channel | --per-tensor] [--out FILE] [--threads N]``
 
 INT8 ONNX for CPU inference with ONNX Runtime (:mod:`fgvc.deploy.quantize`). Given a run directory, the fp32 ONNX
 file is exported first (``RUN/export/model.onnx``, exactly as ``fgvc.export`` does, parity-checked); given an ONNX
 file written by ``fgvc.export``, its metadata names the run whose images are used. Then:
 
 * static INT8 (QDQ; ``quant_pre_process`` + ``quantize_static``, MinMax calibration on up to ``--calib`` images of
-  the run's train split with its eval transform; ``--per-channel`` for per-channel weights),
+  the run's train split with its eval transform; per-channel weights by default, ``--per-tensor`` for one scale per tensor),
 * dynamic INT8 (``quantize_dynamic``),
 
 and a table of file size, top-1 on the test split and median batch-1 / batch-32 latency (``--threads`` intra-op
@@ -32,7 +32,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("target", help="run directory, or an .onnx file written by fgvc.export")
     ap.add_argument("--calib", type=int, default=256, metavar="N", help="calibration images of the train split "
                     "(default 256)")
-    ap.add_argument("--per-channel", action="store_true", help="per-channel weight quantization")
+    ap.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
+                    help="per-channel weight quantization (the default: on lite0, per-tensor static INT8 lost 6.1 "
+                         "points of CUB top-1, per-channel 0.3; benchmarks/results/deploy.md)")
+    ap.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one scale per weight tensor")
     ap.add_argument("--out", type=Path, default=None, help="the kept INT8 file (default <fp32 stem>.int8.onnx)")
     ap.add_argument("--threads", type=int, default=None, metavar="N",
                     help="ONNX Runtime intra-op threads for the latency (default: torch's thread count)")
