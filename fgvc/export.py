@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import friendly
+from fgvc.cli import friendly, trained_target
 from fgvc.errors import DeployError
 
 __all__ = ["main", "parse_args"]
@@ -51,15 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fgvc.deploy.export import FORMATS, export_run
-    from fgvc.engine.inference import RECIPE_SUFFIXES, TrainedRun
+    from fgvc.engine.inference import TrainedRun
 
     if args.format not in FORMATS:
         raise DeployError(f"unknown --format '{args.format}': choose {' or '.join(FORMATS)}")
-    target = Path(args.target)
-    if target.suffix in RECIPE_SUFFIXES and not target.is_dir():
-        raise DeployError(f"{target} is a recipe, whose classifier is untrained: give a trained run directory")
-    if not target.exists():
-        raise DeployError(f"no such run directory or checkpoint: {target}")
+    target = trained_target(args.target, DeployError)
     if args.parity_images < 0:
         raise DeployError(f"--parity-images must be >= 0, got {args.parity_images}")
     run = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)

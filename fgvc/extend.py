@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import friendly
+from fgvc.cli import add_new_run_arguments, friendly, run_logged
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,9 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="a linear head's old classes in the new cosine head: imprinted from all their training images "
                          "(default) or the linear weights normalised (which hands most images to the new classes)")
     ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="the run's checkpoint to extend")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys of the run and the new run, e.g. train.device=cpu train.lr=1e-4")
-    ap.add_argument("--output", required=True, metavar="NEW_RUN", help="the new run directory (must not exist)")
+    add_new_run_arguments(ap, "1e-4")
     return ap.parse_args(argv)
 
 
@@ -60,15 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fgvc.engine.extend import ExtendRequest, extend_run
-    from fgvc.engine.rundir import close_file_logging, setup_logging
 
     req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
                         args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights)
-    setup_logging(None)
-    try:
-        extend_run(req)
-    finally:
-        close_file_logging()
+    run_logged(extend_run, req)
     print(f"wrote {req.output}/final.json, config.yaml, train.log, checkpoints/last.pt")
     return 0
 

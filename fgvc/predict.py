@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from fgvc.cli import friendly
+from fgvc.cli import friendly, trained_target
 from fgvc.errors import UserError
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "PredictError", "find_images", "format_line", "main"]
@@ -184,17 +184,13 @@ ONNX_FLAGS = ("img_size", "mean", "std", "crop_pct", "classes")
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.engine.inference import RECIPE_SUFFIXES, TrainedRun
+    from fgvc.engine.inference import TrainedRun
 
     if args.topk < 1:
         raise PredictError(f"--topk must be >= 1, got {args.topk}")
     if args.batch_size < 1:
         raise PredictError(f"--batch-size must be >= 1, got {args.batch_size}")
-    target = Path(args.target)
-    if target.suffix in RECIPE_SUFFIXES and not target.is_dir():
-        raise PredictError(f"{target} is a recipe, whose classifier is untrained: give a trained run directory")
-    if not target.exists():
-        raise PredictError(f"no such run directory or checkpoint: {target}")
+    target = trained_target(args.target, PredictError)
     is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
     given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
     if given and not is_onnx:

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import friendly
+from fgvc.cli import add_new_run_arguments, friendly, run_logged
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,9 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "batches (default l1)")
     ap.add_argument("--latency-threads", type=int, default=None, metavar="N",
                     help="CPU threads for the batch-1 latency (default: the run's train.threads, else torch's)")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys of the run and the new run, e.g. train.device=cpu train.lr=1e-3")
-    ap.add_argument("--output", required=True, metavar="NEW_RUN", help="the new run directory (must not exist)")
+    add_new_run_arguments(ap, "1e-3")
     return ap.parse_args(argv)
 
 
@@ -46,15 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fgvc.engine.prune import PruneRequest, prune_run
-    from fgvc.engine.rundir import close_file_logging, setup_logging
 
     req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
                        args.importance, tuple(args.sets), args.latency_threads)
-    setup_logging(None)
-    try:
-        prune_run(req)
-    finally:
-        close_file_logging()
+    run_logged(prune_run, req)
     print(f"wrote {req.output}/prune.json, final.json, config.yaml, train.log, checkpoints/last.pt")
     return 0
 

@@ -55,3 +55,28 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return out
 
     return train
+
+
+class Crash(BaseException):
+    """A simulated kill right after a checkpoint (not an error fgvc would catch)."""
+
+
+@pytest.fixture()
+def crash_after_step(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Callable[[], None]]:
+    """``undo = crash_after_step(step)``: from now on the trainer raises ``crash_after_step.Crash`` right after it
+    saved ``last.pt`` at global step ``step`` (the kill-equivalent of resume tests); ``undo()`` restores it."""
+    from fgvc.engine import trainer as trainer_mod
+
+    real = trainer_mod.save_checkpoint
+
+    def arm(step: int) -> Callable[[], None]:
+        def save(state, path):  # type: ignore[no-untyped-def]
+            real(state, path)
+            if state["progress"]["global_step"] == step and path.name == "last.pt":
+                raise Crash
+
+        monkeypatch.setattr(trainer_mod, "save_checkpoint", save)
+        return lambda: monkeypatch.setattr(trainer_mod, "save_checkpoint", real)
+
+    arm.Crash = Crash  # type: ignore[attr-defined]
+    return arm

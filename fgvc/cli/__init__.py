@@ -5,6 +5,7 @@ import argparse
 import functools
 import re
 import sys
+from pathlib import Path
 from typing import Callable
 
 from fgvc.errors import UserError
@@ -71,3 +72,34 @@ def add_run_arguments(ap: argparse.ArgumentParser, split_help: str) -> None:
                     help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
     ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="override recipe keys, e.g. data.root=/data/CUB train.device=cpu")
+
+
+def add_new_run_arguments(ap: argparse.ArgumentParser, lr_example: str) -> None:
+    """``--set`` and ``--output NEW_RUN`` of the commands that derive a new run from a trained one (extend, prune)."""
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help=f"override recipe keys of the run and the new run, e.g. train.device=cpu train.lr={lr_example}")
+    ap.add_argument("--output", required=True, metavar="NEW_RUN", help="the new run directory (must not exist)")
+
+
+def run_logged(fn: Callable[..., object], *args: object) -> object:
+    """``fn(*args)`` with fgvc's console logging set up and every log file closed afterwards (also on an error)."""
+    from fgvc.engine.rundir import close_file_logging, setup_logging
+
+    setup_logging(None)
+    try:
+        return fn(*args)
+    finally:
+        close_file_logging()
+
+
+def trained_target(target: str, error: type[UserError]) -> Path:
+    """``target`` as a Path when it can be a trained run (a run directory, a checkpoint or an exported file), else
+    ``error`` saying why: a recipe (its classifier is untrained) or nothing at that path."""
+    from fgvc.engine.inference import RECIPE_SUFFIXES
+
+    path = Path(target)
+    if path.suffix in RECIPE_SUFFIXES and not path.is_dir():
+        raise error(f"{path} is a recipe, whose classifier is untrained: give a trained run directory")
+    if not path.exists():
+        raise error(f"no such run directory or checkpoint: {path}")
+    return path

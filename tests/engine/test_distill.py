@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from fgvc import config
-from fgvc.engine import trainer as trainer_mod
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.distill import build_distiller, distill_loss, kd_loss, to_teacher_inputs
 from fgvc.engine.inference import TrainedRun
@@ -191,27 +190,16 @@ def test_distill_keys_are_set_one_by_one_and_default(tmp_path, data_root, tiny_r
 
 
 # ------------------------------------------------------------------------ (d) resume
-class Crash(Exception):
-    pass
-
-
-def test_a_distilled_run_resumes_exactly(tmp_path, data_root, teacher, tiny_recipe, monkeypatch):
+def test_a_distilled_run_resumes_exactly(tmp_path, data_root, teacher, tiny_recipe, crash_after_step):
     recipe = _student(tmp_path, data_root, tiny_recipe, teacher, "")
     sets = ["--set", "train.epochs=2", "train.checkpoint_every_steps=1"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert train_main([str(recipe), "--output", str(full), *sets]) == 0
     per_epoch = load_checkpoint(full / "checkpoints" / "last.pt")["progress"]["global_step"] // 2
-    real_save = trainer_mod.save_checkpoint
-
-    def crash_after(state, path):  # the kill-equivalent: die right after a mid-epoch-2 checkpoint
-        real_save(state, path)
-        if state["progress"]["global_step"] == per_epoch + 1 and path.name == "last.pt":
-            raise Crash
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after)
-    with pytest.raises(Crash):
+    undo = crash_after_step(per_epoch + 1)  # die right after the checkpoint of that step
+    with pytest.raises(crash_after_step.Crash):
         train_main([str(recipe), "--output", str(part), *sets])
-    monkeypatch.undo()
+    undo()
     progress = load_checkpoint(part / "checkpoints" / "last.pt")["progress"]
     assert (progress["epoch"], progress["batch"]) == (1, 1)
     assert train_main(["--resume", str(part)]) == 0  # the teacher is loaded again from its run directory

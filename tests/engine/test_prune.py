@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from fgvc.engine import trainer as trainer_mod
 from fgvc.engine.channel_pruning import PruningError, prune_method
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.inference import TrainedRun
@@ -19,10 +18,6 @@ from fgvc.prune import main as prune_main
 from fgvc.train import main as train_main
 
 pytest.importorskip("torch_pruning")
-
-
-class Crash(BaseException):
-    """A simulated kill (not an error fgvc would catch)."""
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +66,7 @@ def test_pruned_run_is_smaller_loads_and_evaluates_as_reported(run_dir, pruned, 
     assert evaluated["top1"] == pytest.approx(after["top1"]) == pytest.approx(final["top1"])
 
 
-def test_fine_tune_trains_and_resumes_exactly(run_dir, tmp_path, monkeypatch, capsys):
+def test_fine_tune_trains_and_resumes_exactly(run_dir, tmp_path, crash_after_step, capsys):
     args = [str(run_dir), "--amount", "0.3", "--finetune-epochs", "2", "--set", "train.checkpoint_every_steps=1"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert prune_main([*args, "--output", str(full)]) == 0
@@ -80,17 +75,10 @@ def test_fine_tune_trains_and_resumes_exactly(run_dir, tmp_path, monkeypatch, ca
     rows = (full / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and report["after_finetune"]["params"] == report["after_prune"]["params"]
     assert report["after_finetune"]["top1"] == json.loads((full / "final.json").read_text())["top1"]
-    real_save = trainer_mod.save_checkpoint
-
-    def crash_after(state, path):
-        real_save(state, path)
-        if state["progress"]["global_step"] == 4 and path.name == "last.pt":
-            raise Crash
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after)
-    with pytest.raises(Crash):
+    undo = crash_after_step(4)  # die right after the checkpoint of that step
+    with pytest.raises(crash_after_step.Crash):
         prune_main([*args, "--output", str(part)])
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    undo()
     assert train_main(["--resume", str(part)]) == 0
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["model"] for d in (full, part))
     assert all(torch.equal(a[k], b[k]) for k in a)

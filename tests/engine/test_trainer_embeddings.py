@@ -6,19 +6,14 @@ import json
 import pytest
 import torch
 
-from fgvc.engine import trainer as trainer_mod
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.train import main as train_main
 
 pytest.importorskip("pytorch_metric_learning")
 
 
-class Crash(BaseException):
-    """A simulated kill (not an error fgvc would catch)."""
-
-
 @pytest.mark.slow
-def test_embedding_recipe_trains_and_resumes_exactly(tmp_path, monkeypatch):
+def test_embedding_recipe_trains_and_resumes_exactly(tmp_path, crash_after_step):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 seed: 1
@@ -49,17 +44,10 @@ train: {{epochs: 2, batch_size: 4, lr: 0.01, device: cpu, amp: none, threads: 1,
     groups = {g.get("name") for g in state["optimizer"]["param_groups"]}
     assert "loss.proxy_anchor" in groups  # the proxies reached the optimizer in a group of their own
     # crash right after the checkpoint of step 4 (mid-epoch 2: an epoch is 3 batches of the 12 train images), resume
-    real_save = trainer_mod.save_checkpoint
-
-    def crash_after(state, path):
-        real_save(state, path)
-        if state["progress"]["global_step"] == 4 and path.name == "last.pt":
-            raise Crash
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after)
-    with pytest.raises(Crash):
+    undo = crash_after_step(4)  # die right after the checkpoint of that step
+    with pytest.raises(crash_after_step.Crash):
         train_main([str(recipe), "--output", str(part)])
-    monkeypatch.undo()
+    undo()
     assert load_checkpoint(part / "checkpoints" / "last.pt")["progress"]["batch"] == 1
     assert train_main([str(recipe), "--output", str(part), "--resume"]) == 0
     a = json.loads((full / "final.json").read_text())
