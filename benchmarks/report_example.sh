@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fgvc.report on real birds: a short tf_efficientnet_lite0 run on ../shared/data/cub200-mini (recipes/cub200_lite0.yaml,
 # 160 px, the recipe's 6 epochs, CPU), its HTML report checked in headless Chromium (screenshot), its Grad-CAM grid and t-SNE map.
-# Writes benchmarks/results/report/{report.html, report_top.png, report_full.jpg, gradcam_grid.png, tsne.png, README.md}.
+# Writes benchmarks/results/report/{report.html, report_top.png, report_full.jpg, gradcam_grid.jpg, tsne.png, README.md}.
 #   bash benchmarks/report_example.sh            # RUN=runs/report-example, SHARED=../shared by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ if [ ! -f "$RUN/final.json" ]; then
 fi
 python -m fgvc.report "$RUN" --out "$OUT/report.html"
 python -m fgvc.explain "$RUN" --n 16 --cam gradcam --output "$RUN/explain"
-cp "$RUN/explain/grid.png" "$OUT/gradcam_grid.png"
+python -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2], quality=85)" "$RUN/explain/grid.png" "$OUT/gradcam_grid.jpg"
 python -m fgvc.project "$RUN" --method tsne --out "$OUT/tsne.png"
 python - "$OUT" <<'PY'
 import sys
