@@ -27,12 +27,11 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fgvc.train import main as train_main  # noqa: E402
@@ -57,27 +56,16 @@ def _state_mb(method: torch.nn.Module) -> float:
     return buf.tell() / 1e6
 
 
-def _eager(method: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    model = method.cpu().float().eval()
-
-    @torch.inference_mode()
-    def run(images: np.ndarray) -> np.ndarray:
-        out = model.infer(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
-        return out.logits[out.headline].float().numpy()
-
-    return run
-
-
 def eager_row(name: str, run_dir: Path, note: str, threads: int) -> dict[str, Any]:
     """Top-1 (final.json), state-dict size, params, MACs and latency of a run's eager PyTorch model."""
     from fgvc.deploy.runtime import latency_ms
     from fgvc.engine.inference import TrainedRun
-    from fgvc.engine.model_cost import count_macs, count_params
+    from fgvc.engine.model_cost import count_macs, count_params, eager_logits
 
     run = TrainedRun.load(run_dir, overrides=["train.device=cpu"])
     method, size = run.method, run.cfg["data"]["img_size"]
     final = json.loads((run_dir / "final.json").read_text())
-    fn = _eager(method)
+    fn = eager_logits(method)
     return {"row": name, "top1": final["top1"], "size_mb": _state_mb(method), "params": count_params(method),
             "macs": count_macs(method, size), "b1_ms": latency_ms(fn, 1, size), "b32_ms": latency_ms(fn, 32, size),
             "threads": threads, "note": note, "run": str(run_dir)}

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from fgvc.cli import friendly, trained_target
+from fgvc.data.folder import IMAGE_EXTENSIONS  # the extensions the folder reader takes
 from fgvc.errors import UserError
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "PredictError", "find_images", "format_line", "main"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PROGRESS_MIN_IMAGES = 64  # a progress bar (on a terminal) from this many images on
 
 

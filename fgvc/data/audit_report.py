@@ -11,19 +11,16 @@ table per kind with the image (and its pair) as ~96 px thumbnails.
 """
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from PIL import Image
-
 from fgvc.data.audit import KINDS, Audit, Finding
 from fgvc.data.base import load_image
+from fgvc.vis.report_html import jpeg_uri
 
 __all__ = ["write_findings_csv", "summary", "write_summary", "write_html", "summary_paragraph", "write_all",
            "CSV_COLUMNS", "THUMB", "MAX_ROWS"]
@@ -94,12 +91,7 @@ def _thumb(path: Path | None, cache: dict[str, str]) -> _Html:
     key = os.path.abspath(path)
     if key not in cache:
         try:
-            img = Image.fromarray(load_image(path))
-            img.thumbnail((THUMB, THUMB))
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=80)
-            cache[key] = (f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" '
-                          f'alt="{html.escape(path.name)}">')
+            cache[key] = f'<img src="{jpeg_uri(load_image(path), THUMB, quality=80)}" alt="{html.escape(path.name)}">'
         except Exception:
             cache[key] = '<span class="bad">unreadable</span>'
     return _Html(cache[key])

@@ -8,8 +8,6 @@ thread count, i.e. the machine's cores unless set) and one inter-op thread.
 """
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from fgvc.deploy.meta import TORCHSCRIPT_META, decode
+from fgvc.engine.model_cost import median_ms
 from fgvc.errors import DeployError
 from fgvc.extras import require
 
@@ -122,14 +121,7 @@ def latency_ms(model: Callable[[np.ndarray], Any], batch: int, img_size: int | N
     if not isinstance(img_size, int):
         raise ValueError("latency_ms needs img_size for a model whose input size is not fixed")
     x = np.random.default_rng(0).standard_normal((batch, 3, img_size, img_size)).astype(np.float32)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return median_ms(model, x, repeats, warmup)
 
 
 def top1_many(models: Mapping[str, Callable[[np.ndarray], np.ndarray]], dataset: Any, batch_size: int = 32,

@@ -14,14 +14,15 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from fgvc.extras import require
 
-__all__ = ["count_params", "count_macs", "cpu_latency_ms", "measure_cost"]
+__all__ = ["count_params", "count_macs", "median_ms", "eager_logits", "cpu_latency_ms", "measure_cost"]
 
 
 def count_params(method: nn.Module) -> int:
@@ -39,25 +40,43 @@ def count_macs(method: nn.Module, img_size: int) -> int:
     return int(macs)
 
 
-@torch.inference_mode()
-def cpu_latency_ms(method: nn.Module, img_size: int, threads: int, repeats: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds of one ``infer`` of a ``1, 3, img_size, img_size`` image on the CPU (see the module doc)."""
+def median_ms(fn: Callable[[Any], Any], x: Any, repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall time (ms) of ``fn(x)`` over ``repeats`` timed calls after ``warmup`` untimed ones: the one timing
+    loop of fgvc's latency numbers (this module's, and :func:`fgvc.deploy.runtime.latency_ms` for exported files)."""
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def eager_logits(method: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """``method`` as ``float32 numpy B, 3, H, W -> headline logits``, on a CPU fp32 copy in eval mode, contiguous
+    layout, inference mode (the callable the deploy benchmark times next to ONNX Runtime and TorchScript)."""
     model = copy.deepcopy(method).cpu().float().eval()
     model.to(memory_format=torch.contiguous_format)
-    x = torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+
+    @torch.inference_mode()
+    def run(images: np.ndarray) -> np.ndarray:
+        out = model.infer(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
+        return out.logits[out.headline].float().numpy()
+
+    return run
+
+
+def cpu_latency_ms(method: nn.Module, img_size: int, threads: int, repeats: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of one ``infer`` of a ``1, 3, img_size, img_size`` image on the CPU (see the module doc)."""
+    fn = eager_logits(method)
+    x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size)).astype(np.float32)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for _ in range(warmup):
-            model.infer(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model.infer(x)
-            times.append(time.perf_counter() - t0)
+        return median_ms(fn, x, repeats, warmup)
     finally:
         torch.set_num_threads(previous)
-    return 1000.0 * statistics.median(times)
 
 
 def measure_cost(method: nn.Module, img_size: int, threads: int | None = None, repeats: int = 20) -> dict[str, Any]:

@@ -48,16 +48,18 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], title: str = ""
 
 
 def photo(path: str | Path, max_side: int = 320) -> np.ndarray | None:
-    """The image file as ``H, W, 3`` uint8, shrunk to at most ``max_side`` px a side; None when unreadable."""
+    """The image file as ``H, W, 3`` uint8 (:func:`fgvc.data.base.load_image`), shrunk to at most ``max_side`` px a
+    side; None when unreadable."""
     from PIL import Image
 
+    from fgvc.data.base import BadImageError, load_image
+
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((max_side, max_side))
-            return np.asarray(im)
-    except (OSError, ValueError):
+        im = Image.fromarray(load_image(path))
+    except BadImageError:
         return None
+    im.thumbnail((max_side, max_side))
+    return np.asarray(im)
 
 
 def seen_by_model(image: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
