@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "nesterov": False,
         "weight_decay": 1e-4,
         "backbone_lr_scale": 1.0,
+        "layer_decay": None,  # layer-wise lr decay of the backbone (fgvc.engine.layer_decay), e.g. 0.75 for a ViT-B
         "freeze_norm": False,
         "scheduler": "cosine",
         "warmup_epochs": 0,
@@ -83,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
 TYPES: dict[str, tuple[type, ...]] = {
     "train.max_steps": (int, NoneType),
     "train.clip_grad": (float, int, NoneType),
+    "train.layer_decay": (float, int, NoneType),
     "model.pretrained_file": (str, NoneType),
     "output.name": (str, NoneType),
     "data.resize": (int, NoneType),

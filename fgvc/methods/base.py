@@ -93,7 +93,8 @@ class Method(nn.Module):
         if self.refuses_transformers and is_transformer_name(setup.backbone.name):
             raise ConfigError(f"{self.refuses_transformers}, but model.backbone '{setup.backbone.name}' is a vision "
                               "transformer (its blocks pass tokens, not CNN stage maps): use a CNN backbone such as "
-                              "resnet50, or a method that takes transformers (model.name baseline, wsdan or bcnn)")
+                              "resnet50, or a method that takes transformers "
+                              "(model.name baseline, wsdan, bcnn or racnn)")
         self.num_classes = setup.num_classes
         self.criterion = setup.criterion
         self._feature_losses = list(setup.feature_losses)
@@ -184,11 +185,15 @@ class Method(nn.Module):
     def optimizer_groups(self, stage: str = "main", backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
         """What the trainer hands the optimizer: :meth:`param_groups`, with the parameters of every ``loss.aux``
         entry whose ``lr_scale`` is not 1 (e.g. proxy-anchor's proxies at 100) moved to a group of their own,
-        ``"loss.<name>"``, at that scale. Parameters the stage leaves out stay out (frozen)."""
+        ``"loss.<name>"``, at that scale. Parameters the stage leaves out stay out (frozen). The ``"backbone"`` group
+        carries the backbone's timm layers (:func:`fgvc.engine.layer_decay.mark_backbone_layers`), which
+        ``train.layer_decay`` splits it by."""
+        from fgvc.engine.layer_decay import mark_backbone_layers
+
         groups = self.param_groups(stage, backbone_lr_scale)
         owner = {id(p): i for i, aux in enumerate(self.aux_losses) if aux.lr_scale != 1.0 for p in aux.parameters()}
         if not owner:
-            return groups
+            return mark_backbone_layers(groups, self)
         out: list[dict[str, Any]] = []
         moved: dict[int, list[nn.Parameter]] = {}  # aux index -> its parameters that the stage trains
         for g in groups:
@@ -201,7 +206,7 @@ class Method(nn.Module):
         for i, params in sorted(moved.items()):
             aux = self.aux_losses[i]
             out.append({"params": params, "lr_scale": aux.lr_scale, "name": f"loss.{aux.name}"})
-        return out
+        return mark_backbone_layers(out, self)
 
     # ------------------------------------------------------------ extra state
     def extra_state(self) -> dict[str, Any]:

@@ -17,6 +17,12 @@ The default backbone is ``vgg16`` as in the paper (512 channels, a 262,144-d des
 bilinear descriptor would be 4.2M-d. timm's ``vgg16`` feature map is taken after the last max-pool
 (the paper uses relu5_3, before it): a 2x smaller map, the same descriptor size.
 
+On a vision transformer (ViT, DeiT, EVA, Swin) the "locations" are the patch tokens of the last block after the
+final norm, reshaped to ``B, C, h, w`` (``h = H / 16`` for a ViT-B/16): the descriptor is the mean over the ``h x w``
+patch tokens of their outer products ``x x^T``, i.e. the second-order statistics of the token features. The class,
+distillation and register tokens are not pooled (the backbone sets them aside). ViT-B's 768 channels give a
+589,824-d descriptor: ``reduce_dim`` or ``pooling: compact`` keep it small.
+
 ``head: linear | cosine | arcface | cosface`` and ``head_args`` choose the classifier on the descriptor
 (:mod:`fgvc.models.heads`; the paper's is ``linear``); margins act in the training step only.
 """

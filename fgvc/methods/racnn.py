@@ -37,6 +37,9 @@ Choices where the paper leaves room (documented deviations):
   ``apn_channels``, average pooling to ``apn_grid x apn_grid``, then fc ``-> apn_hidden -> tanh ->
   3 -> sigmoid``; the conv keeps the fc small for 2048-channel backbones.
 * Classifiers pool globally instead of VGG's fc6/fc7. Every scale sees the input size.
+* Vision transformers (ViT, DeiT, EVA, Swin): the APN reads the NCHW patch-token map, each scale's classifier the
+  backbone's own pooling (a ViT's class token; the map mean for CNNs and Swin), and the zoomed square is resampled to
+  the input size, which a ViT built with ``dynamic_img_size`` takes like the first scale.
 * ``fused``: the paper's multi-scale fusion (concatenated L2-normalised descriptors -> fc); its
   input is detached so it never changes the per-scale networks.
 """
@@ -198,8 +201,7 @@ class RACNN(Method):
         x = images
         out: dict[str, list[Tensor]] = {"feats": [], "pooled": [], "logits": [], "boxes": []}
         for s in range(self.num_scales):
-            feats = self.net(s)(x)  # B, C, h, w
-            pooled = feats.mean((2, 3))  # B, C
+            feats, pooled = self.net(s).forward_pooled(x)  # B, C, h, w ; B, C (map mean, or a ViT's class token)
             out["feats"].append(feats)
             out["pooled"].append(pooled)
             out["logits"].append(self.classifiers[s](self.dropout(pooled)))  # B, K
@@ -255,8 +257,8 @@ class RACNN(Method):
         x, loss, pooled = images, torch.zeros((), device=images.device), []
         for s in range(self.num_scales):
             with torch.no_grad():
-                feats = self.net(s)(x)  # B, C, h, w
-            pooled.append(feats.mean((2, 3)))
+                feats, vec = self.net(s).forward_pooled(x)  # B, C, h, w ; B, C
+            pooled.append(vec)
             if s < self.num_scales - 1:
                 boxes = self.apns[s](feats)  # B, 3
                 loss = loss + F.mse_loss(boxes.float(), self.pretrain_targets(feats), reduction="sum") / len(boxes)

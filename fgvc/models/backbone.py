@@ -7,9 +7,11 @@
   ``out_index=k`` stage ``k`` of timm's ``features_only`` model.
 * Vision transformers (ViT, DeiT, EVA, BEiT, Swin): the patch tokens of the last block (or of block
   ``out_index``), after the final norm, reshaped to ``B, C, h, w`` by timm's
-  ``forward_intermediates(..., output_fmt="NCHW")``; built with ``dynamic_img_size=True`` so any
-  input size works. The class token (or the model's own pooling) is kept for
-  :meth:`Backbone.forward_pooled`, which methods use as the image embedding.
+  ``forward_intermediates(..., output_fmt="NCHW")``, class, distillation and register tokens set aside;
+  built with ``dynamic_img_size=True`` so any input size that is a whole number of patches works
+  (:mod:`fgvc.models.transformer`: 448 px fine-grained inputs, position embeddings resampled). The class token
+  (or the model's own pooling) is kept for :meth:`Backbone.forward_pooled`, which methods use as the image
+  embedding. ConvNeXt is a CNN here (an NCHW map, channels-last by default).
 
 Which feature map a part-attention method should see is a property of the backbone, not a number in
 a recipe: ``out_index="parts"`` resolves to :data:`PART_TAPS` (Inception-v3's Mixed_6e, stride 16, as
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from fgvc.errors import ConfigError, WeightsError
+from fgvc.models.transformer import adapt_checkpoint, check_input_size
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,12 @@ class Backbone(nn.Module):
         if use_hub:
             kwargs["pretrained_strict"] = False  # inserted blocks (SE/CBAM) are not in the checkpoint
         try:
-            return timm.create_model(name, pretrained=use_hub, **kwargs)
+            try:
+                return timm.create_model(name, pretrained=use_hub, **kwargs)
+            except TypeError as exc:  # a transformer without dynamic_img_size (BEiT): a fixed input size
+                if "dynamic_img_size" not in str(exc) or not kwargs.pop("dynamic_img_size", False):
+                    raise
+                return timm.create_model(name, pretrained=use_hub, **kwargs)
         except Exception as exc:  # hub/network errors come in many types
             if not use_hub:
                 raise
@@ -188,6 +196,8 @@ class Backbone(nn.Module):
 
     def load_weights(self, path: str | Path) -> None:
         state = load_state_dict_file(path)
+        if self.is_transformer:  # e.g. 224-px position embeddings resampled for a model built at img_size=448
+            state = adapt_checkpoint(self.name, state, self.model)
         own = self.model.state_dict()
         # drop the classifier and anything whose shape differs (a new head, a changed stem)
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -231,6 +241,7 @@ class Backbone(nn.Module):
     def _forward_impl(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """(feature map ``B, C, h, w``, the transformer's pooled token ``B, C`` or None for a CNN)."""
         if self.is_transformer:
+            check_input_size(self.model, self.name, x.shape[-2], x.shape[-1])
             indices = [self.out_index] if self.out_index is not None else 1
             final, maps = self.model.forward_intermediates(x, indices=indices, norm=True, output_fmt="NCHW")
             return maps[-1], self.model.forward_head(final, pre_logits=True)

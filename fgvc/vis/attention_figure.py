@@ -57,10 +57,12 @@ def draw_attention(
     path: str | Path,
     maps: str = "mean",
     title: str | None = None,
+    map_name: str | None = None,
 ) -> Path:
     """Write the attention figure of ``images: B, 3, H, W`` (normalised by ``mean``/``std``) and the ``out`` of
     their inference pass to ``path``. ``maps``: ``mean`` (input + mean-map overlay), ``top4`` (+ the 4 maps of
-    largest mass), ``all`` (+ every map, at most :data:`MAX_MAPS`). Returns the path written."""
+    largest mass), ``all`` (+ every map, at most :data:`MAX_MAPS`). ``map_name`` labels the overlay panel instead of
+    "mean of M maps" (e.g. "attention rollout"). Returns the path written."""
     if maps not in MAP_MODES:
         raise ValueError(f"maps must be one of {MAP_MODES}, got '{maps}'")
     if images.ndim != 4 or images.shape[1] != 3:
@@ -88,11 +90,11 @@ def draw_attention(
         order = share[i].argsort(descending=True)[:n_extra] if maps == "top4" else torch.arange(n_extra)
         rows.append((text, t == p, order))
     boxes = None if out.boxes is None else out.boxes.float().cpu()
-    return _render(images, raw_maps, share, is_cam, rows, boxes, mean, std, heading, Path(path))
+    return _render(images, raw_maps, share, is_cam, rows, boxes, mean, std, heading, Path(path), map_name)
 
 
 def _render(images: Tensor, raw_maps: Tensor, share: Tensor, is_cam: bool, rows: list, boxes: Tensor | None,
-            mean: Sequence[float], std: Sequence[float], heading: str, path: Path) -> Path:
+            mean: Sequence[float], std: Sequence[float], heading: str, path: Path, map_name: str | None = None) -> Path:
     """The matplotlib part of :func:`draw_attention`: one sub-figure per image row."""
     import matplotlib
 
@@ -101,6 +103,7 @@ def _render(images: Tensor, raw_maps: Tensor, share: Tensor, is_cam: bool, rows:
     from matplotlib.patches import Rectangle
 
     size, m = tuple(images.shape[-2:]), raw_maps.shape[1]
+    label = "CAM (feature mean)" if is_cam else map_name or f"mean of {m} maps"
     n_cols = 2 + len(rows[0][2])
     mean_maps = upsample_maps(raw_maps.mean(1, keepdim=True), size)[:, 0]  # B, H, W
     w_px, h_px = figure_pixels(len(rows), n_cols)
@@ -120,12 +123,12 @@ def _render(images: Tensor, raw_maps: Tensor, share: Tensor, is_cam: bool, rows:
         axes[0].imshow(img)
         axes[0].set_xlabel("input", fontsize=7)
         axes[1].imshow(heat_overlay(img, mean_maps[i].numpy(), 0.5))
-        axes[1].set_xlabel("CAM (feature mean)" if is_cam else f"mean of {m} maps", fontsize=7)
+        axes[1].set_xlabel(label, fontsize=7)
         if boxes is not None:
             x1, y1, x2, y2 = (float(v) for v in boxes[i])
             axes[1].add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor="white",
                                         linewidth=1.5, linestyle="--"))
-            axes[1].set_xlabel(f"{'CAM' if is_cam else f'mean of {m} maps'} + object box", fontsize=7)
+            axes[1].set_xlabel(f"{'CAM' if is_cam else label} + object box", fontsize=7)
         if len(order):
             ups = upsample_maps(raw_maps[i : i + 1, order], size)[0]  # n_extra, H, W
             for j, k in enumerate(order.tolist()):

@@ -1,0 +1,134 @@
+"""Layer-wise learning-rate decay (``train.layer_decay``; Clark et al. 2020, ELECTRA; Bao et al. 2022, BEiT): the
+deeper a backbone layer, the closer its learning rate to the head's, so fine-tuning moves the generic early layers
+least. Fine-grained ViT recipes use 0.65-0.75 for a ViT-B.
+
+Layers are timm's: ``model.group_matcher(coarse=False)`` read by timm's ``group_with_matcher`` (what
+``timm.models.group_parameters`` and ``timm.optim.param_groups_layer_decay`` use), so a ViT has the embeddings
+(patch, position, class / distillation / register tokens) as layer 0 and one layer per block (the final norm with
+the last block); a Swin one per block; timm CNNs with a ``group_matcher`` (ResNet, EfficientNet, ConvNeXt,
+Inception-v3, VGG ...) one per block or stage; stages that CBAM/SE wrapped keep the layer of their timm name. With
+``L`` backbone layers, the parameters of layer ``i`` train at
+
+    lr x lr_scale x decay ** (L - i)
+
+where ``lr_scale`` is what the method gives its ``"backbone"`` group (``train.backbone_lr_scale``), so the top
+backbone layer is at ``decay`` and every layer the method adds (heads, WS-DAN's attention, RA-CNN's APNs, the
+``loss.aux`` centers) is layer ``L``: its own ``lr_scale`` x 1. A backbone without a ``group_matcher`` (e.g. a CNN
+tapped at a middle stage, ``features_only``) is refused with a :class:`~fgvc.errors.ConfigError`.
+
+:meth:`fgvc.methods.base.Method.optimizer_groups` marks the ``"backbone"`` group with :class:`BackboneLayers`;
+:func:`fgvc.engine.builder.build_optimizer` calls :func:`apply_layer_decay`, which splits that group by layer and
+logs the resulting groups (name, parameters, lr) once per optimizer.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from timm.models._manipulate import group_with_matcher
+from torch import nn
+
+from fgvc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BackboneLayers", "apply_layer_decay", "mark_backbone_layers", "describe_groups"]
+
+
+class BackboneLayers:
+    """The timm layer index of every parameter of some backbones (:class:`fgvc.models.backbone.Backbone`), computed
+    when first asked: ``depth(p) -> (i, L)``."""
+
+    def __init__(self, backbones: Sequence[nn.Module]) -> None:
+        self.backbones = list(backbones)
+        self._depths: dict[int, tuple[int, int]] | None = None
+
+    def _compute(self) -> dict[int, tuple[int, int]]:
+        depths: dict[int, tuple[int, int]] = {}
+        for b in self.backbones:
+            model, name = b.model, getattr(b, "name", type(b.model).__name__)
+            if not hasattr(model, "group_matcher"):
+                raise ConfigError(
+                    f"train.layer_decay needs timm's layer grouping (group_matcher), which model.backbone '{name}' "
+                    f"has not as built here ({type(model).__name__}, e.g. a CNN tapped at a middle stage through "
+                    "model.backbone_args.out_index or WS-DAN's Inception-v3 part tap): set train.layer_decay: null, "
+                    "or use train.backbone_lr_scale for one backbone rate")
+            names = _matcher_names(model)
+            # timm's grouping (what timm.optim.param_groups_layer_decay uses): matcher name -> layer index
+            layer_of = group_with_matcher(((n, None) for n in names.values()), model.group_matcher(coarse=False),
+                                          reverse=True)
+            n_layers = max(layer_of.values(), default=0) + 1
+            if n_layers < 2:
+                raise ConfigError(f"train.layer_decay: timm groups all of model.backbone '{name}' into one layer, so "
+                                  "there is nothing to decay; set train.layer_decay: null")
+            for pname, p in model.named_parameters():
+                depths[id(p)] = (int(layer_of.get(names[pname], n_layers - 1)), n_layers)
+        return depths
+
+    def depth(self, param: nn.Parameter) -> tuple[int, int] | None:
+        """``(i, L)``: the layer of ``param`` and the number of layers of its backbone; None outside the backbones."""
+        if self._depths is None:
+            self._depths = self._compute()
+        return self._depths.get(id(param))
+
+
+def _matcher_names(model: nn.Module) -> dict[str, str]:
+    """Parameter name -> the name timm's ``group_matcher`` knows it by: its own, or for a stage that CBAM/SE wrapped
+    in ``AttnAfter`` (``<stage>.block.<rest>``) the unwrapped ``<stage>.<rest>``."""
+    from fgvc.methods.attention_blocks import AttnAfter
+
+    wrapped = [name + ".block." for name, m in model.named_modules() if isinstance(m, AttnAfter)]
+    names = {}
+    for pname, _ in model.named_parameters():
+        prefix = next((w for w in wrapped if pname.startswith(w)), None)
+        names[pname] = pname if prefix is None else prefix[: -len("block.")] + pname[len(prefix):]
+    return names
+
+
+def mark_backbone_layers(groups: list[dict[str, Any]], method: nn.Module) -> list[dict[str, Any]]:
+    """Give the ``"backbone"`` group(s) of ``groups`` a :class:`BackboneLayers` of ``method``'s backbones (key
+    ``"layers"``), which :func:`apply_layer_decay` reads; nothing is computed unless a decay is set."""
+    from fgvc.models.backbone import Backbone
+
+    layers = BackboneLayers([m for m in method.modules() if isinstance(m, Backbone)])
+    return [dict(g, layers=layers) if g.get("name") == "backbone" else g for g in groups]
+
+
+def apply_layer_decay(groups: list[dict[str, Any]], decay: float | None, lr: float) -> list[dict[str, Any]]:
+    """``groups`` with each group marked by :func:`mark_backbone_layers` split into one group per backbone layer,
+    ``"<name>.layer<i>"`` at ``lr_scale x decay ** (L - i)``; the other groups unchanged. ``decay`` None: ``groups``
+    as given. Logs the resulting groups at base learning rate ``lr``."""
+    if decay is None:
+        return groups
+    if isinstance(decay, bool) or not 0.0 < float(decay) <= 1.0:
+        raise ConfigError(f"train.layer_decay must be a number in (0, 1] (e.g. 0.75 for a ViT-B) or null, "
+                          f"got {decay!r}")
+    out: list[dict[str, Any]] = []
+    for g in groups:
+        layers: BackboneLayers | None = g.get("layers")
+        if layers is None:
+            out.append(g)
+            continue
+        by_layer: dict[tuple[int, int], list[nn.Parameter]] = {}
+        rest: list[nn.Parameter] = []
+        for p in g["params"]:
+            d = layers.depth(p)
+            (rest if d is None else by_layer.setdefault(d, [])).append(p)
+        scale, name = g.get("lr_scale", 1.0), g.get("name", "backbone")
+        for (i, n_layers), params in sorted(by_layer.items()):
+            out.append({"params": params, "lr_scale": scale * float(decay) ** (n_layers - i),
+                        "name": f"{name}.layer{i}"})
+        if rest:  # parameters the method listed with its backbone but that belong to none (kept at the group's rate)
+            out.append({"params": rest, "lr_scale": scale, "name": name})
+    log.info(describe_groups(out, lr, float(decay)))
+    return out
+
+
+def describe_groups(groups: list[dict[str, Any]], lr: float, decay: float) -> str:
+    """A log message: one line per group, ``name  parameters  lr``."""
+    lines = [f"train.layer_decay={decay:g}: {len(groups)} parameter groups (lr of backbone layer i of L = lr x "
+             f"backbone_lr_scale x {decay:g}^(L - i); added layers at their own lr_scale)"]
+    for g in groups:
+        n = sum(p.numel() for p in g["params"])
+        lines.append(f"  {g.get('name', ''):<22} {n / 1e6:9.3f} M params  lr {lr * g.get('lr_scale', 1.0):.3g}")
+    return "\n".join(lines)
