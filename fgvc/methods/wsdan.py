@@ -119,11 +119,13 @@ class WSDAN(Method):
             nn.Conv2d(c, m, kernel_size=1, bias=False), nn.BatchNorm2d(m, eps=1e-3), nn.ReLU(inplace=True)
         )
         # B, M*C -> B, K: bias-free linear as in the paper, or a cosine / margin head (fgvc.models.heads)
-        self.fc = create_head(head, m * c, setup.num_classes, head_args if head_args is not None else {"bias": False})
+        default_args = {"bias": False} if head == "linear" else {}  # cosine heads have no bias to turn off
+        self.fc = create_head(head, m * c, setup.num_classes, head_args if head_args is not None else default_args)
         if attention_init == "pretrained_layer":
             self._copy_pretrained_layer(setup.backbone.name)
         self.register_buffer("centers", torch.zeros(setup.num_classes, m * c))  # K, M*C feature centers
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # checkpointed: exact resume
+        self._steps = 0  # steps_done on the host, so the step's warm-up branch never waits for the device
         self.add_feature_losses(m * c)  # on the raw view's part features
 
     def data_config(self) -> dict[str, Any]:
@@ -151,7 +153,7 @@ class WSDAN(Method):
         """``images: B, 3, H, W`` -> (normalised part features ``B, M*C``, attention maps ``B, M, h, w``,
         the backbone's feature map ``B, C, h, w``)."""
         feats = self.backbone(images)  # B, C, h, w
-        if self.training and self.attention_init == "top_channels" and int(self.steps_done) == 0:
+        if self.training and self.attention_init == "top_channels" and self._steps == 0:
             self._select_top_channels(feats)
         maps = self.attention(feats)  # B, M, h, w
         parts = bilinear_attention_pool(feats, maps)  # B, M, C
@@ -201,19 +203,21 @@ class WSDAN(Method):
         top = score.topk(self.num_attentions).indices  # M
         conv = self.attention[0]
         conv.weight.zero_()
-        conv.weight[torch.arange(self.num_attentions), top] = 1.0
+        conv.weight[:, :, 0, 0].scatter_(1, top[:, None], 1.0)  # M, C one-hot rows (on the device: no sync)
 
     @torch.no_grad()
     def update_centers(self, parts: Tensor, labels: Tensor) -> Tensor:
-        """Move each present class's center towards the mean of its samples; returns ``norm(c_y)`` (pre-update)."""
-        normed = F.normalize(self.centers, dim=-1)  # K, M*C
-        batch_centers = normed[labels].to(parts.dtype)  # B, M*C
-        classes, inverse = torch.unique(labels, return_inverse=True)  # U, B
-        sums = parts.new_zeros(len(classes), parts.shape[1]).index_add_(0, inverse, parts.detach())  # U, M*C
-        counts = torch.bincount(inverse, minlength=len(classes)).to(sums.dtype)  # U
-        delta = sums / counts[:, None] - normed[classes].to(sums.dtype)
-        self.centers.index_add_(0, classes, (self.center_beta * delta).to(self.centers.dtype))
-        return batch_centers
+        """Move each present class's center towards the mean of its samples; returns ``norm(c_y)`` (pre-update).
+
+        Each sample adds ``beta * (P_i - norm(c_y)) / n_y`` (``n_y``: the samples of its class in the batch), which
+        sums to ``beta * (mean_{i: y_i = y} P_i - norm(c_y))`` per class: only the batch's rows are read and written,
+        and no shape depends on the labels' values (``torch.unique`` would wait for the device)."""
+        batch_centers = F.normalize(self.centers[labels], dim=-1)  # B, M*C
+        ones = torch.ones_like(labels, dtype=self.centers.dtype)
+        counts = torch.zeros_like(self.centers[:, 0]).index_add_(0, labels, ones)[labels]  # B: n_y of each sample
+        delta = (parts.detach().to(self.centers.dtype) - batch_centers) * (self.center_beta / counts[:, None])
+        self.centers.index_add_(0, labels, delta)
+        return batch_centers.to(parts.dtype)
 
     def _choose_maps(self, maps: Tensor) -> tuple[Tensor, Tensor]:
         """One map for cropping and one for dropping per sample, p ~ sqrt(mass): ``B, M, h, w -> 2 x B, h, w``."""
@@ -238,26 +242,37 @@ class WSDAN(Method):
         return self.crop(images, boxes, size), drops, box_areas(boxes, size), 1.0 - keep.mean((1, 2))
 
     def training_step(self, images: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """Raw, crop and drop views; the three views' part features go through the classifier as one batch (one
+        pass over its ``M*C x K`` weight instead of three). No host-device synchronisation: no value is read back."""
         hard = hard_labels(targets)
         raw = self.raw_view(images)  # B, 3, H, W: the input size
         parts, maps, _ = self.forward_features(raw)  # B, M*C ; B, M, h, w
         self.steps_done += 1
-        logits = self.classify(parts, hard)
+        self._steps += 1
         batch_centers = self.update_centers(parts, hard)
         center = (parts - batch_centers).pow(2).sum() / parts.shape[0]
-        ce_raw = self.criterion(logits, targets)
-        out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach()}
-        if int(self.steps_done) <= self.augment_warmup_steps:  # warm-up: the raw view only
+        if self._steps <= self.augment_warmup_steps:  # warm-up: the raw view only
+            logits = self.classify(parts, hard)  # B, K
+            ce_raw = self.criterion(logits, targets)
+            out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach()}
             loss = ce_raw + self.center_weight * center
         else:
             crops, drops, crop_area, drop_frac = self.augment(images, raw, maps)
-            ce_crop = self.criterion(self.classify(self.forward_features(crops)[0], hard), targets)
-            ce_drop = self.criterion(self.classify(self.forward_features(drops)[0], hard), targets)
-            out.update(ce_crop=ce_crop.detach(), ce_drop=ce_drop.detach(), crop_area=crop_area.mean(),
-                       drop_frac=drop_frac.mean())
+            views = torch.cat([parts, self.forward_features(crops)[0], self.forward_features(drops)[0]])  # 3B, M*C
+            logits, crop_logits, drop_logits = self.classify(views, hard.repeat(3)).chunk(3)  # 3 x B, K
+            ce_raw = self.criterion(logits, targets)
+            ce_crop, ce_drop = self.criterion(crop_logits, targets), self.criterion(drop_logits, targets)
+            out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach(),
+                   "ce_crop": ce_crop.detach(), "ce_drop": ce_drop.detach(), "crop_area": crop_area.mean(),
+                   "drop_frac": drop_frac.mean()}
             loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
         out["loss"] = loss + self.feature_loss_terms(parts, targets, out)
         return out
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if prefix + "steps_done" in state_dict:  # a resumed run: the host copy follows the checkpoint (read once)
+            self._steps = int(state_dict[prefix + "steps_done"])
 
     # -------------------------------------------------------------- inference
     def localise(self, raw: Tensor, maps: Tensor) -> Tensor:

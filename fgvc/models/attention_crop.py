@@ -49,12 +49,11 @@ def attention_crop_boxes(maps: Tensor, thresholds: Tensor, padding: float, norma
     x1 = torch.where(cols, ar_w, float(w)).amin(1)
     x2 = torch.where(cols, ar_w, -1.0).amax(1) + 1
     pad_h, pad_w = padding * h, padding * w
-    boxes = torch.stack(
-        [(x1 - pad_w).clamp(0, w), (y1 - pad_h).clamp(0, h), (x2 + pad_w).clamp(0, w), (y2 + pad_h).clamp(0, h)], 1
-    )  # B, 4
-    empty = ~rows.any(1)
-    full = torch.tensor([0.0, 0.0, float(w), float(h)], device=maps.device, dtype=maps.dtype)
-    return torch.where(empty[:, None], full, boxes)
+    x1, y1 = (x1 - pad_w).clamp(0, w), (y1 - pad_h).clamp(0, h)
+    x2, y2 = (x2 + pad_w).clamp(0, w), (y2 + pad_h).clamp(0, h)
+    empty = ~rows.any(1)  # B: an all-0 map gives the whole image (scalar fills: no host-to-device copy)
+    return torch.stack([torch.where(empty, 0.0, x1), torch.where(empty, 0.0, y1),
+                        torch.where(empty, float(w), x2), torch.where(empty, float(h), y2)], 1)  # B, 4
 
 
 def attention_drop_masks(maps: Tensor, thresholds: Tensor) -> Tensor:
@@ -72,7 +71,11 @@ def crop_and_resize(images: Tensor, boxes: Tensor, size: tuple[int, int] | None 
     size = size or (images.shape[-2], images.shape[-1])
     # boxes.shape[0], not len(boxes): it stays symbolic when the crop is exported (a dynamic batch axis)
     rois = torch.cat([torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None], boxes], 1)
-    return roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    crops = roi_align(images, rois.to(images.dtype), output_size=size, spatial_scale=1.0, sampling_ratio=-1,
+                      aligned=True)  # B, 3, *size
+    # roi_align returns NCHW; a channels-last batch stays channels-last, so the backbone sees the layout it runs in
+    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    return crops.contiguous(memory_format=torch.channels_last) if channels_last else crops
 
 
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:

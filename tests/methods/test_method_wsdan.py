@@ -179,3 +179,12 @@ def test_build_method_with_args_and_typo():
     with pytest.raises(ValueError, match="num_attentions"):
         build_method({"name": "wsdan", "backbone": BACKBONE, "pretrained": False,
                       "args": {"num_attention": 2}}, 3, None)
+
+
+def test_resumed_step_count_decides_the_warmup_without_reading_the_device():
+    trained = _model(augment_warmup_steps=1).train()
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 1])
+    trained.training_step(x, y)  # the warm-up step
+    resumed = _model(augment_warmup_steps=1).train()
+    resumed.load_state_dict(trained.state_dict())  # a resume: steps_done = 1, and its host copy follows
+    assert "ce_crop" in resumed.training_step(x, y) and int(resumed.steps_done) == 2
