@@ -1,5 +1,6 @@
 """``python -m fgvc.evaluate RUN_DIR_OR_RECIPE [--protocol classification|retrieval|knn|linear] [--split test]
-[--checkpoint last|best] [--tta] [--output DIR] [--set ...]``
+[--checkpoint last|best] [--tta] [--output DIR] [--backend auto|eager|channels_last|compile|torchscript|onnx]
+[--set ...]``
 
 Re-evaluates a trained run with a registered evaluation protocol (default ``classification``: top-1, top-5,
 mean per-class accuracy and every prediction the method reports; ``retrieval``, ``knn``, ``linear`` score the
@@ -9,6 +10,10 @@ classification, ``<protocol>-<split>[-best][-tta].json`` for the others. For the
 numbers reproduce the run's ``final.json``. A recipe (``.yaml``) instead of a run evaluates its pretrained backbone
 with an untrained head (the frozen-features baseline); its results go to ``--output DIR``, by default
 ``<output.root>/<recipe name>-frozen/eval`` (e.g. ``runs/cub200_wsdan-frozen/eval``).
+
+``--backend`` picks how the logits are computed (:mod:`fgvc.engine.fast_infer`): ``auto`` is the fastest path that
+agrees with PyTorch (ONNX Runtime on the CPU, its export cached under ``RUN/cache/infer``), and the line
+``inference: ...`` (and the JSON's ``inference`` key) says which path ran and why.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import add_run_arguments, friendly
+from fgvc.engine.fast_infer import add_backend_argument
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--protocol", default="classification",
                     help="registered evaluation protocol: classification (default), retrieval, knn, linear")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    add_backend_argument(ap)
     ap.add_argument("--output", default=None,
                     help="directory for the results (default RUN/eval; recipe: <output.root>/<recipe>-frozen/eval)")
     return ap.parse_args(argv)
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     protocol = build_protocol(args.protocol)
     run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
+    run.use_backend(args.backend)
     roles = split_roles(run.cfg, args.split)
     split = roles["test"]
     tta = args.tta or run.cfg["eval"]["tta_flip"]
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     result = protocol.evaluate(run, roles, tta)
     metrics = dict(result.metrics, split=split, checkpoint=None if run.recipe else args.checkpoint,
-                   weights=run.weights, tta_flip=tta)
+                   weights=run.weights, tta_flip=tta, inference=run.backend.ran)
     if run.recipe is not None:
         metrics["recipe"] = str(run.recipe)
     out = Path(args.output) if args.output else run.run_dir / "eval"
@@ -69,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     size = f"{metrics['n_images']} images, " if "n_images" in metrics else ""
     print(f"{split} ({size}{run.describe()}, {protocol.name})")
     print("\n".join(result.lines))
+    print(f"  inference: {run.backend.describe()}")
     final = run.run_dir / "final.json"
     if (protocol.name == "classification" and run.recipe is None and final.is_file() and args.checkpoint == "last"
             and split == run.cfg["data"]["test_split"]):

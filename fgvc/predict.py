@@ -1,11 +1,14 @@
-"""``python -m fgvc.predict RUN_DIR_OR_ONNX IMAGE_OR_DIR ... [--topk 5] [--json] [--batch-size 32] [--checkpoint ...]``
+"""``python -m fgvc.predict RUN_DIR_OR_ONNX IMAGE_OR_DIR ... [--topk 5] [--json] [--batch-size 32] [--checkpoint ...]
+[--backend auto|eager|channels_last|compile|torchscript|onnx]``
 
 Class names and probabilities of a trained run for new photos. Folders are searched recursively for images
 (:data:`IMAGE_EXTENSIONS`, any case; hidden files are ignored); other files found there, and any file that is not a
 decodable image, get an error line instead of a prediction, and the rest go on. Each image is preprocessed exactly as
 the run's evaluation split (:func:`fgvc.engine.builder.build_transform` with the run's data config: resize of the
 shorter side, centre crop, the backbone's normalisation), batched through :meth:`TrainedRun.infer`; the
-probabilities are the softmax of the headline logits. The run's own data set is not needed.
+probabilities are the softmax of the headline logits. The run's own data set is not needed. ``--backend`` picks how the
+logits are computed (:mod:`fgvc.engine.fast_infer`; ``auto``: ONNX Runtime on the CPU, its export cached under
+``RUN/cache/infer`` and checked against PyTorch on the first batch, else PyTorch); the summary says which path ran.
 
 An ``.onnx`` file (fp32 or INT8, from ``fgvc.export`` / ``fgvc.quantize``) predicts the same way on ONNX Runtime, its
 preprocessing and class names read from the file's metadata (:class:`fgvc.deploy.predictor.OnnxPredictor`); a file
@@ -27,6 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from fgvc.cli import friendly, trained_target
 from fgvc.data.folder import IMAGE_EXTENSIONS  # the extensions the folder reader takes
+from fgvc.engine.fast_infer import add_backend_argument
 from fgvc.errors import UserError
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "PredictError", "find_images", "format_line", "main"]
@@ -110,10 +114,11 @@ class _RunModel:
         self.transform = build_transform(run.cfg, False, run.data_config)
 
     def probabilities(self, images: Any) -> Any:
-        return self.run.infer(images).prediction.float().softmax(1).cpu()  # B, K
+        return self.run.infer_logits(images).prediction.float().softmax(1).cpu()  # B, K
 
     def describe(self) -> str:
-        return self.run.describe()
+        inference = f"; inference: {self.run.backend.describe()}" if self.run.backend is not None else ""
+        return self.run.describe() + inference
 
 
 def _predict(run: Any, items: list[Item], topk: int, batch_size: int) -> Iterator[list[Item]]:
@@ -169,6 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
     ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="override recipe keys, e.g. train.device=cpu")
+    add_backend_argument(ap)
     onnx = ap.add_argument_group("an .onnx file without fgvc metadata (these override the file's metadata)")
     onnx.add_argument("--img-size", type=int, default=None, metavar="S", help="input side S (centre crop)")
     onnx.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation mean")
@@ -195,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
     if given and not is_onnx:
         raise PredictError(f"{' '.join(given)} apply to an .onnx file only; a run carries its own preprocessing")
+    if is_onnx and args.backend != "auto":
+        raise PredictError(f"--backend {args.backend} applies to a run; an .onnx file runs on ONNX Runtime")
     items = find_images(args.paths)
     if not items:
         print(f"error: no files found in {', '.join(args.paths)}", file=sys.stderr)
@@ -204,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
         run: Any = OnnxPredictor(target, args.img_size, args.mean, args.std, args.crop_pct, args.classes)
     else:
-        run = _RunModel(TrainedRun.load(target, args.checkpoint, args.sets, args.weights))
+        trained = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
+        trained.use_backend(args.backend)
+        run = _RunModel(trained)
     for chunk in _predict(run, items, args.topk, args.batch_size):
         for item in chunk:
             print(json.dumps(item.as_dict()) if args.json else format_line(item), flush=True)

@@ -100,7 +100,7 @@ class Collected:
 def _flip_average(out: Outputs, flipped: Outputs) -> Outputs:
     """TTA: logits as the log of the mean of both views' probabilities, embeddings averaged; the rest unflipped."""
     logits = {k: (v.float().softmax(1) + flipped.logits[k].float().softmax(1)).log() for k, v in out.logits.items()}
-    emb = (out.embedding.float() + flipped.embedding.float()) / 2
+    emb = None if out.embedding is None else (out.embedding.float() + flipped.embedding.float()) / 2
     return Outputs(logits, out.headline, emb, out.feature_map, out.maps, out.boxes)
 
 
@@ -118,6 +118,7 @@ class TrainedRun:
         self.class_names, self.run_dir = list(class_names), run_dir
         self.checkpoint, self.weights, self.recipe = checkpoint, weights, recipe
         self.datasets: dict[str, Any] = {}  # eval-transformed splits, built once
+        self.backend: Any = None  # fgvc.engine.fast_infer.Backend set by use_backend (None: infer() throughout)
 
     @classmethod
     def load(cls, target: str | Path, checkpoint: str = "last", overrides: Iterable[str] = (),
@@ -214,6 +215,21 @@ class TrainedRun:
                 out = _flip_average(out, self.method.infer(torch.flip(x, dims=[3])))
         return out
 
+    def use_backend(self, name: str = "auto") -> Any:
+        """Compute logits-only passes (:meth:`infer_logits`, ``collect`` of ``logits`` alone) on the inference path
+        ``name`` (:data:`fgvc.engine.fast_infer.BACKENDS`; ``auto``: the fastest exact one); returns the Backend."""
+        from fgvc.engine.fast_infer import Backend
+
+        self.backend = Backend(self, name)
+        return self.backend
+
+    def infer_logits(self, images: Tensor, tta: bool = False, every_head: bool = False) -> Outputs:
+        """:class:`Outputs` of one batch where only the headline logits (``every_head``: all logits) are needed, on the
+        backend of :meth:`use_backend` (its other fields may be None), else :meth:`infer`'s."""
+        if self.backend is None:
+            return self.infer(images, tta)
+        return self.backend.outputs(images, tta, every_head)
+
     def collect(self, split: str, fields: Iterable[str] = ("logits",), tta: bool = False,
                 desc: str | None = None, same_classes: bool = True) -> Collected:
         """One pass over ``split``: the requested ``fields`` of :class:`Outputs` for every image, and the targets
@@ -233,7 +249,7 @@ class TrainedRun:
         headline = ""
         show = env.is_main and sys.stderr.isatty()
         for images, labels in tqdm(loader, desc=desc or split, leave=False, disable=not show, dynamic_ncols=True):
-            out = self.infer(images, tta)
+            out = self.infer_logits(images, tta, every_head=True) if fields == ["logits"] else self.infer(images, tta)
             headline = out.headline
             for f in fields:
                 value = getattr(out, f)

@@ -22,7 +22,7 @@ from torch import nn
 
 from fgvc.extras import require
 
-__all__ = ["count_params", "count_macs", "median_ms", "eager_logits", "cpu_latency_ms", "measure_cost"]
+__all__ = ["count_params", "count_macs", "median_ms", "logits_fn", "eager_logits", "cpu_latency_ms", "measure_cost"]
 
 
 def count_params(method: nn.Module) -> int:
@@ -53,16 +53,36 @@ def median_ms(fn: Callable[[Any], Any], x: Any, repeats: int = 20, warmup: int =
     return statistics.median(times)
 
 
-def eager_logits(method: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """``method`` as ``float32 numpy B, 3, H, W -> headline logits``, on a CPU fp32 copy in eval mode, contiguous
-    layout, inference mode (the callable the deploy benchmark times next to ONNX Runtime and TorchScript)."""
-    model = copy.deepcopy(method).cpu().float().eval()
-    model.to(memory_format=torch.contiguous_format)
+def logits_fn(method: nn.Module, device: torch.device | str = "cpu", channels_last: bool = False,
+              amp: str = "none") -> Callable[[torch.Tensor], torch.Tensor]:
+    """``method`` as ``images B, 3, H, W -> headline logits B, K`` (float32, on the CPU): a copy with fp32 weights in
+    eval mode on ``device``, in contiguous or channels-last layout (weights and input alike), under ``amp`` autocast
+    (``none``, ``bf16``, ``fp16``), in inference mode. ``fgvc.bench infer`` times its PyTorch rows with it; reading
+    the logits back to the CPU also waits for a CUDA device, so the time of a call is the time of its work."""
+    from fgvc.engine.inference import autocast
+
+    device = torch.device(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = copy.deepcopy(method).to(device).float().eval()
+    model.to(memory_format=layout)
 
     @torch.inference_mode()
+    def run(images: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            out = model.infer(images.to(device).contiguous(memory_format=layout))
+        return out.logits[out.headline].float().cpu()
+
+    return run
+
+
+def eager_logits(method: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """``method`` as ``float32 numpy B, 3, H, W -> headline logits``, on a CPU fp32 copy in eval mode, contiguous
+    layout, inference mode (the callable the deploy benchmark times next to ONNX Runtime and TorchScript; the
+    reference row of ``fgvc.bench infer``): :func:`logits_fn` with numpy in and out."""
+    fn = logits_fn(method)
+
     def run(images: np.ndarray) -> np.ndarray:
-        out = model.infer(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
-        return out.logits[out.headline].float().numpy()
+        return fn(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))).numpy()
 
     return run
 

@@ -1,0 +1,127 @@
+"""The fast inference path of evaluate and predict (fgvc.engine.fast_infer): ``--backend auto`` takes ONNX Runtime on
+the CPU with a cached export, gives the same predictions as PyTorch, says which path ran, re-exports when the
+checkpoint changes, and falls back to PyTorch when a path disagrees or cannot give what is asked."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fgvc.engine.inference import TrainedRun
+from fgvc.evaluate import main as evaluate_main
+from fgvc.predict import main as predict_main
+
+HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxscript / onnxruntime not installed")
+
+
+@pytest.fixture(scope="module")
+def data_root(synthetic_set) -> Path:
+    return synthetic_set(4)
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_root, tiny_run) -> Path:
+    return tiny_run(data_root)
+
+
+def _evaluate(run_dir: Path, out: Path, capsys, *flags: str) -> tuple[dict, str]:
+    assert evaluate_main([str(run_dir), "--output", str(out), *flags]) == 0
+    return json.loads((out / "test-last.json").read_text()), capsys.readouterr().out
+
+
+@needs_ort
+def test_evaluate_defaults_to_the_cached_onnx_path_with_eager_results(run_dir, tmp_path, capsys):
+    eager, _ = _evaluate(run_dir, tmp_path / "eager", capsys, "--backend", "eager")
+    auto, out = _evaluate(run_dir, tmp_path / "auto", capsys)
+    assert eager["inference"] == "eager" and auto["inference"] == "onnx"
+    assert "inference: onnx (ONNX Runtime, exported to" in out and "agreed with PyTorch" in out
+    assert "reproduces final.json" in out
+    for key in ("top1", "top5", "mean_class_acc", "n_images"):
+        assert auto[key] == eager[key]
+    cached = run_dir / "cache" / "infer" / "last-model.onnx"
+    assert cached.is_file() and cached.with_name("last-model.onnx.key").is_file()
+    assert evaluate_main([str(run_dir), "--output", str(tmp_path / "again"), "--tta"]) == 0
+    assert f"cached export {cached}" in capsys.readouterr().out
+
+
+@needs_ort
+def test_a_changed_checkpoint_is_exported_again(data_root, tiny_run, tmp_path):
+    from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
+    from fgvc.engine.fast_infer import exported_file
+
+    run_dir = tiny_run(data_root)
+    run = TrainedRun.load(run_dir)
+    folder = tmp_path / "cache"
+    _, seconds, detail = exported_file(run, "onnx", folder, cache=True)
+    assert seconds > 0 and detail.startswith("exported to")
+    assert exported_file(run, "onnx", folder, cache=True)[1:] == (0.0, f"cached export {folder / 'last-model.onnx'}")
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(ckpt)
+    state["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(state, ckpt)
+    assert exported_file(TrainedRun.load(run_dir), "onnx", folder, cache=True)[1] > 0  # new weights: new export
+    changed = TrainedRun.load(run_dir, overrides=["model.args={drop_rate: 0.5}"])
+    assert exported_file(changed, "onnx", folder, cache=True)[1] > 0  # new model keys: new export
+
+
+def _predict(run_dir: Path, images: Path, capsys, *flags: str) -> tuple[list[dict], str]:
+    assert predict_main([str(run_dir), str(images), "--json", "--topk", "3", *flags]) == 0
+    captured = capsys.readouterr()
+    return [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+def test_predict_gives_eager_predictions_and_names_its_path(run_dir, data_root, capsys):
+    images = data_root / "CUB_200_2011" / "images"
+    eager, err_eager = _predict(run_dir, images, capsys, "--backend", "eager")
+    auto, err = _predict(run_dir, images, capsys)
+    assert "inference: eager (PyTorch fp32, contiguous)" in err_eager
+    assert [[c["class"] for c in r["topk"]] for r in auto] == [[c["class"] for c in r["topk"]] for r in eager]
+    for a, e in zip(auto, eager):
+        assert [c["prob"] for c in a["topk"]] == pytest.approx([c["prob"] for c in e["topk"]], abs=1e-4)
+    assert ("inference: onnx" if HAS_ORT else "inference: channels_last") in err
+
+
+def test_a_disagreeing_path_is_never_used(run_dir, monkeypatch):
+    from fgvc.engine import fast_infer
+
+    def wrong(run, name, folder=None, cache=False):
+        return fast_infer.InferPath(name, lambda x: -torch.arange(3.0).repeat(len(x), 1), detail="broken")
+
+    monkeypatch.setattr(fast_infer, "build_path", wrong)
+    run = TrainedRun.load(run_dir)
+    backend = run.use_backend("compile")
+    images = torch.stack([run.dataset("test")[i][0] for i in range(4)])
+    reference = run.infer(images).prediction
+    for _ in range(2):
+        torch.testing.assert_close(run.infer_logits(images).prediction, reference)
+    assert backend.ran == "channels_last" and "disagreed with PyTorch on the first batch" in backend.describe()
+
+
+@needs_ort
+def test_a_multi_head_method_keeps_every_prediction_without_exporting(data_root, tiny_run, tmp_path):
+    run_dir = tiny_run(data_root, "model.name=wsdan", "model.args={num_attentions: 4}")
+    run = TrainedRun.load(run_dir)
+    eager = run.collect("test", ["logits"])
+    backend = run.use_backend("auto")
+    got = run.collect("test", ["logits"])
+    assert set(got.logits) == {"refined", "raw"} and torch.equal(got.prediction, eager.prediction)
+    assert backend.ran == "channels_last" and "computes the headline only" in backend.describe()
+    assert not (run_dir / "cache").exists()  # no export was made for a pass that could not use it
+    images = torch.stack([run.dataset("test")[i][0] for i in range(4)])
+    run.infer_logits(images)  # the headline alone (predict) can use the file: exported and checked here
+    assert backend.ran == "onnx"
+    torch.testing.assert_close(run.infer_logits(images, tta=True).prediction.cpu(),
+                               run.infer(images, tta=True).prediction.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_backend_errors_are_user_errors(run_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        predict_main([str(run_dir), str(tmp_path), "--backend", "nope"])
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    assert predict_main([str(onnx), str(tmp_path), "--backend", "eager"]) == 2
+    assert "--backend eager applies to a run" in capsys.readouterr().err
