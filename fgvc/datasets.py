@@ -1,4 +1,4 @@
-"""Data set command line: fetch, make-synthetic, check, info, audit.
+"""Data set command line: fetch, make-synthetic, check, info, audit, cache.
 
     python -m fgvc.datasets fetch cub200 [--root datasets] [--archive CUB_200_2011.tgz]
     python -m fgvc.datasets fetch flowers102 [--root datasets/flowers102] [--archive DIR_OR_TGZ]
@@ -6,6 +6,7 @@
     python -m fgvc.datasets check auto datasets            # every bad annotation line and image; exit 1 on errors
     python -m fgvc.datasets info cub200 datasets           # per-split and per-class counts
     python -m fgvc.datasets audit auto datasets [--run RUN_DIR] --output audit/   # duplicates, leakage, outliers
+    python -m fgvc.datasets cache datasets --max-side 512 [--output DIR] [--check]  # pre-resized copies
 
 Readers: CUB-200-2011 (Wah et al. 2011), Oxford Flowers 102 (Nilsback and Zisserman 2008), image folders,
 CSV manifests and a synthetic fine-grained set. ``audit`` finds exact and near duplicates (DCT pHash, Zauner 2010)
@@ -17,6 +18,7 @@ Flags follow the project's convention: ``--output DIR`` names a directory to wri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -95,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="a data.args entry, as for info (repeatable)")
     au.add_argument("--workers", type=int, default=2, help="threads decoding images")
     au.add_argument("--no-progress", action="store_true")
+
+    ca = sub.add_parser("cache", help="pre-resized, bit-identical copies of every image under ROOT that readers use "
+                                      "transparently (recipe key data.cache), with an md5 manifest; rerun to bring "
+                                      "it up to date")
+    ca.add_argument("root", help="the data set's root (data.root)")
+    ca.add_argument("--max-side", type=int, required=True,
+                    help="shorter side of the copies in px: exactly the recipe's resize before the crop (data.resize, "
+                         "or img_size / crop_pct: 184 for the CPU recipes, 512 for 448-px ones); only recipes "
+                         "with that resize use them; images already that small are not copied")
+    ca.add_argument("--output", metavar="DIR", default=None,
+                    help="cache folder (default ROOT/.fgvc_cache; set data.cache to DIR when you give one)")
+    ca.add_argument("--check", action="store_true", help="md5-verify sources and copies against the manifest; "
+                                                        "write nothing, exit 1 when anything is stale")
+    ca.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes resizing images")
+    ca.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -241,12 +258,29 @@ def _audit(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(a: argparse.Namespace) -> int:
+    from fgvc.data.cache import build_cache, check_cache
+
+    if a.check:
+        report = check_cache(a.root, a.max_side, a.output)
+        print("\n".join(report.lines()))
+        stale = report.stale or report.added or report.removed or report.bad_copies
+        print("stale: rerun without --check to rebuild" if stale else "ok")
+        return 1 if stale else 0
+    report = build_cache(a.root, a.max_side, a.output, workers=a.workers, progress=not a.no_progress)
+    print("\n".join(report.lines()))
+    where = "" if a.output is None else f" (set data.cache={report.level.parent} in the recipe)"
+    print(f"recipes resizing the shorter side to {a.max_side} px before the crop (data.resize, or img_size / crop_pct) "
+          f"read these copies: the same pixels, decoded faster{where}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from fgvc.errors import UserError
 
     handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info,
-               "audit": _audit}[args.command]
+               "audit": _audit, "cache": _cache}[args.command]
     try:
         return handler(args)
     except UserError as e:  # DataError, RegistryError, ConfigError, CheckpointError ... (fgvc.errors)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fgvc.data.decode import apply_draft, fast_jpeg
 from fgvc.errors import DataError
 
 log = logging.getLogger("fgvc.data")
@@ -103,13 +104,8 @@ class SplitContents:
 _OPEN_LOCK = threading.Lock()
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode ``path``; every failure is a :class:`BadImageError` naming the file.
-
-    PIL's default ``Image.MAX_IMAGE_PIXELS`` limit is kept, and its DecompressionBombWarning (more than
-    the limit) is treated as an error like DecompressionBombError (more than twice the limit).
-    """
-    path = Path(path)
+def _read_and_identify(path: Path) -> tuple[bytes, Image.Image]:
+    """The file's bytes and PIL's lazily opened image (header parsed, bomb-checked, pixels not yet decoded)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -130,6 +126,12 @@ def open_image(path: str | Path) -> Image.Image:
                                   "or a corrupt header)") from None
     except Exception as e:  # SyntaxError, struct.error ... from corrupt headers
         raise BadImageError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    return data, img
+
+
+def _decode(path: Path, img: Image.Image, min_side: int | None) -> Image.Image:
+    """Decode ``img``'s pixels (JPEGs at :func:`fgvc.data.decode.draft_scale`'s reduced scale for ``min_side``)."""
+    apply_draft(img, min_side)
     try:
         img.load()
     except Exception as e:  # truncated or corrupt pixel data
@@ -139,6 +141,18 @@ def open_image(path: str | Path) -> Image.Image:
                                 kind="truncated") from None
         raise BadImageError(path, f"the image data is corrupt ({type(e).__name__}: {problem})") from None
     return img
+
+
+def open_image(path: str | Path, min_side: int | None = None) -> Image.Image:
+    """Open and fully decode ``path``; every failure is a :class:`BadImageError` naming the file.
+
+    PIL's default ``Image.MAX_IMAGE_PIXELS`` limit is kept, and its DecompressionBombWarning (more than
+    the limit) is treated as an error like DecompressionBombError (more than twice the limit). ``min_side``:
+    JPEGs at least twice that size are decoded at a reduced scale keeping both sides ``>= min_side``
+    (:mod:`fgvc.data.decode`).
+    """
+    path = Path(path)
+    return _decode(path, _read_and_identify(path)[1], min_side)
 
 
 def _composite_on_white(rgba: Image.Image) -> np.ndarray:
@@ -183,9 +197,16 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """``H, W, 3`` uint8 RGB array of the image at ``path`` (raises :class:`BadImageError`)."""
-    img = open_image(path)
+def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
+    """``H, W, 3`` uint8 RGB array of the image at ``path`` (raises :class:`BadImageError`); with ``min_side``, a
+    large JPEG is decoded at a reduced scale whose shorter side stays ``>= min_side`` (simplejpeg when installed,
+    else PIL's draft: the same pixels)."""
+    path = Path(path)
+    data, img = _read_and_identify(path)
+    fast = fast_jpeg(data, img, min_side)  # simplejpeg, when installed: the same pixels as PIL, ~2x faster
+    if fast is not None:
+        return fast
+    img = _decode(path, img, min_side)
     try:
         return to_rgb(img)
     except BadImageError:
@@ -231,6 +252,7 @@ class FGVCDataset(torch.utils.data.Dataset):
         self.crop_to_bbox, self.info = contents.crop_to_bbox, contents.info
         self.transform, self.on_bad_image = transform, on_bad_image
         self.bad_log: Path | None = None
+        self.cache: Any = None  # a fgvc.data.cache.DataCache of pre-resized copies (recipe key data.cache)
         self._hflip_problem = contents.hflip_problem
         self._warned: set[str] = set()
         if self.crop_to_bbox and self.samples and all(s.bbox is None for s in self.samples):
@@ -279,9 +301,18 @@ class FGVCDataset(torch.utils.data.Dataset):
         warnings.warn(f"{msg} (data.on_bad_image=skip: they will be skipped)", stacklevel=4)
 
     def load_sample(self, index: int) -> np.ndarray:
-        """The ``H, W, 3`` uint8 image of sample ``index`` (cropped to its box when ``crop_to_bbox``)."""
+        """The ``H, W, 3`` uint8 image of sample ``index`` (cropped to its box when ``crop_to_bbox``). Without boxes,
+        a valid pre-resized copy (:attr:`cache`, bit-identical to the transform's first resize) stands in for the
+        file, and with ``reduced_decode`` a large JPEG decodes at a reduced scale, never below ``min_side``."""
         s = self.samples[index]
-        image = load_image(s.path)
+        copy = None
+        if self.cache is not None and not self.crop_to_bbox:
+            copy = self.cache.lookup(s.path, getattr(self.transform, "first_resize", None))
+        if copy is not None:
+            image = self.cache.read(copy)
+        else:
+            need = None if self.crop_to_bbox else getattr(self.transform, "min_side", None)
+            image = load_image(s.path, need if getattr(self.transform, "reduced_decode", False) else None)
         if self.crop_to_bbox and s.bbox is not None:
             image = crop_bbox(image, s.bbox)
         return image

@@ -34,7 +34,8 @@ def resolve_device(requested: str) -> torch.device:
 
 def resolve_amp(amp: str, device: torch.device, strict: bool = True) -> str:
     """The autocast dtype used for ``train.amp`` on ``device``: ``auto`` is bf16 on CUDA and fp32 (``none``) on the
-    CPU, where we measured bf16 autocast ~10x slower than fp32 (tf_efficientnet_lite0, 160 px, 2 cores); ``bf16``
+    CPU, where a bf16 autocast training step measured 1.1-1.3x slower than fp32 (tf_efficientnet_lite0 and WS-DAN,
+    160 px, 2 cores with AVX512-BF16, torch 2.14: ``fgvc.bench steps --amp bf16``); ``bf16``
     is bf16 everywhere; ``fp16`` needs CUDA: on the CPU it is a :class:`ConfigError` when training (``strict``)
     and fp32 with a note when only evaluating a run trained elsewhere."""
     if amp == "auto":
@@ -46,7 +47,8 @@ def resolve_amp(amp: str, device: torch.device, strict: bool = True) -> str:
         log.info("train.amp=fp16 needs CUDA; running fp32 on the CPU")
         return "none"
     if amp == "bf16" and device.type == "cpu":
-        log.info("train.amp=bf16 on the CPU: bf16 autocast was ~10x slower than fp32 on the machines we measured")
+        log.info("train.amp=bf16 on the CPU: a bf16 training step was 1.1-1.3x slower than fp32 on the 2-core CPU we "
+                 "measured (fgvc.bench steps --amp bf16); train.amp=auto runs fp32 here")
     return amp
 
 
@@ -72,9 +74,10 @@ def build_method_from_cfg(cfg: dict[str, Any], num_classes: int, class_counts: S
     return build_method(cfg["model"], num_classes, build_criterion(cfg["loss"], class_counts), cfg["loss"]["aux"])
 
 
-def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any]) -> Any:
+def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any], output: str = "float") -> Any:
     """The recipe's train or eval transform, normalised as the backbone was pretrained; ``data_config["input_scale"]``
-    (a method's, e.g. WS-DAN's ``zoom_source``) scales the resize and the crop alike."""
+    (a method's, e.g. WS-DAN's ``zoom_source``) scales the resize and the crop alike. ``output="uint8"``: batches
+    left un-normalised for :func:`fgvc.engine.device_input.to_model_input` to normalise on the device."""
     from fgvc.data import build_transforms
 
     d, aug = cfg["data"], cfg["data"]["augment"]
@@ -82,7 +85,7 @@ def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any
     return build_transforms(
         img_size=round(d["img_size"] * scale), resize=round(resolved_resize(d) * scale), mean=data_config["mean"], std=data_config["std"], train=train,
         hflip=aug["hflip"], color_jitter=aug["color_jitter"], random_resized_crop=aug["random_resized_crop"],
-        rrc_scale=tuple(aug["rrc_scale"]),
+        rrc_scale=tuple(aug["rrc_scale"]), output=output, reduced_decode=d.get("reduced_decode", False),
     )
 
 
@@ -101,6 +104,10 @@ def build_split(cfg: dict[str, Any], split: str, train: bool, data_config: dict[
         # smoke runs: a seeded subset, the same for every run of the recipe
         keep = torch.randperm(len(ds.samples), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["max_images"]]
         ds.samples = [ds.samples[i] for i in sorted(keep.tolist())]
+    if d.get("cache", False) not in (False, "off"):
+        from fgvc.data.cache import open_cache
+
+        ds.cache = open_cache("auto" if d["cache"] is True else d["cache"], d["root"], [s.path for s in ds.samples])
     return ds
 
 
@@ -154,11 +161,13 @@ def pk_shape(cfg: dict[str, Any]) -> tuple[int, int] | None:
 
 def make_loader(
     dataset: Dataset, batch_size: int, num_workers: int, train: bool, seed: int, env: DistEnv, pin: bool,
-    pk: tuple[int, int] | None = None,
+    pk: tuple[int, int] | None = None, channels_last: bool = False,
 ) -> DataLoader:
     """Train: :class:`EpochSampler` (seeded, sharded, resumable), drop_last, or with ``pk = (P, K)``
     (:func:`pk_shape`) a :class:`fgvc.data.samplers.PKSampler` (P classes x K images per global batch, this rank's
-    ``P / W`` classes of each, just as resumable); eval: :class:`ShardSampler` (``pk`` is ignored)."""
+    ``P / W`` classes of each, just as resumable); eval: :class:`ShardSampler` (``pk`` is ignored).
+    ``channels_last``: batches in channels-last memory (:func:`fgvc.engine.device_input.collate_channels_last`).
+    Workers are not persistent: :class:`SeededSamples` takes each epoch's seed from the main process's copy."""
     n = len(dataset)  # type: ignore[arg-type]
     if train and pk is not None:
         from fgvc.data.samplers import PKSampler
@@ -177,8 +186,11 @@ def make_loader(
         dataset = SeededSamples(dataset, seed)
     else:
         sampler = ShardSampler(n, env.rank, env.world_size)
+    from fgvc.engine.device_input import collate_channels_last
+
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin,
+        collate_fn=collate_channels_last if channels_last else None,
         drop_last=train and n >= batch_size * env.world_size, persistent_workers=False,
         # its own generator: creating an iterator must not consume the global torch RNG (exact resume)
         generator=torch.Generator().manual_seed(seed),

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from fgvc.config import crop_warnings
 from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
+from fgvc.engine.device_input import batch_format, to_model_input
 from fgvc.engine.distill import build_distiller
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
 from fgvc.engine.fit import analyse_run, describe as describe_fit
@@ -82,7 +83,7 @@ class Trainer:
         self.method = builder.build_method_from_cfg(cfg, len(self.class_names), self.train_ds.class_counts().tolist())
         self.method.freeze_norm = bool(self.tr["freeze_norm"])  # BatchNorm statistics kept from the pretrained backbone
         dc = self.data_config = self.method.data_config()
-        self.train_ds.transform = builder.build_transform(cfg, True, dc)  # the backbone's own normalisation
+        self.train_ds.transform = builder.build_transform(cfg, True, dc, batch_format(self.device))  # uint8 on CUDA
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
         for warning in builder.flip_warnings(self.train_ds, {"data.augment.hflip": d["augment"]["hflip"],
                                                              "eval.tta_flip": cfg["eval"]["tta_flip"]}) + crop_warnings(d):
@@ -104,7 +105,7 @@ class Trainer:
         per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
         pin = self.device.type == "cuda"
         self.train_loader = builder.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env,
-                                                pin, pk=builder.pk_shape(cfg))
+                                                pin, pk=builder.pk_shape(cfg), channels_last=self.channels_last)
         # batches in a whole epoch (len(train_loader) shrinks while a resumed epoch starts mid-way)
         self.batches_per_epoch = len(self.train_loader)
         self.ema = ModelEmaV3(self.method, decay=self.tr["ema_decay"]) if self.tr["ema"] else None
@@ -237,7 +238,8 @@ class Trainer:
                    disable=not (self.env.is_main and _tty()), dynamic_ncols=True,
                    desc=f"epoch {p['epoch'] + 1}/{self.total_epochs}")
         for images, targets in bar:
-            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            images = to_model_input(images, self.device, self.data_config["mean"], self.data_config["std"])  # if uint8
+            targets = targets.to(self.device, non_blocking=True)
             if self.mixup is not None and images.shape[0] % 2 == 0:
                 images, targets = self.mixup(images, targets)
             if self.channels_last:
