@@ -12,11 +12,17 @@
     Train and inference images/s of a method on random input (warm-up steps excluded); prints them and
     appends one JSON line with the machine (platform, CPU count, torch version, device name), the date and
     the command to ``benchmarks/results/speed.jsonl`` (or ``--results``).
+
+``python -m fgvc.bench pipeline|steps|infer ...`` (:mod:`fgvc.engine.bench_pipeline`, ``bench_steps``, ``bench_infer``)
+    fgvc side by side with a reference: its data loaders against a torchvision loader, each method's training step
+    against the plain baseline's, each inference path against eager fp32; one table each, recorded through
+    :mod:`fgvc.engine.bench_io`. ``python -m fgvc.bench tables`` writes ``benchmarks/results/speed.md`` from them.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import shlex
 import sys
@@ -26,12 +32,21 @@ from typing import Any
 from fgvc.cli import friendly
 from fgvc.engine.report import (PUBLISHED_COLUMNS, Report, ReportRow, compare_runs, is_subset, load_published,
                                 match_published, read_run)
+from fgvc.engine.bench_io import RESULTS, write_speed_md
 from fgvc.engine.speed import SpeedSpec, measure_speed
 from fgvc.errors import BenchError, SpeedError
 
 # the report's computing part lives in fgvc.engine.report; its names stay importable from here
 __all__ = ["load_published", "read_run", "match_published", "is_subset", "write_report", "main", "compare_runs",
            "format_markdown", "draw_chart", "speed_spec", "PUBLISHED_COLUMNS", "BenchError", "SpeedError"]
+
+# subcommand -> (module, help); each module has add_arguments(parser) and run(args, command) -> int, and records its
+# table through fgvc.engine.bench_io.finish_table (kind, batch, name, images_per_s, ratio, machine, command)
+SUBCOMMANDS = {
+    "pipeline": ("fgvc.engine.bench_pipeline", "images/s of fgvc's train/eval loaders vs a torchvision reference"),
+    "steps": ("fgvc.engine.bench_steps", "each method's training step time vs the plain baseline's"),
+    "infer": ("fgvc.engine.bench_infer", "inference paths (eager, channels-last, compile, TorchScript, ORT) vs eager"),
+}
 
 TABLE_HEAD = ["run", "method", "backbone", "dataset (root)", "img", "epochs", "steps", "top-1", "top-5", "mean/class",
               "train s", "train img/s", "published", "gap"]
@@ -160,6 +175,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sp.add_argument("--compile", action="store_true", help="torch.compile the method (compile time is in the warm-up)")
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--results", default="benchmarks/results/speed.jsonl", help="JSON lines file to append to")
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        importlib.import_module(module).add_arguments(p)
+        p.add_argument("--results", default=RESULTS, help=f"JSON lines file to append to (default {RESULTS})")
+    tp = sub.add_parser("tables", help="write speed.md from the latest pipeline/steps/infer tables")
+    tp.add_argument("--results", default=RESULTS, help="JSON lines file to read")
+    tp.add_argument("--out", default="benchmarks/results/speed.md", help="Markdown file to write")
     args = ap.parse_args(argv)
     if args.cmd == "speed":
         for key in ("img_size", "batch", "steps", "num_classes"):
@@ -186,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         print(md)
         print(png)
         return 0
+    if args.cmd == "tables":
+        print(write_speed_md(args.results, args.out))
+        return 0
+    if args.cmd in SUBCOMMANDS:
+        return int(importlib.import_module(SUBCOMMANDS[args.cmd][0]).run(args, "python -m fgvc.bench " + shlex.join(argv)))
     import torch
 
     if args.threads:

@@ -5,8 +5,10 @@ machine, the date and the command, so numbers from different machines are never 
 
     rec = measure_speed(SpeedSpec(backbone="resnet50", batch=32, device="cuda", amp="bf16"))
 
-:func:`build_workload` builds the method, its random batch and one train and one inference step;
-:func:`time_steps` times any step; :func:`speed_record` assembles the JSON record.
+:func:`build_workload` builds the method, its random batch and one train and one inference step (from a recipe: its
+method arguments, loss and optimizer, as the trainer builds them); :func:`time_steps` times any step;
+:func:`speed_record` assembles the JSON record. ``python -m fgvc.bench steps`` (:mod:`fgvc.engine.bench_steps`)
+times the train steps of several recipes' methods against the plain baseline with the same pieces.
 """
 from __future__ import annotations
 
@@ -99,8 +101,27 @@ class Workload:
     sync: Callable[[], None]  # waits for the device (CUDA) before the clock is read
 
 
-def build_workload(spec: SpeedSpec) -> Workload:
-    """The method of ``spec`` (random weights) on its device, a random batch and the two steps to time."""
+def _recipe_method(spec: SpeedSpec, recipe: dict[str, Any]) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The recipe's method on ``spec.backbone`` with random weights, in its one-stage objective ``main``, with the
+    recipe's loss, ``loss.aux`` and optimizer (type, lr, momentum, weight decay), as the trainer builds them."""
+    from fgvc.engine.builder import build_method_from_cfg, build_optimizer
+
+    model = {**recipe["model"], "name": spec.method, "backbone": spec.backbone, "pretrained": False,
+             "pretrained_file": None}
+    method = build_method_from_cfg({**recipe, "model": model}, spec.num_classes, [1] * spec.num_classes)
+    tr = recipe["train"]
+    groups = method.optimizer_groups("main", tr["backbone_lr_scale"])
+    trainable = {id(p) for g in groups for p in g["params"]}
+    for p in method.parameters():
+        p.requires_grad_(id(p) in trainable)
+    return method, build_optimizer(groups, tr, tr["lr"])
+
+
+def build_workload(spec: SpeedSpec, recipe: dict[str, Any] | None = None) -> Workload:
+    """The method of ``spec`` (random weights) on its device, a random batch and the two steps to time.
+
+    ``recipe`` (a loaded recipe): ``spec.method`` gets the recipe's model arguments, loss and optimizer
+    (:func:`_recipe_method`); without one it has its default arguments, cross-entropy and SGD (momentum 0.9)."""
     import torch
 
     from fgvc.engine.builder import resolve_device
@@ -110,26 +131,30 @@ def build_workload(spec: SpeedSpec) -> Workload:
     if spec.amp == "fp16" and device.type != "cuda":
         raise SpeedError("--amp fp16 needs --device cuda; on the CPU use --amp bf16 or none")
     try:
-        method = build_method({"name": spec.method, "backbone": spec.backbone, "pretrained": False}, spec.num_classes)
+        if recipe is None:
+            method = build_method({"name": spec.method, "backbone": spec.backbone, "pretrained": False},
+                                  spec.num_classes)
+            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+        else:
+            method, opt = _recipe_method(spec, recipe)
     except ValueError as exc:  # unknown timm backbone, bad method argument
         raise SpeedError(f"cannot build --method {spec.method} --backbone {spec.backbone}: {exc}") from exc
-    method.to(device)
+    method.to(device)  # in place: the optimizer's parameters move with it
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     method.to(memory_format=fmt)
     model = torch.compile(method) if spec.compile else method
     x = torch.randn(spec.batch, 3, spec.img_size, spec.img_size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, spec.num_classes, (spec.batch,), device=device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.amp)
-    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
-    def train_step() -> None:
+    def train_step() -> None:  # as the trainer: forward with targets (training_step), loss, backward, step
         with autocast():
             loss = model(x, y)["loss"]
-        scaler.scale(loss).backward()
+        scaler.scale(loss.float()).backward()
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,177 @@
+"""``python -m fgvc.bench infer RUN_DIR_OR_RECIPE``: every inference path of a run, side by side with eager fp32.
+
+The paths (:data:`fgvc.engine.fast_infer.PATHS`): eager fp32 in contiguous NCHW (the reference row, ratio 1.0),
+channels-last, ``torch.compile`` (its compilation reported apart, as ``setup_s``), TorchScript and ONNX Runtime (the
+files :mod:`fgvc.deploy.export` writes, exported to a temporary folder, export seconds as ``setup_s``), bf16 autocast
+and, on CUDA, fp16 autocast. Each is timed on the same ``N`` real test images of the run's data set, preprocessed
+once (so only the model is timed), at each ``--batches`` size: :func:`fgvc.engine.model_cost.median_ms` in
+``--rounds`` interleaved rounds (every path once per round, so a busy neighbour slows them alike), the median of
+the rounds' medians.
+
+Exactness: every path computes the logits of all ``N`` images, compared with eager's. ``agrees``: the same top-1
+class for every image; ``max_abs_diff``: the largest logit difference; ``exact``: agrees and the difference within
+the export parity tolerance (:data:`fgvc.deploy.parity.REL_TOL` relative). No path is faster by being wrong: the
+summary names the fastest *exact* path, and ``default`` marks the one ``fgvc.evaluate`` / ``fgvc.predict`` take
+with ``--backend auto``. A path that cannot run here (onnxruntime missing, compile failing, fp16 on the CPU) gets
+a row with ``note`` instead of numbers, and the command goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fgvc.errors import BenchError
+
+__all__ = ["add_arguments", "run", "measure", "time_paths"]
+
+DEFAULT_REPEATS = {1: 20}  # timed calls per round at batch 1; 5 at larger batches
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from fgvc.engine.fast_infer import PATHS
+
+    p.add_argument("target", help="run directory (or checkpoint file), or a recipe (.yaml: its pretrained or "
+                                   "random-init weights, untrained head)")
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override recipe keys, e.g. data.root=../shared/data/flowers102-mini")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
+    p.add_argument("--images", type=int, default=64, help="real test images timed and compared (default 64)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="paths to measure (default all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=0, help="timed calls per round (0: 20 at batch 1, else 5)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the row is their median")
+
+
+def time_paths(fns: dict[str, Callable[[Tensor], Any]], x: Tensor, repeats: int, rounds: int) -> dict[str, float]:
+    """Median ms per call of each ``fns`` on ``x``: ``rounds`` interleaved rounds of :func:`median_ms`."""
+    from fgvc.engine.model_cost import median_ms
+
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(max(rounds, 1)):
+        for name, fn in fns.items():
+            times[name].append(median_ms(fn, x, repeats, warmup=1 if r == 0 else 0))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _batch_of(x: Tensor, b: int) -> Tensor:
+    """The first ``b`` images of ``x`` (cycled when there are fewer)."""
+    return x[:b] if b <= len(x) else x.repeat((b + len(x) - 1) // len(x), 1, 1, 1)[:b]
+
+
+def _all_logits(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int) -> np.ndarray:
+    return np.concatenate([fn(x[i:i + chunk]).numpy() for i in range(0, len(x), chunk)])
+
+
+def _note(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:160]
+
+
+def measure(trained: Any, images: Tensor, batches: list[int], paths: list[str], repeats: int = 0, rounds: int = 3,
+            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """The rows of one table: ``images`` (``N, 3, S, S``, normalised, on the run's device) through each of ``paths``
+    of ``trained`` (a :class:`TrainedRun`) at each batch size (see the module doc)."""
+    from fgvc.deploy.parity import compare
+    from fgvc.engine.fast_infer import InferPath, auto_choice, build_path
+
+    chunk = max(batches)
+    built: dict[str, InferPath] = {}
+    notes: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="fgvc-bench-infer-") as folder:
+        order = ["eager"] + [p for p in paths if p != "eager" and p != "compile"] + [p for p in paths if p == "compile"]
+        for name in order:  # compile last: the exports move the method between layouts while they run
+            try:
+                built[name] = build_path(trained, name, Path(folder))
+            except Exception as e:
+                notes[name] = _note(e)
+        if "eager" not in built:
+            raise BenchError(f"the reference path (eager fp32) cannot run this model: {notes['eager']}")
+        ref = _all_logits(built["eager"].fn, images, chunk)
+        quality: dict[str, dict[str, Any]] = {}
+        setup: dict[tuple[str, int], float] = {}
+        for name, path in list(built.items()):
+            try:
+                for b in batches:  # the first call of each shape: torch.compile compiles here, excluded from timing
+                    t0 = time.perf_counter()
+                    path.fn(_batch_of(images, b))
+                    setup[name, b] = path.setup_s + (time.perf_counter() - t0 if name == "compile" else 0.0)
+                got = _all_logits(path.fn, images, chunk)
+            except Exception as e:
+                notes[name] = _note(e)
+                del built[name]
+                continue
+            report = compare(ref, got)
+            agrees = bool((ref.argmax(1) == got.argmax(1)).all())
+            within = report.max_abs_diff <= report.tolerance and name not in ("bf16", "fp16")  # autocast: approximate
+            quality[name] = {"agrees": agrees, "max_abs_diff": float(report.max_abs_diff), "exact": agrees and within}
+        default = auto_choice(trained)[0]
+        rows = []
+        for b in batches:
+            reps = repeats or DEFAULT_REPEATS.get(b, 5)
+            log(f"timing batch {b}: {', '.join(built)} ({rounds} rounds x {reps} calls)")
+            ms = time_paths({n: p.fn for n, p in built.items()}, _batch_of(images, b), reps, rounds)
+            for name in paths:
+                row: dict[str, Any] = {"path": name, "batch": b}
+                if name in built:
+                    ips = b * 1000.0 / ms[name]
+                    row.update(images_per_s=round(ips, 2), ratio=round(ms["eager"] / ms[name], 3),
+                               ms_per_batch=round(ms[name], 2), **quality[name])
+                    if name in ("compile", "torchscript", "onnx"):
+                        row["setup_s"] = round(setup[name, b], 2)
+                else:
+                    row.update(images_per_s=None, ratio=None, ms_per_batch=None, agrees=None, max_abs_diff=None,
+                               exact=False, note=notes.get(name, "not run"))
+                row["default"] = name == default
+                rows.append(row)
+    return rows
+
+
+def _fastest_line(rows: list[dict[str, Any]], batch: int) -> str:
+    exact = [r for r in rows if r["batch"] == batch and r.get("exact") and r["images_per_s"]]
+    best = max(exact, key=lambda r: r["images_per_s"])
+    default = next((r for r in rows if r["batch"] == batch and r["default"]), None)
+    line = f"fastest exact path at batch {batch}: {best['path']} ({best['ratio']:.2f}x eager fp32)"
+    if default is not None and default["ratio"] is not None:
+        line += f"; evaluate/predict --backend auto: {default['path']} ({default['ratio']:.2f}x)"
+    return line
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    from fgvc.deploy.parity import parity_images
+    from fgvc.engine.bench_io import finish_table
+    from fgvc.engine.inference import TrainedRun
+    from fgvc.engine.speed import machine_info
+
+    if args.images < 1 or min(args.batches) < 1 or args.repeats < 0 or args.rounds < 1:
+        raise BenchError("--images, --batches and --rounds must be >= 1 and --repeats >= 0")
+    if not Path(args.target).exists():
+        raise BenchError(f"no such run directory, checkpoint or recipe: {args.target}")
+    sets = list(args.sets)
+    if args.device != "auto":
+        sets.append(f"train.device={args.device}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        sets.append(f"train.threads={args.threads}")
+    trained = TrainedRun.load(args.target, args.checkpoint, sets)
+    paths = ["eager"] + [p for p in args.paths if p != "eager"]
+    if trained.runtime.device.type != "cuda" and "fp16" in paths:
+        paths.remove("fp16")  # fp16 autocast is a CUDA path
+    split = trained.cfg["data"]["test_split"]
+    images = trained.runtime.inputs(parity_images(trained.dataset(split), args.images)).float().contiguous()
+    print(f"fgvc.bench infer: {trained.describe()}, {len(images)} {split} images at {images.shape[-1]} px, "
+          f"{trained.runtime.device.type}, {torch.get_num_threads()} threads")
+    rows = measure(trained, images, args.batches, paths, args.repeats, args.rounds)
+    finish_table("infer", rows, command, machine_info(trained.runtime.device), args.results)
+    for b in args.batches:
+        print(_fastest_line(rows, b))
+    return 0

@@ -1,0 +1,149 @@
+"""``python -m fgvc.bench steps RECIPE [RECIPE ...]``: the training step of each recipe's method against a plain step.
+
+A part-attention method costs more per step than plain fine-tuning: WS-DAN (Hu et al. 2019, arXiv:1901.09891) runs
+the backbone forward and backward three times (raw, attention-crop and attention-drop views), so ~3x a plain step is
+its floor. This command measures each method's step against the plain baseline (``model.name: baseline``, default
+arguments) on the same backbone, input size, batch, precision (fp32 unless ``--amp``) and memory layout.
+
+One step is what the trainer does per batch: the method's forward with targets (its ``training_step``), the loss,
+backward and the optimizer step. Each recipe's method gets its model arguments (e.g. WS-DAN's attention count,
+B-CNN's pooling), loss and optimizer from its recipe, in the one-stage objective ``main``; the baseline gets the
+first recipe's loss (no ``loss.aux``) and optimizer. Input and weights are random (``pretrained: false``; no data
+or weight files). After ``--warmup`` untimed steps each, the rows' steps are timed interleaved, one step per row in
+each of ``--repeats`` rounds, so that load on a shared machine hits every row alike; ``step_ms`` is the median.
+
+``ratio`` = step time / the baseline's step time (a time ratio: 3.0 is three times as slow), ``images_per_s`` =
+batch / step time, ``paired_ratio`` = the median over rounds of the same quotient within one round (steadier on a
+busy machine).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from fgvc.config import load_recipe
+from fgvc.engine.bench_io import finish_table
+from fgvc.engine.speed import SpeedSpec, Workload, build_workload, machine_info
+from fgvc.errors import SpeedError
+
+__all__ = ["add_arguments", "run", "step_rows"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe YAMLs whose methods are timed")
+    p.add_argument("--backbone", default=None, help="timm model name (default: the first recipe's model.backbone)")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: the first recipe's data.img_size)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the first recipe's train.batch_size)")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype (default fp32)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last layout (default: the first recipe's train.channels_last; auto is on for CNNs)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds, one step per row each (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--num-classes", type=int, default=200, help="classifier outputs (default 200, CUB's)")
+    p.add_argument("--label", default="", help="a label stored with every row (e.g. the backbone and size)")
+
+
+def _baseline_recipe(first: dict[str, Any]) -> dict[str, Any]:
+    """The plain baseline: ``model.name: baseline`` with default arguments, the first recipe's loss (no aux)."""
+    cfg = copy.deepcopy(first)
+    cfg["model"] = {"name": "baseline", "backbone_args": {}, "args": {}}
+    cfg["loss"]["aux"] = []
+    return cfg
+
+
+def _specs(args: argparse.Namespace, first: dict[str, Any]) -> tuple[str, int, int, bool]:
+    """Backbone, input size, batch and layout: the flags, else the first recipe's."""
+    from fgvc.models.backbone import is_transformer_name
+
+    backbone = args.backbone or first["model"]["backbone"]
+    size = first["data"]["img_size"] if args.img_size is None else args.img_size
+    batch = first["train"]["batch_size"] if args.batch is None else args.batch
+    channels_last = args.channels_last
+    if channels_last is None:
+        setting = first["train"]["channels_last"]
+        channels_last = (not is_transformer_name(backbone)) if setting == "auto" else bool(setting)
+    for flag, value in (("--img-size", size), ("--batch", batch), ("--repeats", args.repeats),
+                        ("--num-classes", args.num_classes)):
+        if value < 1:
+            raise SpeedError(f"{flag} must be >= 1, not {value}")
+    if args.warmup < 0:
+        raise SpeedError(f"--warmup must be >= 0, not {args.warmup}")
+    return backbone, size, batch, channels_last
+
+
+def _time_interleaved(works: list[Workload], warmup: int, repeats: int) -> list[list[float]]:
+    """Seconds of one step of each workload in each of ``repeats`` rounds (after ``warmup`` steps each)."""
+    for w in works:
+        w.method.train()
+        for _ in range(warmup):
+            w.train_step()
+        w.sync()
+    times: list[list[float]] = [[] for _ in works]
+    for _ in range(repeats):
+        for w, out in zip(works, times):
+            w.sync()
+            t0 = time.perf_counter()
+            w.train_step()
+            w.sync()
+            out.append(time.perf_counter() - t0)
+    return times
+
+
+def _step_key(cfg: dict[str, Any]) -> str:
+    """What decides a step's cost in a recipe: the method and its arguments, the loss and the optimizer."""
+    keys = ("optimizer", "momentum", "nesterov", "weight_decay", "lr", "backbone_lr_scale", "layer_decay")
+    model = {k: cfg["model"].get(k) or {} for k in ("args", "backbone_args")}
+    return json.dumps([cfg["model"]["name"], model, cfg["loss"], {k: cfg["train"].get(k) for k in keys}],
+                      sort_keys=True, default=str)
+
+
+def step_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The table's rows (the baseline first) and the machine they were measured on. A recipe whose step is the
+    plain one (or an earlier recipe's: same method, arguments, loss and optimizer) shares that row."""
+    recipes = [load_recipe(path)[0] for path in args.recipes]
+    backbone, size, batch, channels_last = _specs(args, recipes[0])
+    rows_of: dict[str, dict[str, Any]] = {}  # step key -> {cfg, recipes}
+    for path, cfg in [("(plain)", _baseline_recipe(recipes[0]))] + list(zip(args.recipes, recipes)):
+        rows_of.setdefault(_step_key(cfg), {"cfg": cfg, "recipes": []})["recipes"].append(path)
+    works = []
+    for entry in rows_of.values():
+        cfg = entry["cfg"]
+        spec = SpeedSpec(backbone=backbone, method=cfg["model"]["name"], img_size=size, batch=batch,
+                         steps=args.repeats, warmup=args.warmup, device=args.device, amp=args.amp,
+                         channels_last=channels_last, num_classes=args.num_classes)
+        try:
+            works.append(build_workload(spec, cfg))
+        except SpeedError as exc:
+            raise SpeedError(f"{', '.join(entry['recipes'])}: {exc}") from exc
+    times = _time_interleaved(works, args.warmup, args.repeats)
+    base = statistics.median(times[0])
+    rows = []
+    for entry, w, ts in zip(rows_of.values(), works, times):
+        cfg, step = entry["cfg"], statistics.median(ts)
+        rows.append({"method": cfg["model"]["name"], "recipe": ", ".join(entry["recipes"]), "backbone": backbone,
+                     "img_size": size, "batch": batch, "amp": args.amp, "channels_last": channels_last,
+                     "device": w.device.type, "step_ms": round(1000 * step, 1), "ratio": round(step / base, 3),
+                     "paired_ratio": round(statistics.median(t / b for t, b in zip(ts, times[0])), 3),
+                     "images_per_s": round(batch / step, 2),
+                     "params_m": round(sum(p.numel() for p in w.method.parameters()) / 1e6, 2),
+                     "optimizer": cfg["train"]["optimizer"], "repeats": args.repeats, "warmup": args.warmup,
+                     **({"label": args.label} if args.label else {})})
+    return rows, machine_info(works[0].device)
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows, machine = step_rows(args)
+    print("steps: ratio = step time / the plain baseline's step time (3.0 = three times as slow); "
+          "images_per_s = batch / step time; medians over the rounds")
+    finish_table("steps", rows, command, machine, args.results)
+    return 0
