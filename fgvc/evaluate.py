@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     result = protocol.evaluate(run, roles, tta)
     metrics = dict(result.metrics, split=split, checkpoint=None if run.recipe else args.checkpoint,
-                   weights=run.weights, tta_flip=tta, inference=run.backend.ran)
+                   weights=run.weights, tta_flip=tta)
+    logits_only = protocol.name == "classification"  # the embedding protocols always run the PyTorch model
+    if logits_only:
+        metrics["inference"] = run.backend.ran
     if run.recipe is not None:
         metrics["recipe"] = str(run.recipe)
     out = Path(args.output) if args.output else run.run_dir / "eval"
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     size = f"{metrics['n_images']} images, " if "n_images" in metrics else ""
     print(f"{split} ({size}{run.describe()}, {protocol.name})")
     print("\n".join(result.lines))
-    print(f"  inference: {run.backend.describe()}")
+    if logits_only:
+        print(f"  inference: {run.backend.describe()}")
     final = run.run_dir / "final.json"
     if (protocol.name == "classification" and run.recipe is None and final.is_file() and args.checkpoint == "last"
             and split == run.cfg["data"]["test_split"]):
