@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from fgvc.engine.host_memory import keep_freed_memory
 from fgvc.errors import SpeedError
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def build_workload(spec: SpeedSpec, recipe: dict[str, Any] | None = None) -> Wor
     from fgvc.methods import build_method
 
     device = resolve_device(spec.device)
+    keep_freed_memory(device)  # as the trainer does on the CPU (fgvc.engine.host_memory)
     if spec.amp == "fp16" and device.type != "cuda":
         raise SpeedError("--amp fp16 needs --device cuda; on the CPU use --amp bf16 or none")
     try:
