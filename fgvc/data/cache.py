@@ -22,7 +22,6 @@ another cache folder, ``off`` disables it): an image is served from the cache on
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -42,11 +41,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from torchvision.datasets.utils import calculate_md5  # the archives' check (fgvc.data.download) uses it too
+
+    return calculate_md5(str(path))
 
 
 def _sources(root: Path) -> list[Path]:
@@ -158,7 +155,8 @@ def build_cache(root: str | Path, max_side: int, output: str | Path | None = Non
         rel = src.relative_to(root).as_posix()
         entry = old.get(rel)
         if _valid(entry, src, deep=False) and (entry["file"] is None or (level / "files" / entry["file"]).is_file()):
-            files[rel] = {**entry, "size": _stat(src)[0], "mtime_ns": _stat(src)[1]}
+            size, mtime = _stat(src)
+            files[rel] = {**entry, "size": size, "mtime_ns": mtime}
             report.reused += 1
             continue
         if entry or old:  # a first build lists nothing as new

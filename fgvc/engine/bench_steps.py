@@ -22,14 +22,13 @@ import argparse
 import copy
 import json
 import statistics
-import time
 from typing import Any
 
 import torch
 
 from fgvc.config import load_recipe
 from fgvc.engine.bench_io import finish_table
-from fgvc.engine.speed import SpeedSpec, Workload, build_workload, machine_info
+from fgvc.engine.speed import SpeedSpec, Workload, build_workload, machine_info, time_steps
 from fgvc.errors import SpeedError
 
 __all__ = ["add_arguments", "run", "step_rows"]
@@ -83,17 +82,11 @@ def _time_interleaved(works: list[Workload], warmup: int, repeats: int) -> list[
     """Seconds of one step of each workload in each of ``repeats`` rounds (after ``warmup`` steps each)."""
     for w in works:
         w.method.train()
-        for _ in range(warmup):
-            w.train_step()
-        w.sync()
+        time_steps(w.train_step, warmup, 0, w.sync)
     times: list[list[float]] = [[] for _ in works]
     for _ in range(repeats):
         for w, out in zip(works, times):
-            w.sync()
-            t0 = time.perf_counter()
-            w.train_step()
-            w.sync()
-            out.append(time.perf_counter() - t0)
+            out.append(time_steps(w.train_step, 0, 1, w.sync))  # synchronised before and after the step
     return times
 
 

@@ -251,20 +251,21 @@ class WSDAN(Method):
         self._steps += 1
         batch_centers = self.update_centers(parts, hard)
         center = (parts - batch_centers).pow(2).sum() / parts.shape[0]
-        if self._steps <= self.augment_warmup_steps:  # warm-up: the raw view only
+        warmup = self._steps <= self.augment_warmup_steps  # warm-up: the raw view only
+        if warmup:
             logits = self.classify(parts, hard)  # B, K
-            ce_raw = self.criterion(logits, targets)
-            out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach()}
-            loss = ce_raw + self.center_weight * center
         else:
             crops, drops, crop_area, drop_frac = self.augment(images, raw, maps)
             views = torch.cat([parts, self.forward_features(crops)[0], self.forward_features(drops)[0]])  # 3B, M*C
             logits, crop_logits, drop_logits = self.classify(views, hard.repeat(3)).chunk(3)  # 3 x B, K
-            ce_raw = self.criterion(logits, targets)
+        ce_raw = self.criterion(logits, targets)
+        out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach()}
+        if warmup:
+            loss = ce_raw + self.center_weight * center
+        else:
             ce_crop, ce_drop = self.criterion(crop_logits, targets), self.criterion(drop_logits, targets)
-            out = {"logits": logits, "ce_raw": ce_raw.detach(), "attn_center": center.detach(),
-                   "ce_crop": ce_crop.detach(), "ce_drop": ce_drop.detach(), "crop_area": crop_area.mean(),
-                   "drop_frac": drop_frac.mean()}
+            out.update(ce_crop=ce_crop.detach(), ce_drop=ce_drop.detach(), crop_area=crop_area.mean(),
+                       drop_frac=drop_frac.mean())
             loss = (ce_raw + ce_crop + ce_drop) / 3 + self.center_weight * center
         out["loss"] = loss + self.feature_loss_terms(parts, targets, out)
         return out
