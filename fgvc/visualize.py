@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fgvc.engine.inference import TrainedRun
+    from fgvc.vis.rollout import ROLLOUT_LABEL, ROLLOUT_NOTE
 
     if args.n < 1:
         print("error: --n must be >= 1 (the number of images to draw)", file=sys.stderr)
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         print(f"note: {note}", file=sys.stderr)
     path = draw_attention(outputs, images, targets, run.class_names, run.data_config["mean"], run.data_config["std"],
-                          out, maps=args.maps, title=f"{title} - {map_name}" if map_name else title, map_name=map_name)
+                          out, maps=args.maps, title=f"{title} - {map_name}" if map_name else title,
+                          map_name=ROLLOUT_LABEL if map_name == ROLLOUT_NOTE else map_name)
     print(path)
     return 0
 

@@ -24,9 +24,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["fold", "rollout", "rollout_unsupported", "AttentionRollout", "class_token_maps", "ROLLOUT_NOTE"]
+__all__ = ["fold", "rollout", "rollout_unsupported", "AttentionRollout", "class_token_maps", "ROLLOUT_NOTE", "ROLLOUT_LABEL"]
 
-ROLLOUT_NOTE = "attention rollout of the class token (Abnar & Zuidema 2020)"
+ROLLOUT_NOTE = "attention rollout of the class token (Abnar & Zuidema 2020)"  # the figure's title
+ROLLOUT_LABEL = "attention rollout"  # the overlay panel's caption (a panel is too narrow for the note)
 
 
 def fold(acc: Tensor | None, attn: Tensor) -> Tensor:
