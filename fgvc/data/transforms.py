@@ -10,7 +10,10 @@ is resize 512 / crop 448; ``resize=None`` means ``round(img_size * 8 / 7)`` (256
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
+import random
 from typing import Any, Sequence
 
 import albumentations as A
@@ -40,6 +43,9 @@ class Transform:
         self.pipeline, self.summary, self.img_size = pipeline, summary, img_size
         self.mean, self.std, self.output, self.min_side = mean, std, output, min_side
         self.reduced_decode, self.first_resize = reduced_decode, first_resize
+        # one random stream for the whole pipeline, reseeded in place per sample (see set_random_seed)
+        self._bits, self._py = np.random.PCG64(0), random.Random(0)
+        self.pipeline.set_random_state(np.random.Generator(self._bits), self._py)
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -48,8 +54,30 @@ class Transform:
         return self.pipeline(image=image)["image"]
 
     def set_random_seed(self, seed: int) -> None:
-        """Reseed the augmentation (used per sample by the trainer for resumable, worker-independent runs)."""
-        self.pipeline.set_random_seed(seed)
+        """Reseed the augmentation (used per sample by the trainer for resumable, worker-independent runs).
+
+        Every step draws from one stream, reseeded in place (~7 us). albumentations' own ``Compose.set_random_seed``
+        gives each step a generator of its own started from the same seed (~80 us for this pipeline), so the steps'
+        first draws coincide: a random crop's vertical offset then decided the flip (every crop from the upper half
+        of the resized image flipped, none from the lower half)."""
+        h = hashlib.blake2b(int(seed).to_bytes(16, "little", signed=True), digest_size=32).digest()
+        self._bits.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
+                            "state": {"state": int.from_bytes(h[:16], "little"),
+                                      "inc": int.from_bytes(h[16:], "little") | 1}}
+        self._py.seed(int.from_bytes(h[:8], "little"))
+
+    def as_uint8(self) -> "Transform":
+        """The same pipeline stopping at uint8 (its ``Normalize`` left to
+        :func:`fgvc.engine.device_input.to_model_input`, with this transform's ``mean``/``std``); itself when it
+        already does."""
+        if self.output == "uint8":
+            return self
+        steps = [copy.deepcopy(t) for t in self.pipeline.transforms if not isinstance(t, A.Normalize)]
+        normalize = f"normalize(mean={_fmt(self.mean)}, std={_fmt(self.std)})"
+        summary = self.summary.replace(normalize, f"uint8 (normalised on the device: mean={_fmt(self.mean)}, "
+                                                  f"std={_fmt(self.std)})")
+        return Transform(A.Compose(steps), summary, self.img_size, self.mean, self.std, "uint8", self.min_side,
+                         self.reduced_decode, self.first_resize)
 
     def __repr__(self) -> str:
         return f"Transform({self.summary})"

@@ -143,7 +143,7 @@ class SeededSamples(Dataset):
         transform = getattr(self.dataset, "transform", None)
         if hasattr(transform, "set_random_seed"):
             key = (f"{self.seed}/{self.epoch}/{index}" + (f"/{draw}" if draw else "")).encode()
-            transform.set_random_seed(int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little"))
+            transform.set_random_seed(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little"))
         return self.dataset[index]
 
 

@@ -64,3 +64,53 @@ def test_rejects_non_uint8_rgb() -> None:
     t = build_transforms(16, None, HALF, HALF, train=False)
     with pytest.raises(TypeError, match="uint8"):
         t(np.zeros((20, 20), np.uint8))
+
+
+def _coordinates(h: int, w: int) -> np.ndarray:
+    """Red = column x 10, green = row x 10: a crop's corner pixels give its offset and whether it was flipped."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :, 0], img[:, :, 1] = np.arange(w)[None, :] * 10, np.arange(h)[:, None] * 10
+    return img
+
+
+def test_crop_and_flip_draw_independently() -> None:
+    """Every step draws from one reseeded stream: with a generator per step, all started from the same seed, the
+    crop's vertical offset decided the flip (every crop from the top half flipped, none from the bottom half)."""
+    t = build_transforms(8, 12, HALF, HALF, train=True, output="uint8")
+    img = _coordinates(12, 12)
+    top, flipped = [], []
+    for seed in range(400):
+        t.set_random_seed(seed)
+        out = t(img).numpy()
+        top.append(int(out[1, 0, 0]) // 10)
+        flipped.append(bool(out[0, 0, 0] > out[0, 0, -1]))
+    top_a, flip_a = np.array(top), np.array(flipped)
+    for rows in (top_a <= 1, top_a >= 3):
+        assert rows.sum() > 100 and 0.3 < flip_a[rows].mean() < 0.7
+    assert 0.4 < flip_a.mean() < 0.6 and len(set(top)) == 5
+
+
+def test_copies_reseed_alike() -> None:
+    """A pickled transform (what a DataLoader worker gets) keeps its steps on the one stream."""
+    import pickle
+
+    t = build_transforms(16, 20, HALF, HALF, train=True, color_jitter=0.2)
+    img = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    copy = pickle.loads(pickle.dumps(t))
+    outs = []
+    for tf in (t, copy):
+        tf.set_random_seed(11)
+        outs.append(tf(img))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_as_uint8_is_the_same_pipeline_without_normalize() -> None:
+    from fgvc.engine.device_input import to_model_input
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    t = build_transforms(16, 20, mean, std, train=False)
+    u = t.as_uint8()
+    assert u.output == "uint8" and u.as_uint8() is u and t.output == "float" and "uint8" in repr(u)
+    img = np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    x = to_model_input(u(img)[None], torch.device("cpu"), u.mean, u.std)[0]
+    assert u(img).dtype == torch.uint8 and torch.allclose(x, t(img), atol=1e-5, rtol=0)
