@@ -104,8 +104,8 @@ class SplitContents:
 _OPEN_LOCK = threading.Lock()
 
 
-def _read_and_identify(path: Path) -> tuple[bytes, Image.Image]:
-    """The file's bytes and PIL's lazily opened image (header parsed, bomb-checked, pixels not yet decoded)."""
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; a missing, unreadable or empty file is a :class:`BadImageError`."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -114,6 +114,13 @@ def _read_and_identify(path: Path) -> tuple[bytes, Image.Image]:
         raise BadImageError(path, f"cannot read the file ({e.strerror or e})") from None
     if not data:
         raise BadImageError(path, "the file is empty (0 bytes)", kind="empty")
+    return data
+
+
+def _read_and_identify(path: Path, data: bytes | None = None) -> tuple[bytes, Image.Image]:
+    """The file's bytes (read unless given) and PIL's lazily opened image (header parsed, bomb-checked, pixels not
+    yet decoded)."""
+    data = _read_bytes(path) if data is None else data
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -202,10 +209,11 @@ def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     large JPEG is decoded at a reduced scale whose shorter side stays ``>= min_side`` (simplejpeg when installed,
     else PIL's draft: the same pixels)."""
     path = Path(path)
-    data, img = _read_and_identify(path)
-    fast = fast_jpeg(data, img, min_side)  # simplejpeg, when installed: the same pixels as PIL, ~2x faster
+    data = _read_bytes(path)
+    fast = fast_jpeg(data, min_side)  # simplejpeg, when installed: the same pixels as PIL, ~2x faster
     if fast is not None:
         return fast
+    data, img = _read_and_identify(path, data)  # everything else, and every problem: PIL names it
     img = _decode(path, img, min_side)
     try:
         return to_rgb(img)

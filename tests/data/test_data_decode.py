@@ -141,3 +141,23 @@ def test_decoded_bytes_match_pil_reference(tmp_path: Path) -> None:
     path = _jpeg(tmp_path / "a.jpg")
     ref = np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"))
     assert np.array_equal(load_image(path), ref)
+
+
+def test_jpeg_header_read_without_pil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With simplejpeg a YCbCr JPEG never goes through ``PIL.Image.open`` (its header parse cost a third of a small
+    image's decode); other files still do."""
+    if not decode.HAS_SIMPLEJPEG:
+        pytest.skip("simplejpeg is not installed")
+    previous = decode.use_simplejpeg(True)
+    try:
+        jpg = _jpeg(tmp_path / "a.jpg", 60, 80)
+        png = tmp_path / "b.jpg"  # a PNG named .jpg: not a JPEG by its bytes
+        Image.fromarray(_photo(60, 80)).save(png, format="PNG")
+        expected = np.asarray(Image.open(jpg).convert("RGB"))
+        calls: list[object] = []
+        real_open = Image.open
+        monkeypatch.setattr(Image, "open", lambda *a, **k: calls.append(a) or real_open(*a, **k))
+        assert np.array_equal(load_image(jpg), expected) and not calls
+        assert load_image(png).shape == (60, 80, 3) and len(calls) == 1
+    finally:
+        decode.use_simplejpeg(previous)
