@@ -2,20 +2,25 @@
 of fgvc's real train and eval loaders against the loader a user would otherwise write.
 
 No model runs: each row iterates a DataLoader over the recipe's own images (decode, augment, collate) and moves each
-batch to ``--device``, normalising fgvc's uint8 batches there as the trainer does (on the CPU in the main process: it
-is timed). fgvc's training batches are uint8 on CUDA and float on the CPU
-(:func:`fgvc.engine.device_input.batch_format`), evaluation batches float. For a channels-last model (CNNs) fgvc's
-training loader collates channels-last batches; no row is charged the transpose a contiguous batch still needs
-before such a model (the trainer's), so that saving is not counted.
+batch to ``--device``, normalising fgvc's uint8 batches there as the trainer and the evaluator do (on the CPU in the
+main process: it is timed). fgvc's training and evaluation batches are uint8 on every device
+(:func:`fgvc.engine.device_input.batch_format`). For a channels-last model (CNNs) fgvc's loaders collate
+channels-last batches; no row is charged the transpose a contiguous batch still needs before such a model (the
+trainer's), so that saving is not counted.
 
 The reference is torchvision's ``ImageFolder`` recipe over the same files, worker count, output size and batch: PIL
 open + ``convert("RGB")``, ``RandomResizedCrop`` (+ the recipe's flip and colour jitter) for train, ``Resize`` +
-``CenterCrop`` for eval, then ``ToTensor`` and ``Normalize``. fgvc's train split is also timed with the batch format
-flipped (uint8 / float), the reduced-scale JPEG decode flipped (off by default: it changes pixels), each lever
+``CenterCrop`` for eval, then ``ToTensor`` and ``Normalize``. fgvc's train split (and its eval split, for the first)
+is also timed with the batch format flipped (uint8 / float), the reduced-scale JPEG decode flipped (off by default: it changes pixels), each lever
 switched off in turn (PIL's decoder instead of simplejpeg, no pre-resized cache, a contiguous instead of a
 channels-last collate) and with all of them off (float, full size, PIL, no cache, contiguous: fgvc's pipeline before
 these levers), so the table shows what each lever buys. A split smaller than ``--images`` is repeated (as in later
 epochs).
+
+The main process runs as the trainer's does on a CPU (freed memory kept, :mod:`fgvc.engine.host_memory`) and
+normalises on one thread: with no model running, a second intra-op thread would only spin-wait on the cores the
+workers need (measured: 11 instead of 3.3 ms of main-process CPU per batch of 32, CUB 160 px), which in training
+goes to the model's forward pass instead.
 
 Timing starts when the first batch arrives (worker start-up and that batch are excluded); a row's images/s is the
 median over ``--repeats`` passes, interleaved (every row once per repeat) so that a shared machine's changing load
@@ -150,15 +155,14 @@ def _fgvc_loader(cfg: dict[str, Any], split: str, train: bool, dc: dict[str, Any
     ds.samples = _first(ds.samples, n)
     from fgvc.engine.device_input import batch_format
 
-    # evaluation loaders hand over float batches; training ones batch_format(device) unless the row says otherwise
-    output = "float" if not train else batch_format(device) if v.uint8 is None else "uint8" if v.uint8 else "float"
+    output = batch_format(device) if v.uint8 is None else "uint8" if v.uint8 else "float"
     ds.transform = builder.build_transform(cfg, train, dc, output=output)
     if ds.cache is not None:  # re-open on the subset: the lookup table then holds only these images
         from fgvc.data.cache import open_cache
 
         ds.cache = open_cache(cfg["data"]["cache"] if cfg["data"]["cache"] is not True else "auto", cfg["data"]["root"],
                               [s.path for s in ds.samples])
-    cl = channels_last and v.channels_last and train  # evaluation loaders collate contiguous batches
+    cl = channels_last and v.channels_last
     return builder.make_loader(ds, batch, workers, train, cfg["seed"], DistEnv(), device.type == "cuda",
                                channels_last=cl), ds
 
@@ -176,6 +180,9 @@ def run(args: argparse.Namespace, command: str) -> int:
         if getattr(args, key) < 1:
             raise BenchError(f"--{key} must be >= 1, got {getattr(args, key)}")
     cfg, _ = config.load_recipe(args.recipe, args.sets)
+    from fgvc.engine.host_memory import keep_freed_memory
+
+    keep_freed_memory(args.device)  # as the trainer's process (CPU)
     cfg["model"]["pretrained"] = False  # only the backbone's data config (mean, std, input scale) is needed
     probe = builder.build_split(cfg, cfg["data"]["train_split"], False, None)
     method = builder.build_method_from_cfg(cfg, probe.num_classes)
@@ -192,7 +199,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         raise BenchError("--device cuda: CUDA is not available here; use --device cpu")
     variants = LEVERS if args.levers == "all" else LEVERS[:1]
     rows: list[dict[str, Any]] = []
-    common = {"channels_last": cl, "workers": workers, "img_size": cfg["data"]["img_size"],
+    common = {"channels_last": cl, "workers": workers, "main_threads": 1, "img_size": cfg["data"]["img_size"],
               "dataset": cfg["data"]["name"],
               "root": str(cfg["data"]["root"]), "label": args.label}
     for split, train in ((cfg["data"]["train_split"], True), (cfg["data"]["test_split"], False)):
@@ -200,7 +207,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         entries: list[_Entry] = []
         seen: set[tuple[Any, ...]] = set()
         cached = _has_cache(cfg, split, train, dc)
-        for v in (variants if train else variants[:1]):
+        for v in (variants if train else variants[:3]):  # eval: fgvc's loader and its batch format flipped
             fmt = batch_format(device) if v.uint8 is None else "uint8" if v.uint8 else "float"
             reduced = cfg["data"]["reduced_decode"] if v.reduced is None else v.reduced
             key = (fmt, reduced, v.simplejpeg and decode.HAS_SIMPLEJPEG, v.cache and cached,
@@ -222,7 +229,12 @@ def run(args: argparse.Namespace, command: str) -> int:
         ref_row = {"loader": f"torchvision {kind}", "split": split, "batch": batch, "decoder": "PIL",
                    "reduced_decode": False, "output": "float", "cache": False, "device": device.type, **common}
         entries.insert(0, _Entry(ref_row, ref, lambda x: x.to(device, non_blocking=True), False))
-        _measure(entries, args.repeats, device)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the main process's share, on one thread (see the module docstring)
+        try:
+            _measure(entries, args.repeats, device)
+        finally:
+            torch.set_num_threads(threads)
         for e in entries:
             e.row["per_core"] = e.row["images_per_s"] / max(workers, 1)
             e.row["ratio"] = e.row["images_per_s"] / ref_row["images_per_s"] if ref_row["images_per_s"] else 0.0

@@ -248,7 +248,7 @@ class Backend:
     def _fast(self, images: Tensor, tta: bool) -> Outputs:
         from fgvc.engine.inference import _flip_average
 
-        x = self.run.runtime.inputs(images)
+        x = self.run.inputs(images)
         out = Outputs({self.headline: self.path.fn(x)}, self.headline, None, None)  # type: ignore[union-attr,arg-type]
         if tta:
             flipped = self.path.fn(torch.flip(x, dims=[3]))  # type: ignore[union-attr]

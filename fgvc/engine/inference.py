@@ -208,12 +208,20 @@ class TrainedRun:
     def infer(self, images: Tensor, tta: bool = False) -> Outputs:
         """:class:`Outputs` of one batch ``B, 3, H, W`` (normalised as ``data_config`` says), on the run's device."""
         self.method.eval()
-        x = self.runtime.inputs(images)
+        x = self.inputs(images)
         with autocast(self.runtime.device, self.runtime.amp):
             out = self.method.infer(x)
             if tta:
                 out = _flip_average(out, self.method.infer(torch.flip(x, dims=[3])))
         return out
+
+    def inputs(self, images: Tensor) -> Tensor:
+        """``images`` on the run's device in its memory format; uint8 batches (:meth:`collect`'s loader) normalised
+        there as ``data_config`` says, float ones taken as already normalised."""
+        from fgvc.engine.device_input import to_model_input
+
+        return to_model_input(images, self.runtime.device, self.data_config["mean"], self.data_config["std"],
+                              self.runtime.channels_last)
 
     def use_backend(self, name: str = "auto") -> Any:
         """Compute logits-only passes (:meth:`infer_logits`, ``collect`` of ``logits`` alone) on the inference path
@@ -241,8 +249,9 @@ class TrainedRun:
         ds = self.dataset(split, same_classes)
         env = self.runtime.env
         bs = self.cfg["eval"]["batch_size"] or max(self.cfg["train"]["batch_size"] // env.world_size, 1)
-        loader = builder.make_loader(ds, bs, self.cfg["data"]["num_workers"], False, 0, env,
-                                     self.runtime.device.type == "cuda")
+        loader = builder.make_loader(_uint8_view(ds, self.data_config), bs, self.cfg["data"]["num_workers"],
+                                     False, 0, env, self.runtime.device.type == "cuda",
+                                     channels_last=self.runtime.channels_last)
         was_training = self.method.training
         parts: dict[str, list[Any]] = {f: [] for f in fields}
         targets: list[Tensor] = []
@@ -267,6 +276,25 @@ class TrainedRun:
             elif parts[f] and parts[f][0] is not None:
                 setattr(result, f, _gather(parts[f], env, order))
         return result
+
+
+def _uint8_view(ds: Any, data_config: dict[str, Any]) -> Any:
+    """``ds`` with its eval transform stopping at uint8 (a shallow copy: ``ds`` itself keeps its float transform
+    for callers that index it), so that the loader's workers pass 4x smaller batches and :meth:`TrainedRun.inputs`
+    normalises them (:mod:`fgvc.engine.device_input`); ``ds`` itself when its transform is not fgvc's or normalises
+    otherwise than ``data_config`` says."""
+    import copy
+
+    from fgvc.data.transforms import Transform
+
+    tf = getattr(ds, "transform", None)
+    if not isinstance(tf, Transform) or not all(
+            torch.allclose(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+            for a, b in ((tf.mean, data_config["mean"]), (tf.std, data_config["std"]))):
+        return ds
+    view = copy.copy(ds)
+    view.transform = tf.as_uint8()
+    return view
 
 
 def _dataset_order(n: int, env: DistEnv) -> Tensor | None:

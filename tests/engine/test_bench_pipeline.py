@@ -12,7 +12,7 @@ import torch
 
 from fgvc import bench
 from fgvc.data import build_transforms
-from fgvc.engine.device_input import batch_format, to_model_input
+from fgvc.engine.device_input import batch_format, collate_channels_last, to_model_input
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_pipeline_rows(data_root: Path, tiny_recipe: Callable[..., Path], tmp_pa
     names = [r["loader"] for r in rows]
     assert names[:2] == ["torchvision train", "fgvc train"] and "torchvision eval" in names and "fgvc eval" in names
     if levers == "all":
-        assert {"fgvc, uint8 batches train", "fgvc, reduced-scale decode train",
+        assert {"fgvc, float batches train", "fgvc, float batches eval", "fgvc, reduced-scale decode train",
                 "fgvc, all levers off train"} <= set(names)
     for r in rows:
         assert r["kind"] == "pipeline" and r["batch"] == 1 and r["workers"] == 0 and r["label"] == "tiny"
@@ -65,22 +65,23 @@ def test_uint8_normalised_on_device_equals_float_pipeline(mean: tuple[float, ...
     as_uint8.set_random_seed(3)  # the same crop, flip and jitter
     x, u = as_float(img), as_uint8(img)
     assert u.dtype == torch.uint8 and x.dtype == torch.float32
-    batch = torch.stack([u, u])
-    out = to_model_input(batch, torch.device("cpu"), mean, std)
-    assert out.dtype == torch.float32 and torch.allclose(out[0], x, atol=1e-5, rtol=0)
+    contiguous = torch.stack([u, u])
+    channels_last = collate_channels_last([(u, 0), (u, 1)])[0]  # both layouts the loaders hand over
+    for batch in (contiguous, channels_last):
+        out = to_model_input(batch, torch.device("cpu"), mean, std)
+        assert out.dtype == torch.float32 and torch.allclose(out[0], x, atol=1e-5, rtol=0)
+        assert out.is_contiguous(memory_format=torch.channels_last) == (batch is channels_last)
 
 
 def test_float_batches_pass_through_unchanged() -> None:
     x = torch.randn(2, 3, 8, 8)
     out = to_model_input(x, torch.device("cpu"), (0.5,) * 3, (0.5,) * 3, channels_last=True)
     assert torch.equal(out, x) and out.is_contiguous(memory_format=torch.channels_last)
-    assert batch_format(torch.device("cpu")) == "float" and batch_format(torch.device("cuda")) == "uint8"
+    assert batch_format(torch.device("cpu")) == "uint8" and batch_format(torch.device("cuda")) == "uint8"
 
 
 def test_channels_last_collate_equals_default_collate() -> None:
     from torch.utils.data import default_collate
-
-    from fgvc.engine.device_input import collate_channels_last
 
     t = build_transforms(16, 20, (0.5,) * 3, (0.5,) * 3, train=False)
     rng = np.random.default_rng(1)

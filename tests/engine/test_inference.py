@@ -44,8 +44,16 @@ def test_collect_is_one_pass_in_dataset_order(wsdan_run):
     assert got.embedding.shape[0] == got.maps.shape[0] == got.boxes.shape[0] == got.feature_map.shape[0] == n
     top1 = 100.0 * float((got.prediction.argmax(1) == got.targets).float().mean())
     assert top1 == pytest.approx(final["top1"])  # the trainer's final test went through the same path
-    images = torch.stack([run.dataset("test")[i][0] for i in (0, 1)])
-    torch.testing.assert_close(run.infer(images).prediction.cpu(), got.prediction[:2])
+    images = torch.stack([run.dataset("test")[i][0] for i in (0, 1)])  # float, normalised by the dataset
+    torch.testing.assert_close(run.infer(images).prediction.cpu(), got.prediction[:2])  # collect: uint8 batches
+    from fgvc.engine.inference import _uint8_view
+
+    ds = run.dataset("test")
+    view = _uint8_view(ds, run.data_config)
+    assert view.transform.output == "uint8" and ds.transform.output == "float" and view.samples is ds.samples
+    as_uint8 = torch.stack([view[i][0] for i in (0, 1)])
+    assert as_uint8.dtype == torch.uint8 and torch.allclose(run.inputs(as_uint8), images, atol=1e-5, rtol=0)
+    assert _uint8_view(ds, {**run.data_config, "mean": (0.1, 0.2, 0.3)}) is ds  # normalised otherwise: left alone
     only = run.collect("test", ["embedding"])
     assert only.logits == {} and only.maps is None and torch.equal(only.embedding, got.embedding)
     tta = run.collect("test", ["logits"], tta=True).prediction
