@@ -213,7 +213,7 @@ def run(args: argparse.Namespace, command: str) -> int:
             key = (fmt, reduced, v.simplejpeg and decode.HAS_SIMPLEJPEG, v.cache and cached,
                    v.channels_last and cl and train)
             if key in seen:
-                continue  # the same loader as a row above (e.g. float batches on the CPU, no cache without one)
+                continue  # the same loader as a row above (e.g. "no cache" where no cache serves the recipe)
             seen.add(key)
             loader, ds = _fgvc_loader(cfg, split, train, dc, v, n, batch, workers, device, cl)
             row = {"loader": f"{v.name} {kind}", "split": split, "batch": batch,
