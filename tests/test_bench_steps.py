@@ -72,3 +72,15 @@ def test_steps_refuses_fp16_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFix
     results = tmp_path / "speed.jsonl"
     assert bench_main(["steps", recipe, "--amp", "fp16", "--device", "cpu", "--results", str(results)]) == 2
     assert "fp16 needs --device cuda" in capsys.readouterr().err and not results.exists()
+
+
+def test_isolate_times_every_row_in_a_process_of_its_own(tmp_path: Path) -> None:
+    wsdan = _recipe(tmp_path / "wsdan.yaml", "{name: wsdan, backbone: resnet50, args: {num_attentions: 2}}")
+    results = tmp_path / "speed.jsonl"
+    argv = ["steps", wsdan, "--backbone", "test_resnet.r160_in1k", "--img-size", "32", "--repeats", "1",
+            "--warmup", "0", "--isolate", "--steps-per-process", "1", "--device", "cpu", "--num-classes", "3",
+            "--threads", "1", "--results", str(results)]
+    assert bench_main(argv) == 0
+    rows = _rows(results)
+    assert [r["method"] for r in rows] == ["baseline", "wsdan"] and all(r["isolated"] for r in rows)
+    assert rows[0]["ratio"] == 1.0 and rows[1]["step_ms"] > 0 and rows[1]["params_m"] > 0

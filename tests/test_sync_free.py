@@ -29,6 +29,8 @@ CASES: dict[str, dict[str, Any]] = {  # name -> model section (each method on a 
                      "args": {"num_attentions": 4, "augment_warmup_steps": 1}},
     "wsdan-top-channels-zoom": {"name": "wsdan", "backbone": "test_resnet.r160_in1k",
                                 "args": {"num_attentions": 4, "attention_init": "top_channels", "zoom_source": 1.5}},
+    "wsdan-early-backward": {"name": "wsdan", "backbone": "test_resnet.r160_in1k", "args": {"num_attentions": 4},
+                             "backward_part": True},  # the trainer's per-view backward (Method.backward_part)
     "bcnn": {"name": "bcnn", "backbone": "test_resnet.r160_in1k"},
     "racnn": {"name": "racnn", "backbone": "test_resnet.r160_in1k", "args": {"num_scales": 2}},
     "cbam": {"name": "cbam", "backbone": "test_resnet.r160_in1k"},
@@ -51,7 +53,12 @@ def host_reads_raise(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _model(case: str, device: str = "cpu") -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_method(dict(CASES[case], pretrained=False), 5).to(device).train()
+    section = dict(CASES[case], pretrained=False)
+    early = section.pop("backward_part", False)
+    m = build_method(section, 5).to(device).train()
+    if early:  # as fgvc.engine.builder.part_backward without AMP or accumulation
+        m.backward_part = lambda part: part.float().backward()
+    return m
 
 
 def _batch(device: str = "cpu", soft: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,12 @@ first recipe's loss (no ``loss.aux``) and optimizer. Input and weights are rando
 or weight files). After ``--warmup`` untimed steps each, the rows' steps are timed interleaved, one step per row in
 each of ``--repeats`` rounds, so that load on a shared machine hits every row alike; ``step_ms`` is the median.
 
+With ``--isolate`` every round runs each row in a fresh process instead (``--warmup`` steps, then
+``--steps-per-process`` timed ones whose median is that round's time): rows timed in one process share its heap,
+and on this 2-core CPU a WS-DAN step left the plain step that followed it up to 40 % slower (949 against 628-696 ms
+alone), which inflated WS-DAN's ratio. Slower (a process start per row and round), but each row is timed as a
+training run would see it.
+
 ``ratio`` = step time / the baseline's step time (a time ratio: 3.0 is three times as slow), ``images_per_s`` =
 batch / step time, ``paired_ratio`` = the median over rounds of the same quotient within one round (steadier on a
 busy machine).
@@ -45,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--repeats", type=int, default=5, help="timed rounds, one step per row each (default 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
+    p.add_argument("--isolate", action="store_true",
+                   help="time each row in a process of its own in every round (see the module docstring)")
+    p.add_argument("--steps-per-process", type=int, default=3,
+                   help="with --isolate: timed steps per row and round, after --warmup (default 3)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--num-classes", type=int, default=200, help="classifier outputs (default 200, CUB's)")
     p.add_argument("--label", default="", help="a label stored with every row (e.g. the backbone and size)")
@@ -90,6 +100,32 @@ def _time_interleaved(works: list[Workload], warmup: int, repeats: int) -> list[
     return times
 
 
+def _time_alone(spec: SpeedSpec, cfg: dict[str, Any], warmup: int, steps: int, threads: int) -> float:
+    """In a fresh process: the median seconds of ``steps`` steps of ``spec``'s workload after ``warmup`` ones."""
+    if threads:
+        torch.set_num_threads(threads)
+    w = build_workload(spec, cfg)
+    w.method.train()
+    time_steps(w.train_step, warmup, 0, w.sync)
+    return statistics.median(time_steps(w.train_step, 0, 1, w.sync) for _ in range(steps))
+
+
+def _time_isolated(specs: list[SpeedSpec], cfgs: list[dict[str, Any]], args: argparse.Namespace
+                   ) -> list[list[float]]:
+    """Seconds of a step of each row in each of ``args.repeats`` rounds, every row and round in its own process."""
+    import multiprocessing as mp
+
+    if args.steps_per_process < 1:
+        raise SpeedError(f"--steps-per-process must be >= 1, not {args.steps_per_process}")
+    ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from this process's heap
+    times: list[list[float]] = [[] for _ in specs]
+    for _ in range(args.repeats):
+        for spec, cfg, out in zip(specs, cfgs, times):
+            with ctx.Pool(1) as pool:
+                out.append(pool.apply(_time_alone, (spec, cfg, args.warmup, args.steps_per_process, args.threads)))
+    return times
+
+
 def _step_key(cfg: dict[str, Any]) -> str:
     """What decides a step's cost in a recipe: the method and its arguments, the loss and the optimizer."""
     keys = ("optimizer", "momentum", "nesterov", "weight_decay", "lr", "backbone_lr_scale", "layer_decay")
@@ -106,30 +142,37 @@ def step_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
     rows_of: dict[str, dict[str, Any]] = {}  # step key -> {cfg, recipes}
     for path, cfg in [("(plain)", _baseline_recipe(recipes[0]))] + list(zip(args.recipes, recipes)):
         rows_of.setdefault(_step_key(cfg), {"cfg": cfg, "recipes": []})["recipes"].append(path)
-    works = []
+    works, specs = [], []
     for entry in rows_of.values():
         cfg = entry["cfg"]
         spec = SpeedSpec(backbone=backbone, method=cfg["model"]["name"], img_size=size, batch=batch,
                          steps=args.repeats, warmup=args.warmup, device=args.device, amp=args.amp,
                          channels_last=channels_last, num_classes=args.num_classes)
-        try:
+        try:  # built here also with --isolate: a bad recipe fails before any process starts
             works.append(build_workload(spec, cfg))
         except SpeedError as exc:
             raise SpeedError(f"{', '.join(entry['recipes'])}: {exc}") from exc
-    times = _time_interleaved(works, args.warmup, args.repeats)
+        specs.append(spec)
+    if args.isolate:
+        params = [sum(p.numel() for p in w.method.parameters()) for w in works]
+        device = works[0].device
+        works.clear()  # free this process's copies before the timed ones start
+        times = _time_isolated(specs, [e["cfg"] for e in rows_of.values()], args)
+    else:
+        params, device = [sum(p.numel() for p in w.method.parameters()) for w in works], works[0].device
+        times = _time_interleaved(works, args.warmup, args.repeats)
     base = statistics.median(times[0])
     rows = []
-    for entry, w, ts in zip(rows_of.values(), works, times):
+    for entry, n_params, ts in zip(rows_of.values(), params, times):
         cfg, step = entry["cfg"], statistics.median(ts)
         rows.append({"method": cfg["model"]["name"], "recipe": ", ".join(entry["recipes"]), "backbone": backbone,
                      "img_size": size, "batch": batch, "amp": args.amp, "channels_last": channels_last,
-                     "device": w.device.type, "step_ms": round(1000 * step, 1), "ratio": round(step / base, 3),
+                     "device": device.type, "step_ms": round(1000 * step, 1), "ratio": round(step / base, 3),
                      "paired_ratio": round(statistics.median(t / b for t, b in zip(ts, times[0])), 3),
-                     "images_per_s": round(batch / step, 2),
-                     "params_m": round(sum(p.numel() for p in w.method.parameters()) / 1e6, 2),
+                     "images_per_s": round(batch / step, 2), "params_m": round(n_params / 1e6, 2),
                      "optimizer": cfg["train"]["optimizer"], "repeats": args.repeats, "warmup": args.warmup,
-                     **({"label": args.label} if args.label else {})})
-    return rows, machine_info(works[0].device)
+                     "isolated": bool(args.isolate), **({"label": args.label} if args.label else {})})
+    return rows, machine_info(device)
 
 
 def run(args: argparse.Namespace, command: str) -> int:

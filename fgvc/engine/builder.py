@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from timm.scheduler import create_scheduler_v2
@@ -18,7 +18,7 @@ from fgvc.errors import ConfigError
 log = logging.getLogger("fgvc")
 
 __all__ = [
-    "resolve_device", "resolve_amp", "resolve_channels_last", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "build_optimizer",
+    "resolve_device", "resolve_amp", "resolve_channels_last", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "part_backward", "build_optimizer",
     "build_scheduler", "SeededSamples", "flip_warnings", "pk_shape",
 ]
 
@@ -195,6 +195,21 @@ def make_loader(
         # its own generator: creating an iterator must not consume the global torch RNG (exact resume)
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def part_backward(scaler: torch.amp.GradScaler, accum: int, env: DistEnv, distill: Any = None
+                  ) -> Callable[[torch.Tensor], None] | None:
+    """What the trainer hands a method as :attr:`fgvc.methods.base.Method.backward_part`: backpropagate a finished
+    part of the step's loss now, exactly as the trainer backpropagates the loss it is returned
+    (``scaler.scale(part / accum)``); None under DDP (the gradient all-reduce belongs to the one backward of the
+    step's returned loss) and with distillation (its loss reads the method's logits after the step)."""
+    if env.enabled or distill is not None:
+        return None
+
+    def backward(part: torch.Tensor) -> None:
+        scaler.scale(part.float() / accum).backward()
+
+    return backward
 
 
 def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float) -> torch.optim.Optimizer:

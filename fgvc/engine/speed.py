@@ -125,7 +125,8 @@ def build_workload(spec: SpeedSpec, recipe: dict[str, Any] | None = None) -> Wor
     (:func:`_recipe_method`); without one it has its default arguments, cross-entropy and SGD (momentum 0.9)."""
     import torch
 
-    from fgvc.engine.builder import resolve_device
+    from fgvc.engine.builder import part_backward, resolve_device
+    from fgvc.engine.distributed import DistEnv
     from fgvc.methods import build_method
 
     device = resolve_device(spec.device)
@@ -149,6 +150,7 @@ def build_workload(spec: SpeedSpec, recipe: dict[str, Any] | None = None) -> Wor
     y = torch.randint(0, spec.num_classes, (spec.batch,), device=device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")
+    method.backward_part = part_backward(scaler, 1, DistEnv())  # as the trainer (a multi-view step, e.g. WS-DAN)
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

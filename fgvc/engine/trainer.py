@@ -120,6 +120,7 @@ class Trainer:
             self.inference.datasets[d["val_split"]] = self.val_ds
         self.tb = open_tensorboard(cfg, self.run_dir, self.env, self.inference, self.val_ds)  # train.tensorboard
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        self.method.backward_part = builder.part_backward(self.scaler, self.tr["grad_accum"], self.env, self.distill)
         self.mixup = None
         if self.tr["mixup"] > 0 or self.tr["cutmix"] > 0:
             self.mixup = Mixup(mixup_alpha=self.tr["mixup"], cutmix_alpha=self.tr["cutmix"],

@@ -101,6 +101,10 @@ class Method(nn.Module):
         self.aux_losses = nn.ModuleList()
         self.stage = "main"
         self.penalties: dict[str, Callable[[], Tensor]] = {}  # added to the training loss (not saved)
+        # set by the trainer (fgvc.engine.builder.part_backward): backpropagates a finished, independent part of the
+        # step's loss at once, as the trainer would the whole (AMP scale, accumulation), so that a multi-view step
+        # holds one view's graph at a time. None (DDP, distillation, other loops): every part stays in "loss".
+        self.backward_part: Callable[[Tensor], None] | None = None
         self.freeze_norm = False  # BatchNorm layers in eval mode during training (not saved)
 
     def add_feature_losses(self, feat_dim: int) -> None:

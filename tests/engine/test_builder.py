@@ -32,3 +32,16 @@ def test_optimizer_groups_scale_lr_and_skip_decay_on_1d():
     opt = build_optimizer(groups, dict(DEFAULTS["train"], weight_decay=0.5), lr=0.2)
     got = {(g["name"], g["weight_decay"]): g["lr"] for g in opt.param_groups}
     assert got == {("backbone", 0.5): 0.2 * 0.1, ("backbone", 0.0): 0.2 * 0.1, ("head", 0.5): 0.2, ("head", 0.0): 0.2}
+
+
+def test_part_backward_is_the_trainers_backward_and_off_under_ddp_or_distillation():
+    from fgvc.engine.builder import part_backward
+    from fgvc.engine.distributed import DistEnv
+
+    w = torch.ones(3, requires_grad=True)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    backward = part_backward(scaler, 4, DistEnv())
+    backward((w * 2).sum())  # scaled by 1 / grad_accum, as the trainer scales the step's loss
+    torch.testing.assert_close(w.grad, torch.full((3,), 0.5))
+    assert part_backward(scaler, 1, DistEnv(rank=0, world_size=2, local_rank=0)) is None
+    assert part_backward(scaler, 1, DistEnv(), distill=object()) is None

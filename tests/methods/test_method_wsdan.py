@@ -188,3 +188,30 @@ def test_resumed_step_count_decides_the_warmup_without_reading_the_device():
     resumed = _model(augment_warmup_steps=1).train()
     resumed.load_state_dict(trained.state_dict())  # a resume: steps_done = 1, and its host copy follows
     assert "ce_crop" in resumed.training_step(x, y) and int(resumed.steps_done) == 2
+
+
+def test_backpropagating_each_view_early_gives_the_same_step():
+    """With the trainer's ``backward_part`` the raw and crop views are backpropagated as soon as their losses exist
+    (one view's graph alive at a time); the gradients, the logged values, the returned loss value and the buffers
+    (BatchNorm statistics, centers) equal the one-backward step's."""
+    results = []
+    for early in (False, True):
+        m = _model().train()
+        parts: list[float] = []
+        if early:
+            m.backward_part = lambda part: parts.append(float(part.detach())) or part.backward()
+        torch.manual_seed(1)  # the same crop/drop draws
+        x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 1, 3])
+        out = m.training_step(x, y)
+        out["loss"].backward()
+        assert len(parts) == (2 if early else 0)
+        grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+        logged = {k: out[k].detach().clone() for k in ("loss", "ce_raw", "ce_crop", "ce_drop", "attn_center")}
+        results.append((grads, logged, {n: b.clone() for n, b in m.named_buffers()}))
+    (g0, l0, b0), (g1, l1, b1) = results
+    assert g0.keys() == g1.keys() and len(g0) > 10
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-6, msg=name)
+    for d0, d1 in ((l0, l1), (b0, b1)):
+        for key in d0:
+            torch.testing.assert_close(d1[key], d0[key], rtol=1e-5, atol=1e-6, msg=key)
