@@ -157,6 +157,8 @@ def step_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
         params = [sum(p.numel() for p in w.method.parameters()) for w in works]
         device = works[0].device
         works.clear()  # free this process's copies before the timed ones start
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the children's memory, not this process's cache
         times = _time_isolated(specs, [e["cfg"] for e in rows_of.values()], args)
     else:
         params, device = [sum(p.numel() for p in w.method.parameters()) for w in works], works[0].device
