@@ -11,7 +11,8 @@ trainer's), so that saving is not counted.
 The reference is torchvision's ``ImageFolder`` recipe over the same files, worker count, output size and batch: PIL
 open + ``convert("RGB")``, ``RandomResizedCrop`` (+ the recipe's flip and colour jitter) for train, ``Resize`` +
 ``CenterCrop`` for eval, then ``ToTensor`` and ``Normalize``. fgvc's train split (and its eval split, for the first)
-is also timed with the batch format flipped (uint8 / float), the reduced-scale JPEG decode flipped (off by default: it changes pixels), each lever
+is also timed with the batch format flipped (uint8 / float), the reduced-scale JPEG decode flipped (off by default: it
+changes pixels), each lever
 switched off in turn (PIL's decoder instead of simplejpeg, no pre-resized cache, a contiguous instead of a
 channels-last collate) and with all of them off (float, full size, PIL, no cache, contiguous: fgvc's pipeline before
 these levers), so the table shows what each lever buys. A split smaller than ``--images`` is repeated (as in later

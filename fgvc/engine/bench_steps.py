@@ -153,15 +153,13 @@ def step_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
         except SpeedError as exc:
             raise SpeedError(f"{', '.join(entry['recipes'])}: {exc}") from exc
         specs.append(spec)
+    params, device = [sum(p.numel() for p in w.method.parameters()) for w in works], works[0].device
     if args.isolate:
-        params = [sum(p.numel() for p in w.method.parameters()) for w in works]
-        device = works[0].device
         works.clear()  # free this process's copies before the timed ones start
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the children's memory, not this process's cache
         times = _time_isolated(specs, [e["cfg"] for e in rows_of.values()], args)
     else:
-        params, device = [sum(p.numel() for p in w.method.parameters()) for w in works], works[0].device
         times = _time_interleaved(works, args.warmup, args.repeats)
     base = statistics.median(times[0])
     rows = []

@@ -3,8 +3,8 @@
 DataLoader workers that stop at uint8 (``build_transform(..., output="uint8")``) skip the float maths and pass a
 batch 4x smaller across the process boundary (and, on CUDA, across PCIe); :func:`to_model_input` moves it to the
 device and normalises it there, once, as ``x / (255 std) - mean / std`` (albumentations'
-``Normalize(max_pixel_value=255)`` within float32 rounding). A float batch is taken as already normalised (deploy calibration,
-parity checks, single-file prediction, tests) and only moved, so every caller may route its input through here.
+``Normalize(max_pixel_value=255)`` within float32 rounding). A float batch is taken as already normalised (deploy
+calibration, parity checks, single-file prediction, tests) and only moved, so every caller may route its input through here.
 
 :func:`collate_channels_last` stacks the transforms' ``3, H, W`` views of ``H, W, 3`` arrays without transposing
 them: the batch is ``B, 3, H, W`` in channels-last memory, which is what a channels-last CNN wants anyway (a plain

@@ -85,7 +85,7 @@ class Trainer:
         self.method = builder.build_method_from_cfg(cfg, len(self.class_names), self.train_ds.class_counts().tolist())
         self.method.freeze_norm = bool(self.tr["freeze_norm"])  # BatchNorm statistics kept from the pretrained backbone
         dc = self.data_config = self.method.data_config()
-        self.train_ds.transform = builder.build_transform(cfg, True, dc, batch_format(self.device))  # uint8, normalised on the device
+        self.train_ds.transform = builder.build_transform(cfg, True, dc, batch_format(self.device))  # uint8
         self.train_ds.bad_log = self.run_dir / "bad_images.tsv"
         for warning in builder.flip_warnings(self.train_ds, {"data.augment.hflip": d["augment"]["hflip"],
                                                              "eval.tta_flip": cfg["eval"]["tta_flip"]}) + crop_warnings(d):
