@@ -10,7 +10,8 @@ the rounds' medians.
 
 Exactness: every path computes the logits of all ``N`` images, compared with eager's. ``agrees``: the same top-1
 class for every image; ``max_abs_diff``: the largest logit difference; ``exact``: agrees and the difference within
-the export parity tolerance (:data:`fgvc.deploy.parity.REL_TOL` relative). No path is faster by being wrong: the
+the export parity tolerance (:func:`fgvc.deploy.parity.rel_tol_for`: 1e-3 relative; 1e-2 on a CUDA device whose fp32
+reference runs TF32 convolutions, as PyTorch's defaults do). No path is faster by being wrong: the
 summary names the fastest *exact* path, and ``default`` marks the one ``fgvc.evaluate`` / ``fgvc.predict`` take
 with ``--backend auto``. A path that cannot run here (onnxruntime missing, compile failing, fp16 on the CPU) gets
 a row with ``note`` instead of numbers, and the command goes on.
@@ -50,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=0, help="timed calls per round (0: 20 at batch 1, else 5)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the row is their median")
+    p.add_argument("--label", default=None, help="a label stored with every row (default: the target as given), "
+                                                 "so that tables of different models stay apart in speed.md")
 
 
 def time_paths(fns: dict[str, Callable[[Tensor], Any]], x: Tensor, repeats: int, rounds: int) -> dict[str, float]:
@@ -81,7 +84,7 @@ def measure(trained: Any, images: Tensor, batches: list[int], paths: list[str], 
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """The rows of one table: ``images`` (``N, 3, S, S``, normalised, on the run's device) through each of ``paths``
     of ``trained`` (a :class:`TrainedRun`) at each batch size (see the module doc)."""
-    from fgvc.deploy.parity import compare
+    from fgvc.deploy.parity import compare, rel_tol_for
     from fgvc.engine.fast_infer import InferPath, auto_choice, build_path
 
     chunk = max(batches)
@@ -110,7 +113,7 @@ def measure(trained: Any, images: Tensor, batches: list[int], paths: list[str], 
                 notes[name] = _note(e)
                 del built[name]
                 continue
-            report = compare(ref, got)
+            report = compare(ref, got, rel_tol_for(trained.runtime.device))
             agrees = bool((ref.argmax(1) == got.argmax(1)).all())
             within = report.max_abs_diff <= report.tolerance and name not in ("bf16", "fp16")  # autocast: approximate
             quality[name] = {"agrees": agrees, "max_abs_diff": float(report.max_abs_diff), "exact": agrees and within}
@@ -171,6 +174,8 @@ def run(args: argparse.Namespace, command: str) -> int:
     print(f"fgvc.bench infer: {trained.describe()}, {len(images)} {split} images at {images.shape[-1]} px, "
           f"{trained.runtime.device.type}, {torch.get_num_threads()} threads")
     rows = measure(trained, images, args.batches, paths, args.repeats, args.rounds)
+    label = args.target if args.label is None else args.label
+    rows = [{**r, "label": label} for r in rows] if label else rows
     finish_table("infer", rows, command, machine_info(trained.runtime.device), args.results)
     for b in args.batches:
         print(_fastest_line(rows, b))

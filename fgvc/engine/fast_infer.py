@@ -16,7 +16,8 @@ vision transformers). The exported file is cached as ``RUN/cache/infer/<checkpoi
 of the weights, the model keys, the input size and the torch version; a changed checkpoint or ``--set`` re-exports.
 
 No path is faster by being wrong: a file or compiled path is checked against PyTorch on the first batch of every
-command (:func:`fgvc.deploy.parity.compare`: the same top-1 for every image, logits within its tolerance), and on a
+command (:func:`fgvc.deploy.parity.compare`: the same top-1 for every image, logits within the tolerance of
+:func:`fgvc.deploy.parity.rel_tol_for`, wider where CUDA's fp32 reference itself runs TF32), and on a
 disagreement or an error the command goes on with PyTorch and says why. Such a path gives the headline logits only:
 where every prediction of a multi-head method (WS-DAN's raw / crop / refined) or other outputs are needed, PyTorch runs.
 """
@@ -274,9 +275,10 @@ class Backend:
             except Exception as e:
                 self._fail(f"failed on the first batch ({_first_line(e)})")
                 return ref
-            from fgvc.deploy.parity import compare
+            from fgvc.deploy.parity import compare, rel_tol_for
 
-            self.report = compare(ref.prediction.float().cpu().numpy(), got.numpy())
+            self.report = compare(ref.prediction.float().cpu().numpy(), got.numpy(),
+                                  rel_tol_for(self.run.runtime.device))
             if self.report.passed:
                 self.state = "checked"
             else:
