@@ -33,7 +33,7 @@ def test_infer_table_has_every_path_checked_against_eager(run_dir, tmp_path, cap
     assert bench_main(["infer", str(run_dir), *FAST, "--paths", *paths, "--results", str(results)]) == 0
     rows = _rows(results)
     assert [(r["path"], r["batch"]) for r in rows] == [(p, b) for b in (1, 4) for p in paths]
-    assert len({r["table"] for r in rows}) == 1
+    assert len({r["table"] for r in rows}) == 1 and {r["label"] for r in rows} == {str(run_dir)}  # default label
     for r in rows:
         assert FIELDS <= set(r) and r["kind"] == "infer" and isinstance(r["agrees"], (bool, type(None)))
     eager = [r for r in rows if r["path"] == "eager"]
@@ -64,9 +64,10 @@ def test_a_failing_compile_is_a_row_not_a_crash(run_dir, tmp_path, monkeypatch):
 def test_a_recipe_is_benchmarked_with_its_untrained_head(synthetic_set, tiny_recipe, tmp_path):
     recipe = tiny_recipe(tmp_path / "r.yaml", synthetic_set(4))
     results = tmp_path / "speed.jsonl"
-    assert bench_main(["infer", str(recipe), *FAST, "--paths", "eager", "channels_last", "--results",
-                       str(results)]) == 0
+    assert bench_main(["infer", str(recipe), *FAST, "--paths", "eager", "channels_last", "--label", "tiny",
+                       "--results", str(results)]) == 0
     rows = _rows(results)
+    assert {r["label"] for r in rows} == {"tiny"}
     assert {r["path"] for r in rows} == {"eager", "channels_last"} and all(r["agrees"] for r in rows)
     assert any(r["default"] and r["path"] == "channels_last" for r in rows)  # a recipe: its PyTorch path (CNN)
 
