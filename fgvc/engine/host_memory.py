@@ -7,6 +7,9 @@ WS-DAN keeps three graphs alive at once (raw, crop and drop views): measured on 
 (tf_efficientnet_lite0, 160 px, batch 32, channels-last, fp32), a WS-DAN step took ~255,000-335,000 minor page
 faults and 2.1-2.5 s, the plain step none. With mmap off and a 1 GiB trim threshold, WS-DAN took ~700 faults and
 1.96 s (3.19x the plain step instead of 3.63x in the same back-to-back measurement), and the plain step was unchanged.
+At 448 px (batch 16) a 1 GiB threshold was not enough: each view's freed graph left more than 1 GiB free at the heap
+top, glibc trimmed it, and WS-DAN took 360,000-680,000 faults and 8.1-9.7 s per step; with trimming off (``-1``, the
+value mallopt(3) documents for that) 0-75,000 faults and 6.5-7.2 s, the plain step unchanged (2.1 s, no faults).
 
 The price is that the process keeps its peak heap instead of returning it to the system between steps, which is
 what a training process needs anyway. Only glibc (Linux) has these settings; elsewhere :func:`keep_freed_memory` does
@@ -26,12 +29,12 @@ __all__ = ["keep_freed_memory", "M_TRIM_THRESHOLD", "M_MMAP_MAX", "TRIM_THRESHOL
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_MAX = -4
-TRIM_THRESHOLD = 1 << 30  # free heap top kept before it is returned to the kernel: 1 GiB
+TRIM_THRESHOLD = -1  # glibc: never return the free heap top to the kernel (a finite bound fits in an int: <= 2 GiB)
 _done: bool | None = None
 
 
 def keep_freed_memory(device: Any = "cpu") -> bool:
-    """Tell glibc to serve every allocation from the heap and keep up to :data:`TRIM_THRESHOLD` of freed memory, when
+    """Tell glibc to serve every allocation from the heap and keep freed memory (:data:`TRIM_THRESHOLD`), when
     the model runs on the CPU (``device``: a torch device or its type). Returns True when the settings took effect
     (applied once per process; later calls return the first result)."""
     global _done
@@ -53,5 +56,5 @@ def keep_freed_memory(device: Any = "cpu") -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(mallopt(M_MMAP_MAX, 0))
     if _done:
-        log.debug("glibc malloc: no mmap, 1 GiB trim threshold (freed step memory stays in the process)")
+        log.debug("glibc malloc: no mmap, no trimming (freed step memory stays in the process)")
     return _done
