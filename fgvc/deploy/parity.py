@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["REL_TOL", "REL_TOL_TF32", "rel_tol_for", "MAX_IMAGES", "ParityReport", "compare", "parity_images", "check_parity"]
+__all__ = ["REL_TOL", "REL_TOL_TF32", "rel_tol_for", "MAX_IMAGES", "ParityReport", "compare", "parity_images",
+           "check_parity"]
 
 REL_TOL = 1e-3
 REL_TOL_TF32 = 1e-2
