@@ -8,7 +8,7 @@ the drop masks, the center loss and an optimizer step over 11.6 M instead of 3.6
 
 This script times each row in a fresh process (``--steps`` timed steps after ``--warmup``, their median), every row
 once per round, and reports the median over ``--rounds`` rounds; rows sharing one process disturb each other (after
-WS-DAN's steps a plain step in the same process ran up to 40 % slower, and at 448 px even more):
+WS-DAN's steps a plain step in the same process ran up to 40 % slower; at 448 px 2.9-3.7 s against 2.2-2.4 s alone):
 
 * ``plain``: the plain fine-tuning step (``fgvc.bench steps``' reference row), and ``wsdan``: WS-DAN's step, both
   exactly as ``fgvc.bench steps`` builds them (the recipes' losses and optimizers, the trainer's per-view backward);
