@@ -27,11 +27,10 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -57,43 +56,33 @@ class StoredFeatures(nn.Module):
 ROWS = ("plain", "plain, heads only", "wsdan", "wsdan, heads only")
 
 
-def build_row(args: argparse.Namespace, row: str) -> Any:
-    """The :class:`fgvc.engine.speed.Workload` of ``row`` (one of :data:`ROWS`), as ``fgvc.bench steps`` builds it."""
+def use_stored_features(batch: int, img_size: int, work: Any) -> None:
+    """``prepare`` hook of :func:`fgvc.engine.bench_steps.time_alone`: the workload's backbone becomes
+    :class:`StoredFeatures` holding its own output on a random batch (the real feature map's shape and layout)."""
+    x = torch.randn(batch, 3, img_size, img_size).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        feats = work.method.backbone(x)  # B, C, h, w
+    work.method.backbone = StoredFeatures(feats)
+
+
+def row_spec(args: argparse.Namespace, row: str) -> tuple[Any, dict[str, Any], Callable[[Any], None] | None]:
+    """``(spec, recipe, prepare)`` of ``row`` (one of :data:`ROWS`), as ``fgvc.bench steps`` builds its rows."""
     from fgvc.config import load_recipe
-    from fgvc.engine.speed import SpeedSpec, build_workload
+    from fgvc.engine.speed import SpeedSpec
 
     name = row.split(",")[0]
     spec = SpeedSpec(backbone=args.backbone, method="baseline" if name == "plain" else name, img_size=args.img_size,
                      batch=args.batch, channels_last=True, device="cpu")
-    work = build_workload(spec, load_recipe(RECIPES[name])[0])
-    if row.endswith("heads only"):
-        x = torch.randn(args.batch, 3, args.img_size, args.img_size).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            feats = work.method.backbone(x)  # B, C, h, w: the real feature map's shape and layout
-        work.method.backbone = StoredFeatures(feats)
-    return work
-
-
-def child(args: argparse.Namespace) -> int:
-    """One row in this process: ``--warmup`` untimed steps, then ``--steps`` timed ones; prints their median ms."""
-    step = build_row(args, args.only).train_step
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(1000 * (time.perf_counter() - t0))
-    print(json.dumps({"row": args.only, "ms": statistics.median(times)}))
-    return 0
+    prepare = partial(use_stored_features, args.batch, args.img_size) if row.endswith("heads only") else None
+    return spec, load_recipe(RECIPES[name])[0], prepare
 
 
 def isolated(args: argparse.Namespace, row: str) -> float:
     """Median ms of ``row`` measured in a fresh process (rows sharing a process disturb each other's heap)."""
-    cmd = [sys.executable, __file__, "--only", row, "--backbone", args.backbone, "--img-size", str(args.img_size),
-           "--batch", str(args.batch), "--warmup", str(args.warmup), "--steps", str(args.steps)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["ms"])
+    from fgvc.engine.bench_steps import time_in_fresh_process
+
+    spec, recipe, prepare = row_spec(args, row)
+    return 1000 * time_in_fresh_process(spec, recipe, args.warmup, args.steps, prepare=prepare)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,11 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="rounds; each runs every row once, in a fresh process")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per row and process")
     p.add_argument("--steps", type=int, default=3, help="timed steps per row and process (their median)")
-    p.add_argument("--only", choices=ROWS, help=argparse.SUPPRESS)
     p.add_argument("--out", default="benchmarks/results/wsdan_step_floor.json", help="JSON; a .md beside it")
     args = p.parse_args(argv)
-    if args.only:
-        return child(args)
     times: dict[str, list[float]] = {name: [] for name in ROWS}
     for r in range(args.rounds):
         for name in ROWS:

@@ -23,8 +23,12 @@ def test_heads_only_step_leaves_the_backbone_out(monkeypatch):
     monkeypatch.chdir(REPO)
     floor = _script()
     args = argparse.Namespace(backbone="tf_efficientnet_lite0", img_size=64, batch=2)
+    from fgvc.engine.speed import build_workload
+
     for row in ("wsdan, heads only", "plain, heads only"):
-        work = floor.build_row(args, row)
+        spec, recipe, prepare = floor.row_spec(args, row)
+        work = build_workload(spec, recipe)
+        prepare(work)
         method = work.method
         work.train_step()
         assert isinstance(method.backbone, floor.StoredFeatures)

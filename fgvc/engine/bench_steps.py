@@ -28,7 +28,7 @@ import argparse
 import copy
 import json
 import statistics
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -37,7 +37,7 @@ from fgvc.engine.bench_io import finish_table
 from fgvc.engine.speed import SpeedSpec, Workload, build_workload, machine_info, time_steps
 from fgvc.errors import SpeedError
 
-__all__ = ["add_arguments", "run", "step_rows"]
+__all__ = ["add_arguments", "run", "step_rows", "time_alone", "time_in_fresh_process"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,29 +100,38 @@ def _time_interleaved(works: list[Workload], warmup: int, repeats: int) -> list[
     return times
 
 
-def _time_alone(spec: SpeedSpec, cfg: dict[str, Any], warmup: int, steps: int, threads: int) -> float:
-    """In a fresh process: the median seconds of ``steps`` steps of ``spec``'s workload after ``warmup`` ones."""
+def time_alone(spec: SpeedSpec, cfg: dict[str, Any], warmup: int, steps: int, threads: int = 0,
+               prepare: Callable[[Workload], None] | None = None) -> float:
+    """The median seconds of ``steps`` steps of ``spec``'s workload after ``warmup`` ones, in this process;
+    ``prepare`` (picklable) may change the built workload first (e.g. a benchmark's stand-in backbone)."""
     if threads:
         torch.set_num_threads(threads)
     w = build_workload(spec, cfg)
     w.method.train()
+    if prepare is not None:
+        prepare(w)
     time_steps(w.train_step, warmup, 0, w.sync)
     return statistics.median(time_steps(w.train_step, 0, 1, w.sync) for _ in range(steps))
+
+
+def time_in_fresh_process(spec: SpeedSpec, cfg: dict[str, Any], warmup: int, steps: int, threads: int = 0,
+                          prepare: Callable[[Workload], None] | None = None) -> float:
+    """:func:`time_alone` in a freshly spawned interpreter: nothing inherited from this process's heap."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(time_alone, (spec, cfg, warmup, steps, threads, prepare))
 
 
 def _time_isolated(specs: list[SpeedSpec], cfgs: list[dict[str, Any]], args: argparse.Namespace
                    ) -> list[list[float]]:
     """Seconds of a step of each row in each of ``args.repeats`` rounds, every row and round in its own process."""
-    import multiprocessing as mp
-
     if args.steps_per_process < 1:
         raise SpeedError(f"--steps-per-process must be >= 1, not {args.steps_per_process}")
-    ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from this process's heap
     times: list[list[float]] = [[] for _ in specs]
     for _ in range(args.repeats):
         for spec, cfg, out in zip(specs, cfgs, times):
-            with ctx.Pool(1) as pool:
-                out.append(pool.apply(_time_alone, (spec, cfg, args.warmup, args.steps_per_process, args.threads)))
+            out.append(time_in_fresh_process(spec, cfg, args.warmup, args.steps_per_process, args.threads))
     return times
 
 
