@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per row and process (their median)")
     p.add_argument("--out", default="benchmarks/results/wsdan_step_floor.json", help="JSON; a .md beside it")
     args = p.parse_args(argv)
+    from fgvc.engine.speed import machine_info
     times: dict[str, list[float]] = {name: [] for name in ROWS}
     for r in range(args.rounds):
         for name in ROWS:
@@ -117,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(min {min(per_round):.2f}, max {max(per_round):.2f})")
     record = {"date": dt.datetime.now().isoformat(timespec="seconds"), "command": " ".join(["python"] + sys.argv),
               "backbone": args.backbone, "img_size": args.img_size, "batch": args.batch, "rounds": args.rounds,
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows,
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "machine": machine_info(torch.device("cpu")), "rows": rows,
               "per_round_ratio": [round(v, 3) for v in per_round], "raw_ms": times}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     md = [f"# WS-DAN's step against a plain step: {args.backbone}, {args.img_size} px, batch {args.batch}, fp32, "
           "channels-last, CPU", "",
-          f"{record['date']}; `{record['command']}`; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{record['date']}; `{record['command']}`; {record['machine']['device_name']}, "
+          f"{record['machine']['cpu_count']} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"each row in a fresh process per round ({args.steps} timed steps after {args.warmup}), medians of "
           f"{args.rounds} rounds. Heads only: the step with the backbone replaced by a "
           "stored feature map of its real shape.", "", "| part | ms | x plain step |", "|---|---|---|"]
