@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["REL_TOL", "REL_TOL_TF32", "rel_tol_for", "MAX_IMAGES", "ParityReport", "compare", "parity_images",
+__all__ = ["REL_TOL", "REL_TOL_TF32", "rel_tol_for", "tolerance_for", "MAX_IMAGES", "ParityReport", "compare", "parity_images",
            "check_parity"]
 
 REL_TOL = 1e-3
@@ -44,8 +44,14 @@ def rel_tol_for(device: torch.device | str) -> float:
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
         return REL_TOL
-    tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
-    return REL_TOL_TF32 if tf32 and torch.cuda.get_device_capability(device)[0] >= 8 else REL_TOL
+    tf32 = bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+    return tolerance_for(torch.cuda.get_device_capability(device)[0], tf32)
+
+
+def tolerance_for(capability_major: int | None, tf32_allowed: bool) -> float:
+    """The rule behind :func:`rel_tol_for`, on plain values: ``capability_major`` is the CUDA compute capability's
+    major number (None off CUDA), ``tf32_allowed`` whether PyTorch lets fp32 convolutions or matmuls use TF32."""
+    return REL_TOL_TF32 if capability_major is not None and capability_major >= 8 and tf32_allowed else REL_TOL
 
 
 @dataclass
