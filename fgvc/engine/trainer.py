@@ -129,7 +129,7 @@ class Trainer:
         self.stages = self.tr["stages"] or [{"name": "main", "epochs": self.tr["epochs"]}]
         self.total_epochs = sum(s["epochs"] for s in self.stages)
 
-    def _enter_stage(self, idx: int) -> None:
+    def _enter_stage(self, idx: int, announce: bool = True) -> None:
         stage = self.stages[idx]
         self.method.set_stage(stage["name"])
         lr = stage.get("lr", self.tr["lr"])
@@ -149,8 +149,9 @@ class Trainer:
             self.train_module = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                              find_unused_parameters=True)
         n_train = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
-        log.info(f"stage {idx + 1}/{len(self.stages)} '{stage['name']}': {stage['epochs']} epoch(s), lr {lr:g}, "
-                 f"{n_train / 1e6:.2f} M trainable parameters")
+        if announce:
+            log.info(f"stage {idx + 1}/{len(self.stages)} '{stage['name']}': {stage['epochs']} epoch(s), lr {lr:g}, "
+                     f"{n_train / 1e6:.2f} M trainable parameters")
 
     # ------------------------------------------------------------ checkpoint
     def _state(self) -> dict[str, Any]:
@@ -222,7 +223,7 @@ class Trainer:
     def finish_untrained(self) -> dict[str, Any]:
         """The final test and checkpoints of a model that is complete without training (``fgvc.extend``'s weight
         imprinting): the schedule is marked done, so ``--resume`` re-evaluates and trains nothing."""
-        self._enter_stage(0)
+        self._enter_stage(0, announce=False)  # an optimizer for the checkpoint; no stage is trained
         self.progress.update(stage=0, epoch_in_stage=self.stages[0]["epochs"])
         final = self.final()
         self.save()
@@ -366,15 +367,19 @@ class Trainer:
         res = results["classification"].metrics
         res.update(split=self.test_split, weights="ema" if self.ema is not None else "model",
                    epochs=self.progress["epoch"], steps=self.progress["global_step"],
-                   train_seconds=round(self.train_seconds, 1), best_val_top1=self.best["val_top1"],
-                   best_val_epoch=self.best["epoch"] + 1, bad_images=_count_lines(self.run_dir / "bad_images.tsv"),
-                   tta_flip=tta)
+                   train_seconds=round(self.train_seconds, 1),
+                   # null without a validated epoch (no validation split, or no training)
+                   best_val_top1=self.best["val_top1"] if self.best["epoch"] >= 0 else None,
+                   best_val_epoch=self.best["epoch"] + 1 if self.best["epoch"] >= 0 else None,
+                   bad_images=_count_lines(self.run_dir / "bad_images.tsv"), tta_flip=tta)
         if self.env.is_main:
             if res["bad_images"]:
                 log.warning(f"skipped {res['bad_images']} bad image(s) (data.on_bad_image=skip); they are listed in "
                             f"{self.run_dir / 'bad_images.tsv'}")
-            res["fit"] = analyse_run(self.run_dir)  # over/underfitting verdict of metrics.jsonl (fgvc.engine.fit)
-            log.info(describe_fit(res["fit"]))
+            # over/underfitting verdict of metrics.jsonl (fgvc.engine.fit); none for a model that was not trained
+            res["fit"] = analyse_run(self.run_dir) if self.progress["global_step"] else None
+            if res["fit"] is not None:
+                log.info(describe_fit(res["fit"]))
             if self.tb is not None:
                 self.tb.close()
             write_json(self.run_dir / "final.json", res)
