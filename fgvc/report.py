@@ -97,17 +97,13 @@ def results_section(run_dir: Path, final: dict[str, Any], here: dict[str, Any], 
                  f"<b>{esc(row.dataset)}</b> in {esc(published_csv)} (match: {esc(row.match)}).</p>")
     else:
         pub = row.published_row or {}
-        kind = "warn" if row.subset or row.match != "backbone" or row.img_size_differs else "good"
-        caveats = [c for c, on in (("this run's data is a subset / mini / synthetic set: NOT comparable with the "
-                                    "paper's full test set", row.subset),
-                                   (f"the paper used backbone {pub.get('backbone')}", row.match != "backbone"),
-                                   (f"the paper trained at {pub.get('img_size')} px", row.img_size_differs)) if on]
         body += table(["", "top-1", "backbone", "img size", "source"], [
             ("this run", row.top1, row.backbone, row.img_size, str(run_dir)),
             ("published", row.published, pub.get("backbone"), pub.get("img_size"),
              f"{pub.get('source')} ({pub.get('venue')})")])
-        body += f"<p class='{kind}'>gap {row.gap:+.2f} points" + (": " + "; ".join(caveats) if caveats else "") + \
-                "</p>"
+        body += (f"<p class='good'>gap {row.gap:+.2f} points (same data, backbone and image size)</p>" if row.comparable
+                 else "<p class='warn'>no gap shown: NOT comparable with the published setting (" +
+                 esc("; ".join(row.caveats)) + ")</p>")
     return Section("Results", body)
 
 

@@ -143,7 +143,7 @@ class ReportRow:
     published: float | None  # the matched row's top-1
     published_row: dict[str, Any] | None
     match: str  # backbone | other-backbone | no-number | none (see match_published)
-    gap: float | None  # ours - published
+    gap: float | None  # ours - published (shown only when ``comparable``)
     subset: bool  # subset / mini / synthetic data: not comparable with the papers
     finished: bool  # final.json exists
     cite: int | None = None  # 1-based number of published_row in Report.sources, None when not cited
@@ -154,6 +154,26 @@ class ReportRow:
         pub = self.published_row
         return (self.match in ("backbone", "other-backbone") and bool(pub and pub.get("img_size"))
                 and str(pub["img_size"]) != str(self.img_size))
+
+    @property
+    def caveats(self) -> list[str]:
+        """Why this run's top-1 is not comparable with the matched published number ([] when it is, or when no
+        number was matched): a subset / mini / synthetic data set, another backbone, another image size, an
+        unfinished run."""
+        if self.published is None:
+            return []
+        pub = self.published_row or {}
+        return [c for c, on in (
+            ("this run's data is a subset / mini / synthetic set, not the paper's full test set", self.subset),
+            (f"the paper used backbone {pub.get('backbone')}, this run {self.backbone}", self.match != "backbone"),
+            (f"the paper trained at {pub.get('img_size')} px, this run at {self.img_size} px", self.img_size_differs),
+            ("the run did not finish (no final.json)", not self.finished)) if on]
+
+    @property
+    def comparable(self) -> bool:
+        """A published number was matched and this run has its setting (full data, backbone, image size, done):
+        only then is ``gap`` worth showing."""
+        return self.published is not None and self.gap is not None and not self.caveats
 
 
 @dataclass(frozen=True)

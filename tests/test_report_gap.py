@@ -1,0 +1,43 @@
+"""fgvc.report's "gap vs paper" line: a gap only for a run in the published setting (full data, same backbone and
+image size, finished); otherwise the reasons it is not comparable, and no number."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from fgvc import config
+from fgvc.engine.report import compare_runs
+from fgvc.report import results_section
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "benchmarks" / "published.csv"
+HERE = {"what": "final-epoch weights", "split": "test", "top1": 80.0, "n": 5794}
+
+
+def fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, img_size: int, top1: float) -> Path:
+    cfg = copy.deepcopy(config.DEFAULTS)
+    cfg["model"].update(name=method, backbone=backbone)
+    cfg["data"].update(name="cub200", root=data_root, img_size=img_size)
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config.dump(cfg))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "loss": 1.0, "images_per_s": 10.0}) + "\n")
+    (run / "final.json").write_text(json.dumps({"top1": top1, "epochs": 2}))
+    return run
+
+
+def test_gap_only_in_the_published_setting(tmp_path: Path) -> None:
+    same = fake_run(tmp_path, "same", "baseline", "resnet50", "datasets/CUB_200_2011", 448, 83.0)
+    # the filed case: WS-DAN on a 20-class mini set at 128 px, 2 epochs, against the paper's 89.4
+    mini = fake_run(tmp_path, "mini", "wsdan", "tf_efficientnet_lite0", "../shared/data/cub200-mini", 128, 89.12)
+    r_same, r_mini = compare_runs([same, mini], PUBLISHED).rows
+    assert r_same.comparable and r_same.caveats == []
+    assert not r_mini.comparable and r_mini.published == 89.4
+    assert len(r_mini.caveats) == 3 and "128 px" in r_mini.caveats[2] and "subset" in r_mini.caveats[0]
+
+    html = results_section(mini, {"top1": 89.12}, HERE, str(PUBLISHED)).body
+    assert "NOT comparable" in html and "-0.28" not in html and "gap -" not in html
+    assert "tf_efficientnet_lite0" in html and "128 px" in html
+    html = results_section(same, {"top1": 83.0}, HERE, str(PUBLISHED)).body
+    assert "gap -1.50 points" in html and "NOT comparable" not in html
