@@ -28,7 +28,25 @@ __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_writ
 FORMAT = "fgvc-checkpoint-v1"
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (another thread could create a file
+    while ``os.umask`` briefly holds a temporary value)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file and a rename (see the module docstring). The file gets
+    the mode an ordinary ``open(path, "w")`` gives (0666 less the umask, 0644 usually), not mkstemp's 0600, so
+    final.json, environment.json and checkpoints read like the rest of the run directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,6 +55,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
