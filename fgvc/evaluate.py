@@ -18,7 +18,6 @@ agrees with PyTorch (ONNX Runtime on the CPU, its export cached under ``RUN/cach
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,8 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _reproduces(final: Path, metrics: dict, tta: bool, sets: list[str]) -> str | None:
-    """One line comparing ``metrics`` with the run's final.json (None when final.json was made with other TTA)."""
-    ref = json.loads(final.read_text())
+    """One line comparing ``metrics`` with the run's final.json (None when final.json was made with other TTA; a note
+    when it is missing or damaged)."""
+    from fgvc.engine.run_state import read_final
+
+    ref, note = read_final(final.parent)
+    if ref is None:
+        return f"  note: {note}"
     if ref.get("tta_flip", False) != tta:
         return None
     # final.json keeps 6 significant digits (fgvc.engine.rundir.round_float): a percentage is off by < 5e-5
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if logits_only:
         print(f"  inference: {run.backend.describe()}")
     final = run.run_dir / "final.json"
-    if (protocol.name == "classification" and run.recipe is None and final.is_file() and args.checkpoint == "last"
+    if (protocol.name == "classification" and run.recipe is None and run.run_dir.is_dir() and args.checkpoint == "last"
             and split == run.cfg["data"]["test_split"]):
         line = _reproduces(final, metrics, tta, args.sets)
         if line:

@@ -64,9 +64,11 @@ def environment_section(run_dir: Path, seconds: float | None) -> Section:
     from fgvc.engine.environment import environment
 
     path = run_dir / "environment.json"
-    env, note = (json.loads(path.read_text()), f"recorded by fgvc.train in {path.name}") if path.is_file() else (
-        environment(), "the run did not record its environment (trained before fgvc wrote environment.json); "
-                       "shown: the machine that wrote this report")
+    env, note = (_json_object(path), f"recorded by fgvc.train in {path.name}") if path.is_file() else (None, "")
+    if env is None:
+        env, note = environment(), (f"{path.name} is damaged" if path.is_file() else "the run did not record its "
+                                    "environment (trained before fgvc wrote environment.json)") + \
+            "; shown: the machine that wrote this report"
     pk = env.get("packages", {})
     rows = [("started", f"{env.get('started')}" + (" (resumed)" if env.get("resumed") else "")),
             ("machine", f"{env.get('platform')}, {env.get('cpu')}, {env.get('cpu_count')} CPUs"),
@@ -77,6 +79,15 @@ def environment_section(run_dir: Path, seconds: float | None) -> Section:
             ("packages", ", ".join(f"{k} {v}" for k, v in pk.items() if v))]
     rows.append(("training seconds (final.json)", seconds))
     return Section("Environment", f"<p class='note'>{esc(note)}</p>" + table(["", "value"], rows))
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it cannot be read or is not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def results_section(run_dir: Path, final: dict[str, Any], here: dict[str, Any], published_csv: str) -> Section:
@@ -243,6 +254,12 @@ def audit_section(cfg: dict[str, Any], run_dir: Path) -> Section:
 
 
 # ---------------------------------------------------------------- the page
+def _noted(section: Section, note: str | None) -> Section:
+    """``section`` opening with ``note`` (what is missing from the run) as a warning."""
+    return section if not note else Section(section.title, f"<p class='warn'>{esc(note)}</p>" + section.body,
+                                            section.anchor)
+
+
 def build_report(run: Any, args: argparse.Namespace, tmp: Path) -> str:
     """The page's HTML for the trained ``run`` (a :class:`~fgvc.engine.inference.TrainedRun`)."""
     import torch
@@ -252,7 +269,12 @@ def build_report(run: Any, args: argparse.Namespace, tmp: Path) -> str:
     t0 = time.time()
     run_dir, cfg, names = run.run_dir, run.cfg, list(run.class_names)
     split = args.split or cfg["data"]["test_split"]
-    final = json.loads((run_dir / "final.json").read_text()) if (run_dir / "final.json").is_file() else {}
+    from fgvc.engine.run_state import read_final
+
+    final, missing = read_final(run_dir)  # an interrupted or damaged run: report what exists, say what is missing
+    final = final or {}
+    if missing:
+        _log(f"note: {missing}")
     ds = run.dataset(split)
     _log(f"evaluating {len(ds)} images of split '{split}' ({run.describe()})")
     got = run.collect(split, ("logits", "embedding"), desc=f"report {split}")
@@ -262,7 +284,7 @@ def build_report(run: Any, args: argparse.Namespace, tmp: Path) -> str:
     here = {"what": run.describe(), "split": split, "n": len(targets),
             "top1": 100.0 * float((probs.argmax(1) == targets).mean()) if len(targets) else 0.0}
     sections = [recipe_section(run_dir), environment_section(run_dir, final.get("train_seconds")),
-                results_section(run_dir, final, here, args.published), curves_section(run_dir),
+                _noted(results_section(run_dir, final, here, args.published), missing), curves_section(run_dir),
                 per_class_section(cm, names), confusion_section(cm, names, probs, targets, ds, args.pairs),
                 mistakes_section(run, ds, probs, targets, names, args.worst, args.cam)]
     if args.projection != "none" and got.embedding is not None and len(targets) > 5:

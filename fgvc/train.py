@@ -49,13 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     from fgvc.engine.rundir import attach_run_log, buffered_log, new_run_dir, setup_logging, write_json
     from fgvc.engine.trainer import Trainer
 
+    state = None
     if args.resume is not None:
         run_dir = _find_run(args)
-        if not (run_dir / "config.yaml").is_file():
-            raise config.ConfigError(f"{run_dir} is not an fgvc run directory (no config.yaml)")
-        cfg, _ = config.load_recipe(run_dir / "config.yaml", args.sets)
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise config.ConfigError(f"{run_dir} has no checkpoints/last.pt yet: start it again without --resume")
+        state = _resume_state(run_dir)
+        cfg = _resume_config(args, run_dir, state)
     else:
         if not args.recipe:
             raise config.ConfigError("give a recipe, e.g. python -m fgvc.train recipes/demo.yaml")
@@ -70,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     # build data and model before anything is written: a run that cannot start leaves no directory behind
     log = setup_logging(None, env.is_main)
     with buffered_log() as held:
-        trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env)
+        trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env, state=state)
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            if state is None and (run_dir / "metrics.jsonl").is_file():  # rows of a start killed before last.pt
+                (run_dir / "metrics.jsonl").unlink()
+                log.warning(f"{run_dir} held the metrics.jsonl of a start that stopped before its first checkpoint: "
+                            "removed, this run starts afresh")
             (run_dir / "config.yaml").write_text(config.dump(cfg))
             write_json(run_dir / "environment.json", environment(trainer.device, env.world_size, args.resume is not None))
         env.barrier()
@@ -93,6 +95,48 @@ def main(argv: list[str] | None = None) -> int:
 
         close_file_logging()
     return 0
+
+
+def _resume_state(run_dir: Path) -> dict:
+    """The run's checkpoints/last.pt, loaded and checked, or a one-line error saying why there is none to resume."""
+    from fgvc.engine.checkpoint import load_checkpoint
+    from fgvc.engine.inference import require_keys
+    from fgvc.engine.run_state import locate_checkpoint
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise config.ConfigError(f"--resume {run_dir}: give the run directory (the folder fgvc.train wrote), not a file")
+    if (run_dir / "checkpoints").is_dir() and not (run_dir / "checkpoints" / "last.pt").is_file() \
+            and any((run_dir / "checkpoints").glob("*.pt")):
+        raise config.ConfigError(f"{run_dir} has no checkpoints/last.pt yet: start it again without --resume")
+    _, ckpt = locate_checkpoint(run_dir, "last")
+    state = load_checkpoint(ckpt)
+    require_keys(state, ckpt, ("config", "model", "optimizer", "progress", "best", "rng", "class_names"))
+    return state
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path, state: dict) -> dict:
+    """The config to go on with: the RECIPE given (else the run's config.yaml, else the checkpoint's own config when
+    config.yaml is missing or damaged) with ``--set``, refused when it changes what the checkpoint trained."""
+    from fgvc.engine.resume_check import check_resume
+    from fgvc.engine.run_state import read_saved_config
+
+    saved = config.from_saved(state["config"])
+    sets = f" and --set {' '.join(args.sets)}" if args.sets else ""
+    if args.recipe:
+        cfg, _ = config.load_recipe(args.recipe, args.sets)
+        source = f"the recipe {args.recipe}{sets}"
+    else:
+        found, note = read_saved_config(run_dir)
+        if found is None:
+            print(f"warning: {note}; resuming with the config saved in {run_dir / 'checkpoints' / 'last.pt'} "
+                  "(config.yaml is written again)", file=sys.stderr)
+            cfg = config.from_saved(state["config"], args.sets)
+            source = f"--set {' '.join(args.sets)}"
+        else:
+            cfg = config.load_recipe(run_dir / "config.yaml", args.sets)[0]
+            source = f"its config.yaml{sets}"
+    check_resume(run_dir, saved, cfg, source)
+    return cfg
 
 
 def _cuda() -> bool:

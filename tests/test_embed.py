@@ -96,6 +96,6 @@ def test_embed_a_recipe_for_every_method(method, roots, tmp_path, capsys):
 def test_embed_errors_are_one_line(run_dir, tmp_path, capsys):
     assert embed_main([str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: checkpoint not found")
+    assert len(err) == 1 and err[0].startswith("error: no such run directory or checkpoint")
     with pytest.raises(SystemExit):  # --out is required
         embed_main([str(run_dir)])

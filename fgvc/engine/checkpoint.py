@@ -100,7 +100,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    blob = path.read_bytes()
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 32:
         raise CheckpointError(
             f"{path} is not an fgvc checkpoint (it lacks the fgvc header); "

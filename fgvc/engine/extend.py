@@ -37,7 +37,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,7 +336,9 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    from fgvc.engine.run_state import read_final
+
+    return read_final(path.parent)[0] or {}  # {} when the run did not finish or its final.json is damaged
 
 
 def _fmt(value: float | None) -> str:

@@ -128,24 +128,24 @@ class TrainedRun:
         kept an EMA, as final.json did), ``ema`` or ``model``."""
         from fgvc.engine.checkpoint import load_checkpoint
         from fgvc.engine.pruned import reshape_like
+        from fgvc.engine.run_state import locate_checkpoint
 
         target = Path(target)
         if target.suffix in RECIPE_SUFFIXES and not target.is_dir():
             return cls.from_recipe(target, checkpoint, overrides, weights)
-        if target.is_dir():
-            run_dir, ckpt_path = target, target / "checkpoints" / f"{checkpoint}.pt"
-        else:
-            ckpt_path, run_dir = target, target.parent.parent
+        run_dir, ckpt_path = locate_checkpoint(target, checkpoint)  # a clear error for a path that is not a run
         state = load_checkpoint(ckpt_path)
+        require_keys(state, ckpt_path, ("config", "model", "class_names", "data_config"))
         cfg = config.from_saved(state["config"], overrides)
         model_cfg = dict(cfg["model"], pretrained=False, pretrained_file=None)  # the checkpoint holds the weights
         method = builder.build_method_from_cfg(dict(cfg, model=model_cfg), len(state["class_names"]))
-        reshape_like(state, method)  # a pruned run (fgvc.prune): narrow its layers to the checkpoint's
         if weights == "ema" and state.get("ema") is None:
             raise ConfigError(f"--weights ema: {ckpt_path} holds no EMA weights (the run had train.ema=false)")
         use_ema = state.get("ema") is not None and weights in ("auto", "ema")
-        method.load_state_dict(state["ema"] if use_ema else state["model"])
-        method.load_extra_state(state.get("extra") or {})
+        with fitting_weights(ckpt_path, overrides):
+            reshape_like(state, method)  # a pruned run (fgvc.prune): narrow its layers to the checkpoint's
+            method.load_state_dict(state["ema"] if use_ema else state["model"])
+            method.load_extra_state(state.get("extra") or {})
         return cls._ready(cfg, method, state["data_config"], state["class_names"], run_dir, checkpoint,
                           "ema" if use_ema else "model")
 
@@ -276,6 +276,38 @@ class TrainedRun:
             elif parts[f] and parts[f][0] is not None:
                 setattr(result, f, _gather(parts[f], env, order))
         return result
+
+
+def require_keys(state: dict[str, Any], path: Path, keys: Sequence[str]) -> None:
+    """A :class:`CheckpointError` when the checkpoint ``state`` lacks any of ``keys`` (written by something else)."""
+    from fgvc.errors import CheckpointError
+
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: it is not a checkpoint of an fgvc run (or one "
+                              "written by a much older fgvc); use the run's checkpoints/last.pt or retrain")
+
+
+@contextlib.contextmanager
+def fitting_weights(path: Path, overrides: Iterable[str] = ()) -> Any:
+    """Turn torch's multi-line ``size mismatch`` / ``Missing key(s)`` error while loading ``path``'s weights into
+    the model its config builds into one :class:`CheckpointError` line (a ``--set`` that changes the model, or a
+    checkpoint of another fgvc version)."""
+    from fgvc.errors import CheckpointError
+
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError) as exc:
+        from fgvc.errors import UserError
+
+        if isinstance(exc, UserError):
+            raise
+        first = " ".join(str(exc).replace("\n", " ").split())
+        changed = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model.")]
+        hint = (f"drop --set {' '.join(changed)}: the checkpoint's model is fixed by the run" if changed else
+                "the checkpoint does not fit the model its own config builds (written by another fgvc version?); "
+                "use the run's other checkpoint or retrain")
+        raise CheckpointError(f"{path}: its weights do not fit the model ({first[:300]}); {hint}") from exc
 
 
 def _uint8_view(ds: Any, data_config: dict[str, Any]) -> Any:

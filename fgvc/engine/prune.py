@@ -39,6 +39,7 @@ from fgvc.engine.channel_pruning import IMPORTANCES, PruningError, check_prunabl
 from fgvc.engine.derived import derived_trainer, finetune_config, load_weights, save_start
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.inference import TrainedRun
+from fgvc.engine.run_state import locate_checkpoint
 from fgvc.engine.metrics import summarize
 from fgvc.engine.model_cost import measure_cost
 from fgvc.errors import CheckpointError, ConfigError
@@ -72,10 +73,10 @@ class PruneRequest:
         if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
             raise ConfigError(f"--output {self.output} already exists: fgvc.prune writes a new run directory and never "
                               "overwrites a run or any other file; choose another --output")
-        if not (self.run / "checkpoints" / f"{self.checkpoint}.pt").is_file():
-            raise CheckpointError(f"{self.run} has no checkpoints/{self.checkpoint}.pt: fgvc.prune takes the directory "
-                                  "fgvc.train wrote (e.g. runs/cub200_lite0-20260101-120000)"
-                                  + (" or --checkpoint last" if self.checkpoint != "last" else ""))
+        if not self.run.is_dir():
+            raise CheckpointError(f"no such run directory: {self.run}; fgvc.prune takes the directory fgvc.train wrote "
+                                  "(e.g. runs/cub200_lite0-20260101-120000)")
+        locate_checkpoint(self.run, self.checkpoint)  # a run directory with that checkpoint, or a clear error
         if self.finetune_epochs < 0:
             raise ConfigError(f"--finetune-epochs {self.finetune_epochs} must be >= 0 (0: prune only)")
         if self.importance not in IMPORTANCES:

@@ -30,7 +30,9 @@ from fgvc.engine.distill import build_distiller
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
 from fgvc.engine.host_memory import keep_freed_memory
 from fgvc.engine.fit import analyse_run, describe as describe_fit
-from fgvc.engine.inference import Runtime, TrainedRun, autocast
+from fgvc import config
+from fgvc.engine.inference import Runtime, TrainedRun, autocast, fitting_weights
+from fgvc.engine.resume_check import schedule_changed
 from fgvc.engine.pruned import pruned_layers, reshape_like
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
@@ -46,7 +48,9 @@ __all__ = ["Trainer", "TrainingDiverged"]
 
 
 class Trainer:
-    def __init__(self, cfg: dict[str, Any], run_dir: Path, resume: bool = False, env: DistEnv | None = None) -> None:
+    def __init__(self, cfg: dict[str, Any], run_dir: Path, resume: bool = False, env: DistEnv | None = None,
+                 state: dict[str, Any] | None = None) -> None:
+        """``resume``: continue from ``checkpoints/last.pt`` (``state``: that checkpoint, when already loaded)."""
         self.cfg, self.run_dir, self.tr = cfg, Path(run_dir), cfg["train"]
         self.device = builder.resolve_device(self.tr["device"])
         self.env = env or init_distributed(self.device.type)
@@ -66,7 +70,8 @@ class Trainer:
         self.best = {"val_top1": -1.0, "epoch": -1}
         self.train_seconds = 0.0
         self.nan_in_row = 0
-        self._resume_state = load_checkpoint(self.ckpt_dir / "last.pt") if resume else None
+        self._resume_state = (state if state is not None else load_checkpoint(self.ckpt_dir / "last.pt")) if resume \
+            else None
         saved = list((self._resume_state or {}).get("class_names") or self.class_names)
         if saved != self.class_names:
             raise ConfigError(
@@ -178,15 +183,23 @@ class Trainer:
         self.env.barrier()
 
     def _restore(self, state: dict[str, Any]) -> None:
-        reshape_like(state, self.method, self.ema.module if self.ema is not None else None)  # pruned runs
-        self.method.load_state_dict(state["model"])
-        self.method.load_extra_state(state.get("extra") or {})
+        ckpt = self.ckpt_dir / "last.pt"
+        with fitting_weights(ckpt):
+            reshape_like(state, self.method, self.ema.module if self.ema is not None else None)  # pruned runs
+            self.method.load_state_dict(state["model"])
+            self.method.load_extra_state(state.get("extra") or {})
         self.progress, self.best = dict(state["progress"]), dict(state["best"])
         self.train_seconds = state.get("train_seconds", 0.0)
-        self._enter_stage(self.progress["stage"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._enter_stage(min(self.progress["stage"], len(self.stages) - 1))
+        with fitting_weights(ckpt):
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"]:
-            self.scheduler.load_state_dict(state["scheduler"])
+            if schedule_changed(config.from_saved(state["config"]), self.cfg):  # more epochs: the new length
+                self.scheduler.step_update(num_updates=self.progress["stage_step"])
+                log.info(f"the schedule's epochs changed ({self.total_epochs} now): the learning-rate schedule "
+                         "continues over the new length")
+            else:
+                self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.module.load_state_dict(state["ema"])
@@ -360,7 +373,7 @@ class Trainer:
     # ------------------------------------------------------------------ final
     def final(self) -> dict[str, Any]:
         """Final-epoch model on the test split, through every protocol of ``eval.protocols``: classification ->
-        final.json and eval/per_class.csv, confusion.csv; any other -> eval/<protocol>-<split>.json (never a
+        final.json and eval/per_class.csv, confusion.csv; any other -> eval/<protocol>-<split>-last.json (never a
         checkpoint chosen on test)."""
         roles, tta = split_roles(self.cfg), self.cfg["eval"]["tta_flip"]
         results = {proto.name: proto.evaluate(self.inference, roles, tta) for proto in self.protocols}

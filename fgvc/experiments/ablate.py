@@ -50,8 +50,11 @@ class Run:
 
     @property
     def state(self) -> str:
-        """``done`` (final.json), ``partial`` (a checkpoint to resume) or ``todo``."""
-        if (self.dir / "final.json").is_file():
+        """``done`` (a readable final.json), ``partial`` (a checkpoint to resume: interrupted, or its final.json is
+        damaged, which the resume writes again) or ``todo``."""
+        from fgvc.engine.run_state import read_final
+
+        if read_final(self.dir)[0] is not None:
             return "done"
         return "partial" if (self.dir / "checkpoints" / "last.pt").is_file() else "todo"
 
@@ -71,11 +74,20 @@ def plan_runs(rows: Sequence[Row], seeds: Sequence[int], out: Path) -> list[Run]
 
 
 def check_config(run: Run) -> None:
-    """A run directory that exists must hold this row's recipe (and seed), else the study changed under it."""
-    saved = run.dir / "config.yaml"
-    if run.state == "todo" or not saved.is_file():
+    """A run directory that exists must hold this row's recipe (and seed), else the study changed under it. Its
+    config.yaml says which; when that is missing or damaged, the config saved in its checkpoint does."""
+    from fgvc.engine.checkpoint import load_checkpoint
+    from fgvc.engine.run_state import read_saved_config
+
+    if run.state == "todo":
         return
-    cfg, _ = config.load_recipe(saved)
+    cfg, note = read_saved_config(run.dir)
+    if cfg is None:
+        ckpt = run.dir / "checkpoints" / "last.pt"
+        if not ckpt.is_file():
+            return
+        log.warning(f"{note}; checking the config saved in {ckpt} instead")
+        cfg = config.from_saved(load_checkpoint(ckpt)["config"])
     changed = diff(run.expected_cfg(), cfg)
     if changed:
         raise ConfigError(
@@ -115,7 +127,15 @@ class Timing:
 
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / "timing.json"
-        self.data: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.data: dict[str, float] = {}
+        if self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                data = None
+            if not isinstance(data, dict):
+                log.warning(f"{self.path} is damaged: the time estimate starts over (it is rewritten as runs finish)")
+            self.data = data if isinstance(data, dict) else {}
 
     def record(self, key: str, seconds: float) -> None:
         self.data[key] = round(seconds, 1)

@@ -43,13 +43,14 @@ class RowResult:
 
 def read_run(run_dir: Path) -> tuple[float, float | None, float] | None:
     """(test top-1, final-epoch val top-1, train seconds) of a finished run, else None."""
-    path = run_dir / "final.json"
-    if not path.is_file():
+    from fgvc.engine.run_state import read_final
+
+    final, _ = read_final(run_dir)  # absent, or damaged (the study resumes that run, which writes it again)
+    if final is None or not isinstance(final.get("top1"), (int, float)):
         return None
-    final = json.loads(path.read_text())
     rows = read_metrics(run_dir)
     val = rows[-1].get("val_top1") if rows else None
-    return float(final["top1"]), (float(val) if val is not None else None), float(final.get("train_seconds", 0.0))
+    return float(final["top1"]), (float(val) if val is not None else None), float(final.get("train_seconds") or 0.0)
 
 
 def collect(rows: Sequence[Row], seeds: Sequence[int], out: Path) -> list[RowResult]:

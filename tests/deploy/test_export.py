@@ -128,7 +128,7 @@ def test_static_batch_and_img_size(deploy_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--format", "tflite"], "unknown --format 'tflite'"),
-    (["--checkpoint", "best"], "checkpoint not found"),
+    (["--checkpoint", "best"], "has no checkpoints/best.pt"),
     (["--img-size", "8"], "smaller than the test_resnet.r160_in1k backbone's total stride"),
     (["--img-size", "0"], "--img-size must be a positive"),
     (["--format", "torchscript", "--static-batch"], "apply to --format onnx"),

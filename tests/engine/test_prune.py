@@ -108,7 +108,7 @@ def test_refuses_an_existing_output_and_a_missing_run(run_dir, tmp_path, capsys)
     assert prune_main([str(run_dir), "--amount", "0.3", "--output", str(taken)]) == 2
     assert "already exists" in capsys.readouterr().err and [p.name for p in taken.iterdir()] == ["keep.txt"]
     assert prune_main([str(tmp_path / "nowhere"), "--amount", "0.3", "--output", str(tmp_path / "n")]) == 2
-    assert "no checkpoints/last.pt" in capsys.readouterr().err and not (tmp_path / "n").exists()
+    assert "no such run directory" in capsys.readouterr().err and not (tmp_path / "n").exists()
 
 
 def test_refuses_a_vision_transformer_backbone():

@@ -102,7 +102,7 @@ def test_run_directories_are_never_overwritten_or_guessed(tmp_path, capsys, torc
         f"error: {run} has no checkpoints/last.pt yet: start it again without --resume")
     rc, err = train_inprocess(["--resume", tmp_path / "nothing"], capsys)
     assert rc == 2 and one_line_error(err) == (
-        f"error: {tmp_path / 'nothing'} is not an fgvc run directory (no config.yaml)")
+        f"error: no such run directory or checkpoint: {tmp_path / 'nothing'}")
 
 
 def test_a_run_that_cannot_start_creates_and_announces_nothing(tmp_path, capsys, torch_globals, monkeypatch):
