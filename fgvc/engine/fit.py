@@ -35,7 +35,8 @@ Rules, in order (thresholds are the module constants below):
 3. underfitting: the last train top-1 is below :data:`UNDERFIT_TRAIN_TOP1` %, or the validation top-1 is still
    rising: each of its last ``MIN_EPOCHS - 1`` steps between validated epochs gained at least
    :data:`STILL_RISING_PP` points per epoch while train top-1 is below :data:`SATURATED_TRAIN_TOP1` (a run at
-   100 % train top-1 whose small validation split still gains a point is not underfitting);
+   100 % train top-1 whose small validation split still gains a point is not underfitting), and, with ``val_n``
+   logged, the rise over those epochs is larger than the noise of the split (as for a drop, above);
 4. otherwise a good fit.
 
 With Mixup / CutMix the train top-1 is measured on mixed images and reads low, so the gap reads small.
@@ -210,7 +211,9 @@ def assess(history: Sequence[dict[str, Any]]) -> Fit:
              for a, b in zip(window, window[1:])]  # points per epoch
     if train_acc < UNDERFIT_TRAIN_TOP1:
         return _fit("underfitting", gap, None, f"train top-1 is only {train_acc:.1f}%", ci, n)
-    if min(gains) >= STILL_RISING_PP and train_acc < SATURATED_TRAIN_TOP1:
+    rise = float(window[-1]["val_top1"]) - float(window[0]["val_top1"])
+    real = n is None or rise > _drop_noise(float(window[0]["val_top1"]), float(window[-1]["val_top1"]), n)
+    if min(gains) >= STILL_RISING_PP and train_acc < SATURATED_TRAIN_TOP1 and real:
         return _fit("underfitting", gap, None, f"val top-1 still rises {gains[-1]:.1f} points per epoch", ci, n)
     return _fit("good fit", gap, None, f"val top-1 has levelled off {gap:.1f} points below train top-1", ci, n)
 

@@ -79,3 +79,10 @@ def test_a_good_fit_keeps_its_verdict_and_carries_the_interval() -> None:
     assert fit.verdict == "good fit" and fit.val_images == 200
     lo, hi = wilson_interval(87.5, 200)
     assert fit.gap_ci == [round(93 - hi, 2), round(93 - lo, 2)]
+
+
+def test_val_still_rising_counts_only_beyond_noise() -> None:
+    climbing = dict(train=[60, 80, 90, 93, 95], val=[55, 75, 84, 86, 88])  # +4 points over the last 3 epochs
+    assert assess(rows(**climbing, n=100)).verdict == "good fit"  # 4 images of 100: noise
+    assert assess(rows(**climbing, n=5000)).verdict == "underfitting"
+    assert assess(rows(**climbing)).verdict == "underfitting"  # no val_n logged: as before
