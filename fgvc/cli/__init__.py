@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import re
 import sys
@@ -38,6 +39,22 @@ def worker_error(exc: BaseException) -> str | None:
     return m.group(2)
 
 
+_DISK_ERRNOS = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (the disk quota is full)",
+                errno.EROFS: "give a writable folder (e.g. --output/--out elsewhere)",
+                errno.EACCES: "fix the file's permissions or give another path",
+                errno.EPERM: "fix the file's permissions or give another path"}
+
+
+def disk_error(exc: OSError) -> str | None:
+    """One line for an ``OSError`` a user fixes on the machine (disk full, read-only, no permission), naming the
+    file; None for any other."""
+    fix = _DISK_ERRNOS.get(exc.errno or 0)
+    if fix is None:
+        return None
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}; {fix}, then run the command again"
+
+
 def friendly(main: Callable[..., int]) -> Callable[..., int]:
     """Wrap a CLI main: known user errors -> 'error: ...' on stderr and exit code 2."""
 
@@ -50,6 +67,12 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
             return 2
         except RuntimeError as exc:  # a user error from a DataLoader worker, re-wrapped by torch
             msg = worker_error(exc)
+            if msg is None:
+                raise
+            print(f"error: {msg}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # a full disk, a read-only folder, a file without permission: not a bug of fgvc
+            msg = disk_error(exc)
             if msg is None:
                 raise
             print(f"error: {msg}", file=sys.stderr)

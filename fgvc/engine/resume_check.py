@@ -57,8 +57,8 @@ def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[list[tup
     refused, allowed = [], []
     for key in sorted(set(a) | set(b), key=lambda k: (k.count("."), k)):
         old_v, new_v = a.get(key), b.get(key)
-        if old_v == new_v or (old_v in ({}, None) and new_v in ({}, None)):  # an empty section: its keys differ
-            continue
+        if old_v == new_v or repr(old_v) == repr(new_v) or (old_v in ({}, None) and new_v in ({}, None)):
+            continue  # equal (NaN included), or an empty section whose keys differ below
         if _resumable(key) or (key == "train.stages" and _stages_ok(old_v or [], new_v or [])):
             allowed.append(key)
         else:

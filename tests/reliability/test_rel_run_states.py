@@ -270,3 +270,18 @@ def test_ablate_resumes_a_run_whose_final_json_or_config_is_damaged(world, tmp_p
     assert json.loads((first / "final.json").read_text())["top1"] == top1  # re-evaluated by the resume, same number
     table = list(csv.DictReader((tmp_path / "study" / "ablation.csv").read_text().splitlines()))
     assert [(r["name"], r["seeds_done"]) for r in table] == [("baseline", "1"), ("lr", "1")]
+
+
+def test_a_full_disk_while_writing_results_is_one_line(world, tmp_path, monkeypatch, capsys, torch_globals):
+    import errno
+
+    from fgvc.engine import rundir
+
+    def full(path, data):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(rundir, "write_json", full)
+    run = _copy(world, "interrupted", tmp_path)
+    assert evaluate_main([str(run), "--backend", "eager"]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"error: {run / 'eval'}") and "No space left on device; free disk space" in line, line
