@@ -2,8 +2,8 @@
 
 :func:`assess` is a pure function of the history (no torch, no files): one dict per epoch as the trainer logs it,
 ``epoch`` (0-based in metrics.jsonl), ``loss`` (train loss), ``train_top1`` and, on the epochs that were validated,
-``val_top1`` and ``val_loss`` (cross-entropy of the headline logits on the validation split). It returns a
-:class:`Fit`:
+``val_top1``, ``val_loss`` (cross-entropy of the headline logits on the validation split), ``val_loss_se`` (its
+standard error) and ``val_n`` (the split's size; older runs lack the last two). It returns a :class:`Fit`:
 
 * ``verdict``: ``overfitting``, ``underfitting``, ``good fit``, ``inconclusive`` (a sign of overfitting that the
   validation split is too small to tell from noise), ``too short to tell`` (fewer than :data:`MIN_EPOCHS` validated
@@ -11,8 +11,9 @@
   never used to judge the fit.
 * ``gap``: train minus validation top-1 at the last validated epoch, in percentage points (None without validation).
 * ``gap_ci``: the 95 % interval of that gap from the validation split's size (``[low, high]``, points): the
-  train top-1 minus the Wilson score interval of the val top-1 over ``val_images`` images. None when the history
-  does not say how many images were validated (runs from before ``val_n`` was logged).
+  train top-1 minus the Wilson score interval of the val top-1 over ``val_images`` images (the train top-1, over
+  the larger training split, is taken as exact). None when the history does not say how many images were
+  validated (runs from before ``val_n`` was logged).
 * ``val_images``: the validation split's size (``val_n`` of metrics.jsonl), or None.
 * ``epoch``: where overfitting starts, **1-based as in train.log and final.json's ``best_val_epoch``** (metrics.jsonl
   counts from 0): the last good epoch, after which the validation loss rises while the train loss falls, or at which
@@ -26,8 +27,8 @@ Rules, in order (thresholds are the module constants below):
    epoch, or the validation loss rose more than :data:`VAL_LOSS_RISE` (relative) above its minimum while the train
    loss went on falling; the onset is the earlier of the peak and the minimum;
 2. overfitting without an onset: the gap is larger than :data:`OVERFIT_GAP_PP` points;
-   both only when the evidence is larger than the validation split's noise (when the history logs ``val_n`` and
-   ``val_loss_se``): the drop of val top-1 must exceed :data:`CONFIDENCE_Z` standard errors of the difference of
+   both only when the evidence is larger than the validation split's noise (when the history logs ``val_n``; the
+   loss rule also needs ``val_loss_se``): the drop of val top-1 must exceed :data:`CONFIDENCE_Z` standard errors of the difference of
    two accuracies on ``val_n`` images (as if independent: conservative, the same images are re-scored), the rise
    of the val loss :data:`CONFIDENCE_Z` standard errors of the difference of the two means, and the gap's lower
    95 % bound (``gap_ci[0]``) must stay above :data:`OVERFIT_GAP_PP`. A sign that fails this test gives
