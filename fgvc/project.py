@@ -68,7 +68,9 @@ def _run_confusion(run: Any, split: str, checkpoint: str, collected: Any, classe
     from fgvc.engine.metrics import confusion_matrix
     from fgvc.vis.confusions import read_confusion_csv
 
-    candidates = [run.run_dir / "eval" / f"{split}-{checkpoint}-confusion.csv"] if run.run_dir else []
+    # fgvc.evaluate's file (and its name before the one naming scheme, for older runs)
+    candidates = [run.run_dir / "eval" / f"classification-{split}-{checkpoint}-confusion.csv",
+                  run.run_dir / "eval" / f"{split}-{checkpoint}-confusion.csv"] if run.run_dir else []
     if run.run_dir and run.recipe is None and split == run.cfg["data"]["test_split"] and checkpoint == "last":
         candidates.append(run.run_dir / "eval" / "confusion.csv")
     for path in candidates:

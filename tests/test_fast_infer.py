@@ -30,7 +30,7 @@ def run_dir(data_root, tiny_run) -> Path:
 
 def _evaluate(run_dir: Path, out: Path, capsys, *flags: str) -> tuple[dict, str]:
     assert evaluate_main([str(run_dir), "--output", str(out), *flags]) == 0
-    return json.loads((out / "test-last.json").read_text()), capsys.readouterr().out
+    return json.loads((out / "classification-test-last.json").read_text()), capsys.readouterr().out
 
 
 @needs_ort

@@ -48,8 +48,9 @@ class Protocol:
         raise NotImplementedError
 
     def file_stem(self, split: str, checkpoint: str, tta: bool = False) -> str:
-        """Name of the result file under ``eval/``: ``<protocol>-<split>[-best][-tta]``."""
-        return f"{self.name}-{split}" + ("-best" if checkpoint == "best" else "") + ("-tta" if tta else "")
+        """Name of the result file under ``eval/``, one scheme for every protocol: ``<protocol>-<split>-<checkpoint>
+        [-tta]`` (e.g. ``classification-test-last``, ``retrieval-test-best-tta``)."""
+        return f"{self.name}-{split}-{checkpoint}" + ("-tta" if tta else "")
 
 
 def build_protocol(name: str) -> Protocol:

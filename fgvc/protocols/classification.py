@@ -51,7 +51,3 @@ class Classification(Protocol):
         if heads:
             lines.append("  " + "   ".join(f"{k} {metrics[f'{k}_top1']:.2f}" for k in heads))
         return ProtocolResult(metrics, classification_tables(got.prediction, got.targets, run.class_names), lines)
-
-    def file_stem(self, split: str, checkpoint: str, tta: bool = False) -> str:
-        """``<split>-<checkpoint>[-tta]``: the names fgvc.evaluate has always written."""
-        return f"{split}-{checkpoint}" + ("-tta" if tta else "")

@@ -33,7 +33,8 @@ def test_classification_scores_the_headline_and_every_head():
 
 def test_result_files_and_tables(tmp_path):
     cls = build_protocol("classification")
-    assert cls.file_stem("test", "last") == "test-last" and cls.file_stem("val", "best", True) == "val-best-tta"
+    assert cls.file_stem("test", "last") == "classification-test-last"
+    assert cls.file_stem("val", "best", True) == "classification-val-best-tta"
     res = ProtocolResult({"top1": 1.0}, {"per_class": pd.DataFrame({"x": [1]}),
                                          "confusion": pd.DataFrame([[1]], index=["a"], columns=["a"])})
     paths = res.write_tables(tmp_path, prefix="p-")

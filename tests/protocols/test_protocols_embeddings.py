@@ -41,10 +41,10 @@ def run_dir(roots, tmp_path_factory, tiny_recipe) -> Path:
 
 
 def test_the_trainer_runs_them_at_the_end(run_dir):
-    """``eval.protocols`` of a recipe: the final test writes eval/<protocol>-test.json for each."""
+    """``eval.protocols`` of a recipe: the final test writes eval/<protocol>-test-last.json for each."""
     assert json.loads((run_dir / "final.json").read_text())["n_images"] == 12
     for protocol, keys in KEYS.items():
-        assert keys <= set(json.loads((run_dir / "eval" / f"{protocol}-test.json").read_text()))
+        assert keys <= set(json.loads((run_dir / "eval" / f"{protocol}-test-last.json").read_text()))
 
 
 def test_registered_beside_classification():
@@ -59,10 +59,10 @@ def test_registered_beside_classification():
 def test_evaluate_a_run(protocol, run_dir, capsys):
     assert evaluate_main([str(run_dir), "--protocol", protocol]) == 0
     out = capsys.readouterr().out.splitlines()
-    result = json.loads((run_dir / "eval" / f"{protocol}-test.json").read_text())
+    result = json.loads((run_dir / "eval" / f"{protocol}-test-last.json").read_text())
     assert set(result) == KEYS[protocol] | META and result["checkpoint"] == "last"
     assert out[0] == f"test (last checkpoint, model weights, {protocol})"
-    assert len(out) == 3 and out[2] == f"wrote {run_dir / 'eval'}/{protocol}-test.json"  # one table line between
+    assert len(out) == 3 and out[2] == f"wrote {run_dir / 'eval'}/{protocol}-test-last.json"  # one table line between
     if protocol == "retrieval":
         assert result["n_queries"] == 12 and 0 <= result["map@r"] <= result["ndcg"] <= 100
         assert result["recall@1"] <= result["recall@2"] <= result["recall@4"] <= result["recall@8"] <= 100
@@ -94,7 +94,7 @@ def test_retrieval_on_species_the_model_never_saw(run_dir, roots, capsys):
     other = roots[1]
     assert evaluate_main([str(run_dir), "--protocol", "retrieval", "--set", f"data.root={other}", "--output",
                           str(run_dir / "unseen")]) == 0
-    assert json.loads((run_dir / "unseen" / "retrieval-test.json").read_text())["n_queries"] == 12  # 4 x 3 test
+    assert json.loads((run_dir / "unseen" / "retrieval-test-last.json").read_text())["n_queries"] == 12  # 4 x 3 test
     for protocol in ("knn", "linear", "classification"):
         assert evaluate_main([str(run_dir), "--protocol", protocol, "--set", f"data.root={other}"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -111,7 +111,7 @@ def test_knn_and_linear_refuse_to_score_the_split_they_fit_on(run_dir, capsys):
 def test_linear_never_chooses_c_on_the_split_it_scores(run_dir, capsys):
     assert evaluate_main([str(run_dir), "--protocol", "linear", "--split", "val"]) == 0
     assert "no validation split: the default" in capsys.readouterr().out
-    assert json.loads((run_dir / "eval" / "linear-val.json").read_text())["c"] == 1.0
+    assert json.loads((run_dir / "eval" / "linear-val-last.json").read_text())["c"] == 1.0
 
 
 def test_a_recipe_is_the_frozen_pretrained_backbone(roots, tmp_path, capsys, tiny_recipe):
@@ -121,13 +121,13 @@ def test_a_recipe_is_the_frozen_pretrained_backbone(roots, tmp_path, capsys, tin
     assert not run.method.training and run.weights == "random-init"  # the recipe says pretrained: false
     assert evaluate_main([str(recipe), "--protocol", "retrieval"]) == 0
     out = capsys.readouterr().out.splitlines()
-    written = tmp_path / "runs" / "frozen-frozen" / "eval" / "retrieval-test.json"
+    written = tmp_path / "runs" / "frozen-frozen" / "eval" / "retrieval-test-last.json"
     assert out[0] == "test (recipe frozen.yaml: random-init backbone, untrained head, retrieval)"
-    assert out[-1] == f"wrote {written.parent}/retrieval-test.json"
+    assert out[-1] == f"wrote {written.parent}/retrieval-test-last.json"
     result = json.loads(written.read_text())
     assert result["checkpoint"] is None and result["recipe"] == str(recipe)
     assert evaluate_main([str(recipe), "--protocol", "linear", "--output", str(tmp_path / "lin")]) == 0
-    assert set(json.loads((tmp_path / "lin" / "linear-test.json").read_text())) == KEYS["linear"] | META | {"recipe"}
+    assert set(json.loads((tmp_path / "lin" / "linear-test-last.json").read_text())) == KEYS["linear"] | META | {"recipe"}
     capsys.readouterr()
     assert evaluate_main([str(recipe), "--protocol", "knn", "--checkpoint", "best"]) == 2
     assert "is a recipe, which has no checkpoints" in capsys.readouterr().err
