@@ -2,7 +2,7 @@
 
 Writes the embedding (``Method.infer(...).embedding``) of every image of a split, in dataset order, to one
 ``.npz`` file: ``embeddings`` (N x D float32), ``labels`` (N int64, indices into ``classes``), ``paths``
-(N str, the image files) and ``classes`` (K str, the data set's class names). A recipe instead of a run embeds
+(N str, the image files as absolute paths, so the file means the same from any working directory) and ``classes`` (K str, the data set's class names). A recipe instead of a run embeds
 with its pretrained backbone (the frozen-features baseline). The data set may hold species the model never saw
 (``--set data.root=... data.name=...``): labels and classes are then those of that data set. Load it with
 ``numpy.load(FILE)`` (no pickle needed).
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if not run.runtime.env.is_main:
         return 0
     buf = io.BytesIO()
-    np.savez(buf, embeddings=emb, labels=labels, paths=np.array([str(s.path) for s in ds.samples]),
+    np.savez(buf, embeddings=emb, labels=labels, paths=np.array([str(Path(s.path).absolute()) for s in ds.samples]),
              classes=np.array([str(c) for c in ds.classes]))
     out = Path(args.out)
     atomic_write_bytes(out, buf.getvalue())

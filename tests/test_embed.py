@@ -59,7 +59,7 @@ def test_embed_a_run(run_dir, tmp_path, capsys):
     run = TrainedRun.load(run_dir)
     ds = run.dataset("test")
     assert emb.dtype == np.float32 and labels.dtype == np.int64 and emb.shape[0] == labels.shape[0] == len(ds) == 12
-    assert labels.tolist() == ds.targets and paths.tolist() == [str(s.path) for s in ds.samples]
+    assert labels.tolist() == ds.targets and paths.tolist() == [str(Path(s.path).absolute()) for s in ds.samples]
     assert classes.tolist() == run.class_names and paths.dtype.kind == classes.dtype.kind == "U"
     np.testing.assert_array_equal(emb, run.collect("test", ["embedding"]).embedding.numpy())  # one pass, in order
     assert capsys.readouterr().out.splitlines() == [
@@ -78,6 +78,17 @@ def test_embed_species_the_model_never_saw(run_dir, roots, tmp_path):
     assert all(p.startswith(str(other)) for p in got["paths"].tolist())
     final = json.loads((run_dir / "final.json").read_text())
     assert final["n_images"] == 12  # the run itself is untouched
+
+
+def test_paths_are_absolute_from_a_relative_root(run_dir, roots, tmp_path, monkeypatch):
+    """A data root given relative to the working directory still gives paths that open from anywhere."""
+    other = roots[1]
+    monkeypatch.chdir(other.parent)
+    out = tmp_path / "rel.npz"
+    assert embed_main([str(run_dir), "--set", f"data.root={other.name}", "--out", str(out)]) == 0
+    monkeypatch.chdir(tmp_path)
+    paths = _read(out)["paths"].tolist()
+    assert paths and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
 
 
 @pytest.mark.parametrize("method", sorted(SMALL_ARGS))
