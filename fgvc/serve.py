@@ -1,0 +1,202 @@
+"""``python -m fgvc.serve RUN_DIR_OR_ONNX [--host 127.0.0.1] [--port 8000] [--max-batch 32] [--max-wait-ms 5]
+[--queue 256] [--max-bytes 10000000] [--max-pixels 50000000] [--token TOKEN] [--backend auto|...]``
+
+Serves a trained run (or its fp32 / INT8 ``.onnx`` export) over HTTP, loaded once exactly as ``fgvc.predict`` loads
+it. ``POST /predict`` takes one or more photos (multipart field ``image``; ``?topk=K``, ``?cam=1`` for a run's
+Grad-CAM overlay) and answers ``{"results": [...]}`` with ``fgvc.predict --json``'s objects; ``GET /`` is a page to
+try it in a browser; ``/classes``, ``/info``, ``/health`` (200 once the model answered a warm-up batch) and
+``/metrics`` (Prometheus text) describe it. Concurrent requests are gathered for up to ``--max-wait-ms`` into one
+forward pass of at most ``--max-batch`` images (:mod:`fgvc.serving.batching`).
+
+Safe by default: it listens on 127.0.0.1 only (``--host 0.0.0.0`` to open it, with ``--token``); a body over
+``--max-bytes`` or an image over ``--max-pixels`` gets 413, a file that is not an image 415, a truncated one 400,
+a full queue (``--queue`` pending images) 503 with ``Retry-After``; ``--token`` (or ``FGVC_SERVE_TOKEN``) requires
+``Authorization: Bearer TOKEN`` on everything but ``/`` and ``/health``. No request names a file on the server.
+SIGTERM or Ctrl-C stops accepting, answers the requests in flight, and exits 0. ``--port 0`` takes a free port;
+the line ``fgvc.serve: listening on http://HOST:PORT`` (stderr) says which.
+
+Needs the ``serve`` extra: ``pip install -e '.[serve]'``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import ipaddress
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from fgvc.cli import friendly, trained_target
+from fgvc.engine.fast_infer import add_backend_argument
+from fgvc.errors import UserError
+
+__all__ = ["ServeError", "main", "parse_args", "TOKEN_ENV"]
+
+TOKEN_ENV = "FGVC_SERVE_TOKEN"
+ONNX_FLAGS = ("img_size", "mean", "std", "crop_pct", "classes")
+GRACEFUL_S = 30  # seconds in-flight requests get to finish after SIGTERM
+
+
+class ServeError(UserError, ValueError):
+    """A server that cannot start as asked (a bad flag, a port in use, the serve extra missing)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from fgvc.serving.limits import Limits
+
+    d = Limits()
+    ap = argparse.ArgumentParser(prog="fgvc-serve", description="Serve a trained fgvc run (or its .onnx export) "
+                                 "over HTTP, with dynamic batching and a web page.")
+    ap.add_argument("target", help="run directory (or a checkpoint file) of a trained run, or an .onnx file")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one, printed)")
+    ap.add_argument("--max-batch", type=int, default=32, help="images per forward pass at most (default 32)")
+    ap.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="how long the first image of a batch waits for others (default 5 ms)")
+    ap.add_argument("--queue", type=int, default=d.queue,
+                    help=f"images pending at most; beyond, 503 with Retry-After (default {d.queue})")
+    ap.add_argument("--max-bytes", type=int, default=d.max_bytes,
+                    help=f"request body size limit in bytes, 413 beyond (default {d.max_bytes:,})")
+    ap.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                    help=f"pixels per image at most, 413 beyond (default {d.max_pixels:,})")
+    ap.add_argument("--max-files", type=int, default=d.max_files,
+                    help=f"images per request at most (default {d.max_files})")
+    ap.add_argument("--token", default=None,
+                    help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV} when set, else none)")
+    ap.add_argument("--decode-threads", type=int, default=None, help="threads decoding uploads (default: cores, <= 4)")
+    ap.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                    help="uvicorn's log level (default warning; info logs every request)")
+    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
+    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
+                    help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override recipe keys, e.g. train.device=cpu")
+    add_backend_argument(ap)
+    onnx = ap.add_argument_group("an .onnx file without fgvc metadata (these override the file's metadata)")
+    onnx.add_argument("--img-size", type=int, default=None, metavar="S", help="input side S (centre crop)")
+    onnx.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation mean")
+    onnx.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation std")
+    onnx.add_argument("--crop-pct", type=float, default=None, help="crop share: resize to S / crop-pct (default 0.875)")
+    onnx.add_argument("--classes", type=Path, default=None, metavar="FILE", help="class names, one per line")
+    return ap.parse_args(argv)
+
+
+def _check(args: argparse.Namespace) -> None:
+    for flag in ("max_batch", "queue", "max_bytes", "max_pixels", "max_files"):
+        if getattr(args, flag) < 1:
+            raise ServeError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.max_wait_ms < 0 or args.max_wait_ms > 10_000:
+        raise ServeError(f"--max-wait-ms must be in [0, 10000], got {args.max_wait_ms}")
+    if not 0 <= args.port <= 65535:
+        raise ServeError(f"--port must be in [0, 65535], got {args.port}")
+    if args.decode_threads is not None and args.decode_threads < 1:
+        raise ServeError(f"--decode-threads must be >= 1, got {args.decode_threads}")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one), or a :class:`ServeError` saying what to do."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        family = socket.AF_INET  # a host name: resolved by bind
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is in use; pick another --port (or --port 0 for a free one)") \
+                from None
+        raise ServeError(f"cannot listen on {host}:{port} ({e.strerror or e}); check --host and --port") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but SIGTERM / SIGINT end it with exit code 0 after the graceful shutdown (uvicorn
+        re-raises the signal, which would kill the process with it)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            import threading
+
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            old = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+@friendly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _check(args)
+    from fgvc.extras import require
+
+    require("fastapi", "fastapi", "serving a model", extra="serve")
+    require("uvicorn", "uvicorn", "serving a model", extra="serve")
+    require("multipart", "python-multipart", "serving a model", extra="serve")
+    target = trained_target(args.target, ServeError)
+    is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
+    given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
+    if given and not is_onnx:
+        raise ServeError(f"{' '.join(given)} apply to an .onnx file only; a run carries its own preprocessing")
+    if is_onnx and args.backend != "auto":
+        raise ServeError(f"--backend {args.backend} applies to a run; an .onnx file runs on ONNX Runtime")
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    sock = bind(args.host, args.port)  # before loading: a port in use fails in a second, not after the model
+    try:
+        import uvicorn
+
+        from fgvc.serving.app import Settings, create_app, default_decode_threads
+        from fgvc.serving.limits import Limits
+        from fgvc.serving.model import load_model
+
+        onnx_options = {"img_size": args.img_size, "mean": args.mean, "std": args.std, "crop_pct": args.crop_pct,
+                        "classes": args.classes}
+        model = load_model(target, args.checkpoint, args.sets, args.weights, args.backend, onnx_options)
+        settings = Settings(args.max_batch, args.max_wait_ms,
+                            Limits(args.max_bytes, args.max_pixels, args.max_files, args.queue), token,
+                            args.decode_threads or default_decode_threads())
+        app = create_app(model, settings)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"fgvc.serve: {target} ({model.info['backend']}), {len(model.class_names)} classes", file=sys.stderr)
+        if not _is_loopback(args.host):
+            print(f"fgvc.serve: warning: listening on {args.host}, reachable from other machines"
+                  + ("" if token else "; anyone can use it (set --token)"), file=sys.stderr)
+        print(f"fgvc.serve: listening on http://{shown}:{port}  (Ctrl-C or SIGTERM to stop)", file=sys.stderr,
+              flush=True)
+        config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_S,
+                                server_header=False, access_log=args.log_level in ("info", "debug"))
+        _server_class()(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    print("fgvc.serve: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
