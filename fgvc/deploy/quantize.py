@@ -2,12 +2,14 @@
 
 From an fp32 ONNX file written by :mod:`fgvc.deploy.export`:
 
-* **static INT8**: ``onnxruntime.quantization.quant_pre_process`` (symbolic shape inference and graph optimisation),
-  then ``quantize_static`` in QDQ format (QuantizeLinear/DequantizeLinear pairs around every quantizable op), MinMax
-  calibration over up to ``calib`` images of the run's **train** split, preprocessed with the run's eval transform
-  (no augmentation). Activations U8 (asymmetric), weights S8: measured on this repo's AMD EPYC (AVX512-VNNI) CPU with
-  ONNX Runtime 1.32, a ResNet-18 at 224 px ran batch 1 in 17.8 ms with U8S8 against 44 ms with ORT's default S8S8
-  (fp32: 60 ms, 2 threads); per-channel S8S8 was no faster (46 ms).
+* **static INT8**: ``onnxruntime.quantization.quant_pre_process`` (symbolic shape inference and graph optimisation;
+  onnx's own shape inference where the symbolic one cannot follow the graph, as for every method but the baseline
+  and SE-Net at opset 18: :func:`preprocess`), then ``quantize_static`` in QDQ format (QuantizeLinear /
+  DequantizeLinear pairs around every quantizable op), MinMax calibration over up to ``calib`` images of the run's
+  **train** split, preprocessed with the run's eval transform (no augmentation). Activations U8 (asymmetric),
+  weights S8: measured on this repo's AMD EPYC (AVX512-VNNI) CPU with ONNX Runtime 1.32, a ResNet-18 at 224 px ran
+  batch 1 in 17.8 ms with U8S8 against 44 ms with ORT's default S8S8 (fp32: 60 ms, 2 threads); per-channel S8S8 was
+  no faster (46 ms).
   ``per_channel`` quantizes weights per output channel (usually more accurate, slightly larger).
 * **dynamic INT8**: ``quantize_dynamic`` on the same pre-processed model (weights INT8, activations quantized on the
   fly per batch); no calibration data, the fallback where it is the faster one on the CPU at hand.
@@ -21,6 +23,7 @@ why. The other INT8 file is measured and discarded.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from dataclasses import asdict, dataclass
@@ -36,8 +39,8 @@ from fgvc.errors import DeployError
 from fgvc.extras import require
 
 __all__ = ["FP32", "STATIC", "DYNAMIC", "TOP1_MARGIN_PP", "Row", "QuantizeResult", "calibration_reader",
-           "quantize_static_file", "quantize_dynamic_file", "copy_metadata", "measure", "choose", "render_table",
-           "quantize_run", "run_of_onnx"]
+           "preprocess", "quantize_static_file", "quantize_dynamic_file", "copy_metadata", "measure", "choose",
+           "render_table", "quantize_run", "run_of_onnx"]
 
 FP32, STATIC, DYNAMIC = "fp32", "static INT8 (QDQ)", "dynamic INT8"
 TOP1_MARGIN_PP = 1.0  # an INT8 file within this many points of fp32 top-1 counts as accurate enough
@@ -91,50 +94,79 @@ def copy_metadata(src: str | Path, dst: str | Path) -> None:
     onnx.save_model(model, str(dst))
 
 
-def _preprocess(fp32: Path, dst: Path) -> None:
+def preprocess(fp32: Path, dst: Path) -> str | None:
+    """``quant_pre_process`` of ``fp32`` into ``dst``: None, or a note when ONNX Runtime's symbolic shape inference
+    could not follow the graph and it was pre-processed with onnx's own shape inference instead.
+
+    Why the fallback: ``SymbolicShapeInference`` (ORT 1.32) infers an op it has no rule for by running onnx's
+    inference on that node alone, without the values of its constant inputs (it passes them for ``Unsqueeze``
+    only). Where the output shape depends on such an input -- the ``axes`` input of ``ReduceL2`` / ``ReduceMax`` /
+    ``ReduceSum`` at opset 18 (``F.normalize`` in WS-DAN, B-CNN and RA-CNN; CBAM's channel max), ``DFT``'s length
+    (compact bilinear pooling) -- the output loses its shape, and the next op whose rule reads it (``Expand``,
+    ``Conv``, ``Slice``) fails (``TypeError: object of type 'NoneType' has no len()``); a fixed batch changes
+    nothing. onnx's graph-level inference reads those constants and infers every shape of these graphs, and the
+    quantizers need no more (symbolic inference adds symbolic dimension arithmetic, for transformers)."""
+    q = _quantization()
     try:
-        _quantization().quant_pre_process(str(fp32), str(dst))
+        q.quant_pre_process(str(fp32), str(dst))
+        return None
     except Exception as e:
-        raise DeployError(f"onnxruntime's quant_pre_process failed on {fp32} ({type(e).__name__}: {e})") from e
-
-
-def _static(fp32: Path, dst: Path, reader: Any, per_channel: bool) -> None:
-    q = _quantization()
-    pre = dst.with_name(dst.stem + ".pre.onnx")
+        text = str(e).strip()
+        symbolic = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
     try:
-        _preprocess(fp32, pre)
-        q.quantize_static(str(pre), str(dst), reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
-                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                          calibrate_method=q.CalibrationMethod.MinMax)
+        q.quant_pre_process(str(fp32), str(dst), skip_symbolic_shape=True)
+    except Exception as e:
+        raise DeployError(f"onnxruntime's quant_pre_process failed on {fp32}, with symbolic shape inference "
+                          f"({symbolic}) and without it ({type(e).__name__}: {e})") from e
+    return (f"note: onnxruntime's symbolic shape inference cannot follow {fp32.name} ({symbolic}; it loses the "
+            "shape of an op whose output shape depends on a constant input, such as opset 18's Reduce* axes, and "
+            "fails at the next op that reads it); pre-processed with onnx's own shape inference instead")
+
+
+@contextlib.contextmanager
+def _preprocessed(fp32: Path, temp: Path, log: Callable[[str], None]) -> Iterator[Path]:
+    """``fp32`` pre-processed once (:func:`preprocess`) next to the staged ``temp`` file, deleted on exit."""
+    pre = temp.with_name(temp.stem + ".pre.onnx")
+    try:
+        note = preprocess(fp32, pre)
+        if note:
+            log(note)
+        yield pre
     finally:
         pre.unlink(missing_ok=True)
+
+
+def _static(pre: Path, fp32: Path, dst: Path, reader: Any, per_channel: bool) -> None:
+    """Static INT8 (QDQ) of the pre-processed ``pre`` into ``dst``, with ``fp32``'s metadata."""
+    q = _quantization()
+    q.quantize_static(str(pre), str(dst), reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      calibrate_method=q.CalibrationMethod.MinMax)
     copy_metadata(fp32, dst)
 
 
-def _dynamic(fp32: Path, dst: Path, per_channel: bool) -> None:
+def _dynamic(pre: Path, fp32: Path, dst: Path, per_channel: bool) -> None:
+    """Dynamic INT8 of the pre-processed ``pre`` into ``dst``, with ``fp32``'s metadata."""
     q = _quantization()
-    pre = dst.with_name(dst.stem + ".pre.onnx")
-    try:
-        _preprocess(fp32, pre)
-        q.quantize_dynamic(str(pre), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel)
-    finally:
-        pre.unlink(missing_ok=True)
+    q.quantize_dynamic(str(pre), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel)
     copy_metadata(fp32, dst)
 
 
-def quantize_static_file(fp32: str | Path, out: str | Path, reader: Any, per_channel: bool = False) -> Path:
+def quantize_static_file(fp32: str | Path, out: str | Path, reader: Any, per_channel: bool = False,
+                         log: Callable[[str], None] = print) -> Path:
     """Static INT8 (QDQ) of ``fp32`` calibrated with ``reader`` (:func:`calibration_reader`), written to ``out``."""
     stage = Staged(out)
-    with stage as temp:
-        _static(Path(fp32), temp, reader, per_channel)
+    with stage as temp, _preprocessed(Path(fp32), temp, log) as pre:
+        _static(pre, Path(fp32), temp, reader, per_channel)
         return stage.commit()
 
 
-def quantize_dynamic_file(fp32: str | Path, out: str | Path, per_channel: bool = False) -> Path:
+def quantize_dynamic_file(fp32: str | Path, out: str | Path, per_channel: bool = False,
+                          log: Callable[[str], None] = print) -> Path:
     """Dynamic INT8 of ``fp32``, written to ``out``."""
     stage = Staged(out)
-    with stage as temp:
-        _dynamic(Path(fp32), temp, per_channel)
+    with stage as temp, _preprocessed(Path(fp32), temp, log) as pre:
+        _dynamic(pre, Path(fp32), temp, per_channel)
         return stage.commit()
 
 
@@ -253,10 +285,12 @@ def quantize_run(run: Any, out: str | Path | None = None, *, fp32: str | Path | 
     base = OnnxModel(fp32, threads)
     stages = {STATIC: Staged(out), DYNAMIC: Staged(out.with_name(f"{out.stem}.dynamic{out.suffix}"))}
     with stages[STATIC] as static_tmp, stages[DYNAMIC] as dynamic_tmp:
-        log(f"static INT8: calibrating on {min(calib, len(train))} image(s) of split "
-            f"'{run.cfg['data']['train_split']}'")
-        _static(fp32, static_tmp, calibration_reader(train, base.input_name, calib, base.batch), per_channel)
-        _dynamic(fp32, dynamic_tmp, per_channel)
+        with _preprocessed(fp32, static_tmp, log) as pre:  # once for both
+            log(f"static INT8: calibrating on {min(calib, len(train))} image(s) of split "
+                f"'{run.cfg['data']['train_split']}'")
+            _static(pre, fp32, static_tmp, calibration_reader(train, base.input_name, calib, base.batch),
+                    per_channel)
+            _dynamic(pre, fp32, dynamic_tmp, per_channel)
         models = {FP32: base, STATIC: OnnxModel(static_tmp, threads), DYNAMIC: OnnxModel(dynamic_tmp, threads)}
         log(f"top-1 on split '{run.cfg['data']['test_split']}' and latency ({threads} intra-op thread(s)) ...")
         scores = top1_many(models, test, limit=test_images, num_workers=run.cfg["data"]["num_workers"])

@@ -1,4 +1,5 @@
-"""Fixtures of the deploy tests: one tiny synthetic set and one tiny trained run (baseline, 32 px), shared."""
+"""Fixtures of the deploy tests: one tiny synthetic set, one tiny trained run (baseline, 32 px), shared, and a tiny
+recipe on that set (for untrained runs of every method, :func:`deploy_helpers.untrained`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,3 +16,9 @@ def deploy_data(synthetic_set) -> Path:
 def deploy_run(deploy_data, tiny_run) -> Path:
     """A baseline trained for two steps: a real run directory with checkpoints/last.pt (no best.pt)."""
     return tiny_run(deploy_data, "train.max_steps=2")
+
+
+@pytest.fixture(scope="module")
+def recipe(deploy_data, tiny_recipe, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("deploy_recipe")
+    return tiny_recipe(folder / "r.yaml", deploy_data, f"output: {{root: {folder / 'runs'}}}\n")

@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deploy_helpers import files_under
+from deploy_helpers import CASES, files_under
+from deploy_helpers import untrained as _untrained
 
 from fgvc.data.base import load_image
 from fgvc.deploy import parity
@@ -25,39 +26,6 @@ from fgvc.engine.inference import TrainedRun
 from fgvc.export import main as export_main
 from fgvc.methods import METHODS
 from fgvc.models.pooling import CompactBilinearPooling
-
-# small but non-degenerate settings per method (WS-DAN: a 2 x 2 map and min-max boxes, so the test-time crop differs
-# per image; compact bilinear: 96 channels into 64 bins, a dense sketch)
-CASES = {
-    "baseline": [],
-    "senet": [],
-    "cbam": [],
-    "bcnn": ["model.args.reduce_dim=8"],
-    "bcnn_compact": ["model.args.pooling=compact", "model.args.compact_dim=64"],
-    "wsdan": ["model.args.num_attentions=4", "model.args.test_theta=0.5", "model.args.test_norm=minmax",
-              "model.args.test_padding=0.0", "data.img_size=64", "data.resize=72"],
-    "racnn": ["model.args.share_backbone=true", "model.args.apn_hidden=16", "model.args.apn_channels=4",
-              "model.args.apn_grid=2"],
-}
-
-
-@pytest.fixture(scope="module")
-def recipe(deploy_data, tiny_recipe, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("deploy_recipe")
-    return tiny_recipe(folder / "r.yaml", deploy_data, f"output: {{root: {folder / 'runs'}}}\n")
-
-
-def _untrained(recipe: Path, case: str) -> TrainedRun:
-    """The recipe's method (random init), its weights shaken so that every logit, map and box is non-trivial."""
-    run = TrainedRun.from_recipe(recipe, overrides=[f"model.name={case.split('_')[0]}", *CASES[case]])
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in run.method.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-        if case == "wsdan":  # random 1x1 attention convs can be negative everywhere: maps, parts, logits all 0
-            run.method.attention[1].bias.copy_(torch.randn(4, generator=g) * 0.1)
-    return run
-
 
 def test_every_registered_method_is_covered():
     assert {c.split("_")[0] for c in CASES} == set(METHODS.names())
@@ -119,11 +87,40 @@ def test_cli_export_metadata_and_preprocessing(deploy_run, tmp_path, capsys):
 def test_static_batch_and_img_size(deploy_run, tmp_path, capsys):
     out = tmp_path / "static.onnx"
     assert export_main([str(deploy_run), "--static-batch", "4", "--img-size", "64", "--out", str(out)]) == 0
-    assert "parity PASS" in capsys.readouterr().out  # 6 images through a batch-4 file: padded chunks
+    text = capsys.readouterr().out
+    assert "parity PASS" in text  # 6 images through a batch-4 file: padded chunks
+    assert "input 4 x 3 x 64 x 64 (static batch 4)" in text and "B x 3" not in text
     shape = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
     assert shape == [4, 3, 64, 64]
     meta = read_onnx_metadata(out)
     assert meta["batch"] == 4 and meta["img_size"] == 64 and meta["resize"] == 72  # the run's crop share kept
+
+
+def test_static_batch_parity_runs_pytorch_batched(deploy_run, tmp_path, monkeypatch):
+    """A --static-batch 1 file is checked against PyTorch run on the parity images in one batch (not one pass per
+    image, which made a static export of lite0 several times slower than a dynamic one), every PyTorch batch before
+    the file's first."""
+    from fgvc.deploy import export as export_mod
+
+    calls: list[str] = []
+    forward = export_mod.PredictionHead.forward
+
+    def counted(self, images):  # real tensors only: the exporter traces with fake ones
+        if type(images) is torch.Tensor:
+            calls.append(f"torch {len(images)}")
+        return forward(self, images)
+
+    run_file = OnnxModel.run
+
+    def file_run(self, images):
+        calls.append(f"file {len(images)}")
+        return run_file(self, images)
+
+    monkeypatch.setattr(export_mod.PredictionHead, "forward", counted)
+    monkeypatch.setattr(OnnxModel, "run", file_run)
+    result = export_run(TrainedRun.load(deploy_run), "onnx", tmp_path / "s.onnx", static_batch=1)
+    assert result.parity.passed and result.parity.n_images == 6
+    assert calls == ["torch 6"] + ["file 1"] * 6
 
 
 @pytest.mark.parametrize("args,message", [
