@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     result = export_run(run, args.format, args.out, opset=args.opset, img_size=args.img_size,
                         static_batch=args.static_batch, split=args.split, n_parity=args.parity_images)
     meta = result.metadata
-    batch = "dynamic batch" if meta["batch"] == "dynamic" else f"static batch {meta['batch']}"
+    dynamic = meta["batch"] == "dynamic"
+    batch = "dynamic batch" if dynamic else f"static batch {meta['batch']}"
     opset = f" opset {meta['opset']}" if meta["opset"] else ""
     size = meta["img_size"]
     print(f"exported {meta['fgvc_method']} ({meta['backbone']}, {run.describe()}) prediction '{result.prediction}' "
-          f"to {result.path}: {args.format}{opset}, input B x 3 x {size} x {size} ({batch}), "
+          f"to {result.path}: {args.format}{opset}, input {'B' if dynamic else meta['batch']} x 3 x {size} x {size} "
+          f"({batch}), "
           f"{len(meta['class_names'])} classes, {meta['exporter']}")
     if result.parity is None:
         print("parity: skipped (--parity-images 0)")

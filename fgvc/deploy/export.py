@@ -217,7 +217,7 @@ def _export(run: Any, fmt: str, out: str | Path | None, opset: int | None, img_s
                     f"'{key}' instead")
             log(f"note: {note}")
         exported = OnnxModel(temp) if fmt == "onnx" else TorchScriptModel(temp)
-        report = check_parity(head, exported, images, static_batch or 32) if images is not None else None
+        report = check_parity(head, exported, images) if images is not None else None  # PyTorch at 32
         final = stage.final
         if report is not None and not report.passed:
             final = final.with_name(f"{final.stem}.parity-failed{final.suffix}")
