@@ -5,15 +5,17 @@
 Re-evaluates a trained run with a registered evaluation protocol (default ``classification``: top-1, top-5,
 mean per-class accuracy and every prediction the method reports; ``retrieval``, ``knn``, ``linear`` score the
 embeddings, see :mod:`fgvc.protocols.embeddings`) and writes its JSON and CSV tables under ``RUN/eval`` (or
-``--output DIR``): ``<split>-<checkpoint>[-tta].json`` with ``-per_class.csv`` and ``-confusion.csv`` for
-classification, ``<protocol>-<split>[-best][-tta].json`` for the others. For the final test it says whether the
+``--output DIR``): ``<protocol>-<split>-<checkpoint>[-tta].json`` for every protocol (e.g.
+``classification-test-last.json``, ``retrieval-test-best.json``), with ``-per_class.csv`` and ``-confusion.csv``
+for classification. For the final test it says whether the
 numbers reproduce the run's ``final.json``. A recipe (``.yaml``) instead of a run evaluates its pretrained backbone
 with an untrained head (the frozen-features baseline); its results go to ``--output DIR``, by default
 ``<output.root>/<recipe name>-frozen/eval`` (e.g. ``runs/cub200_wsdan-frozen/eval``).
 
 ``--backend`` picks how the logits are computed (:mod:`fgvc.engine.fast_infer`): ``auto`` is the fastest path that
-agrees with PyTorch (ONNX Runtime on the CPU, its export cached under ``RUN/cache/infer``), and the line
-``inference: ...`` (and the JSON's ``inference`` key) says which path ran and why.
+agrees with PyTorch and pays back (ONNX Runtime on the CPU when an export is cached under ``RUN/cache/infer`` or the
+split is large enough to repay exporting one, :mod:`fgvc.engine.auto_backend`; else PyTorch); a line on stderr says
+its choice and why, and the line ``inference: ...`` (and the JSON's ``inference`` key) says which path ran.
 """
 from __future__ import annotations
 
@@ -64,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
     protocol = build_protocol(args.protocol)
     run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
-    run.use_backend(args.backend)
     roles = split_roles(run.cfg, args.split)
     split = roles["test"]
     tta = args.tta or run.cfg["eval"]["tta_flip"]
-    for warning in flip_warnings(run.dataset(split, protocol.needs_run_classes), {"eval.tta_flip (--tta)": tta}):
+    dataset = run.dataset(split, protocol.needs_run_classes)
+    run.use_backend(args.backend, n_images=len(dataset))  # auto exports only where this many images repay it
+    for warning in flip_warnings(dataset, {"eval.tta_flip (--tta)": tta}):
         print(f"warning: {warning}", file=sys.stderr)
     result = protocol.evaluate(run, roles, tta)
     metrics = dict(result.metrics, split=split, checkpoint=None if run.recipe else args.checkpoint,

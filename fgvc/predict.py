@@ -7,8 +7,10 @@ decodable image, get an error line instead of a prediction, and the rest go on. 
 the run's evaluation split (:func:`fgvc.engine.builder.build_transform` with the run's data config: resize of the
 shorter side, centre crop, the backbone's normalisation), batched through :meth:`TrainedRun.infer`; the
 probabilities are the softmax of the headline logits. The run's own data set is not needed. ``--backend`` picks how the
-logits are computed (:mod:`fgvc.engine.fast_infer`; ``auto``: ONNX Runtime on the CPU, its export cached under
-``RUN/cache/infer`` and checked against PyTorch on the first batch, else PyTorch); the summary says which path ran.
+logits are computed (:mod:`fgvc.engine.fast_infer`; ``auto``: ONNX Runtime on the CPU where it pays back -- an export
+already cached under ``RUN/cache/infer``, or enough images to repay exporting one, never a few photos -- checked
+against PyTorch on the first batch, else PyTorch); one stderr line says its choice and why, the summary which path
+ran.
 
 An ``.onnx`` file (fp32 or INT8, from ``fgvc.export`` / ``fgvc.quantize``) predicts the same way on ONNX Runtime, its
 preprocessing and class names read from the file's metadata (:class:`fgvc.deploy.predictor.OnnxPredictor`); a file
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         run: Any = OnnxPredictor(target, args.img_size, args.mean, args.std, args.crop_pct, args.classes)
     else:
         trained = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
-        trained.use_backend(args.backend)
+        trained.use_backend(args.backend, n_images=sum(it.error is None for it in items))  # auto: export if it pays
         run = _RunModel(trained)
     for chunk in _predict(run, items, args.topk, args.batch_size):
         for item in chunk:

@@ -1,6 +1,7 @@
 """The fast inference path of evaluate and predict (fgvc.engine.fast_infer): ``--backend auto`` takes ONNX Runtime on
-the CPU with a cached export, gives the same predictions as PyTorch, says which path ran, re-exports when the
-checkpoint changes, and falls back to PyTorch when a path disagrees or cannot give what is asked."""
+the CPU where it pays back (a cached export, or enough images to repay one: fgvc.engine.auto_backend, tested on plain
+numbers), gives the same predictions as PyTorch, says which path it chose and why, re-exports when the checkpoint
+changes, and falls back to PyTorch when a path disagrees or cannot give what is asked."""
 from __future__ import annotations
 
 import importlib.util
@@ -28,24 +29,34 @@ def run_dir(data_root, tiny_run) -> Path:
     return tiny_run(data_root)
 
 
-def _evaluate(run_dir: Path, out: Path, capsys, *flags: str) -> tuple[dict, str]:
+def _evaluate(run_dir: Path, out: Path, capsys, *flags: str) -> tuple[dict, str, str]:
     assert evaluate_main([str(run_dir), "--output", str(out), *flags]) == 0
-    return json.loads((out / "classification-test-last.json").read_text()), capsys.readouterr().out
+    captured = capsys.readouterr()
+    return json.loads((out / "classification-test-last.json").read_text()), captured.out, captured.err
 
 
 @needs_ort
-def test_evaluate_defaults_to_the_cached_onnx_path_with_eager_results(run_dir, tmp_path, capsys):
-    eager, _ = _evaluate(run_dir, tmp_path / "eager", capsys, "--backend", "eager")
-    auto, out = _evaluate(run_dir, tmp_path / "auto", capsys)
-    assert eager["inference"] == "eager" and auto["inference"] == "onnx"
-    assert "inference: onnx (ONNX Runtime, exported to" in out and "agreed with PyTorch" in out
+def test_evaluate_auto_exports_only_when_it_pays_and_reuses_a_cached_export(run_dir, tmp_path, capsys):
+    small = ["--set", "eval.batch_size=2"]  # 6 test images in 3 batches
+    eager, _, _ = _evaluate(run_dir, tmp_path / "eager", capsys, "--backend", "eager", *small)
+    auto, out, err = _evaluate(run_dir, tmp_path / "auto", capsys, *small)  # no cached export: 6 images never repay one
+    assert eager["inference"] == "eager" and auto["inference"] == "channels_last"
+    lines = [line for line in err.splitlines() if line.startswith("backend auto:")]
+    assert len(lines) == 1 and lines[0].startswith("backend auto: channels_last (PyTorch): 6 image(s): an onnx export")
+    assert "pays back from about" in lines[0] and not (run_dir / "cache").exists()
+    onnx, out, _ = _evaluate(run_dir, tmp_path / "onnx", capsys, "--backend", "onnx", *small)  # exports, caches
+    assert onnx["inference"] == "onnx" and "inference: onnx (ONNX Runtime, exported to" in out
+    cached = run_dir / "cache" / "infer" / "last-model.onnx"
+    assert cached.is_file() and cached.with_name("last-model.onnx.key").is_file()
+    assert (run_dir / "cache" / "infer" / "export-seconds.json").is_file()
+    auto, out, err = _evaluate(run_dir, tmp_path / "auto2", capsys, *small)  # the cached file: taken
+    assert auto["inference"] == "onnx" and f"cached export {cached}" in out and "agreed with PyTorch" in out
+    assert f"backend auto: onnx: a cached export matches these weights ({cached})" in err
     assert "reproduces final.json" in out
     for key in ("top1", "top5", "mean_class_acc", "n_images"):
         assert auto[key] == eager[key]
-    cached = run_dir / "cache" / "infer" / "last-model.onnx"
-    assert cached.is_file() and cached.with_name("last-model.onnx.key").is_file()
-    assert evaluate_main([str(run_dir), "--output", str(tmp_path / "again"), "--tta"]) == 0
-    assert f"cached export {cached}" in capsys.readouterr().out
+    _, out, _ = _evaluate(run_dir, tmp_path / "five", capsys)  # batches of 5: 1 image after the first, not worth it
+    assert "inference: channels_last" in out and "less than its check on a batch" in out
 
 
 @needs_ort
@@ -82,7 +93,9 @@ def test_predict_gives_eager_predictions_and_names_its_path(run_dir, data_root, 
     assert [[c["class"] for c in r["topk"]] for r in auto] == [[c["class"] for c in r["topk"]] for r in eager]
     for a, e in zip(auto, eager):
         assert [c["prob"] for c in a["topk"]] == pytest.approx([c["prob"] for c in e["topk"]], abs=1e-4)
-    assert ("inference: onnx" if HAS_ORT else "inference: channels_last") in err
+    assert "inference: channels_last" in err  # every photo in the first batch: an exported file could not help
+    if HAS_ORT:
+        assert f"backend auto: channels_last (PyTorch): all {len(auto)} image(s) are in the first batch" in err
 
 
 def test_a_disagreeing_path_is_never_used(run_dir, monkeypatch):
@@ -106,7 +119,7 @@ def test_a_multi_head_method_keeps_every_prediction_without_exporting(data_root,
     run_dir = tiny_run(data_root, "model.name=wsdan", "model.args={num_attentions: 4}")
     run = TrainedRun.load(run_dir)
     eager = run.collect("test", ["logits"])
-    backend = run.use_backend("auto")
+    backend = run.use_backend("onnx")
     got = run.collect("test", ["logits"])
     assert set(got.logits) == {"refined", "raw"} and torch.equal(got.prediction, eager.prediction)
     assert backend.ran == "channels_last" and "computes the headline only" in backend.describe()

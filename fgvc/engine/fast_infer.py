@@ -9,11 +9,16 @@ The ways (:data:`PATHS`), each ``normalised images B, 3, S, S -> headline logits
 * ``bf16`` / ``fp16``: PyTorch under autocast (approximate: never exact, never chosen; bench rows only).
 
 :class:`Backend` is what :meth:`TrainedRun.use_backend` installs for ``fgvc.evaluate`` and ``fgvc.predict``
-(``--backend``, default ``auto``). ``auto`` is ``onnx`` for a trained run evaluated on the CPU in fp32, the fastest
-exact path ``fgvc.bench infer`` measured there (tf_efficientnet_lite0, 160 px, 2 cores); on CUDA, under AMP, with DDP,
-for a recipe or without onnxruntime it is the run's own PyTorch path (``channels_last`` for CNNs, ``eager`` for
-vision transformers). The exported file is cached as ``RUN/cache/infer/<checkpoint>-<weights>.onnx`` next to a key
-of the weights, the model keys, the input size and the torch version; a changed checkpoint or ``--set`` re-exports.
+(``--backend``, default ``auto``). ``auto`` considers ``onnx`` for a trained run evaluated on the CPU in fp32, the
+fastest exact path ``fgvc.bench infer`` measured there (tf_efficientnet_lite0, 160 px, 2 cores), and runs it only
+where it pays back (:mod:`fgvc.engine.auto_backend`): a file already cached for these weights, or enough images that
+the expected saving exceeds the export's cost (about 1,500 for lite0 on 2 cores; never a few photos); it decides
+after the first batch, which PyTorch runs anyway, and says its choice and why in one line (stderr). Otherwise, and
+on CUDA, under AMP, with DDP, for a recipe or without onnxruntime, it is the run's own PyTorch path
+(``channels_last`` for CNNs, ``eager`` for vision transformers). An exported file is cached as
+``RUN/cache/infer/<checkpoint>-<weights>.onnx`` next to a key of the weights, the model keys, the input size and the
+torch version (``--backend onnx`` always exports, or reuses that file); a changed checkpoint or ``--set``
+re-exports.
 
 No path is faster by being wrong: a file or compiled path is checked against PyTorch on the first batch of every
 command (:func:`fgvc.deploy.parity.compare`: the same top-1 for every image, logits within the tolerance of
@@ -29,6 +34,7 @@ import importlib.util
 import json
 import shutil
 import tempfile
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +43,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from fgvc.engine.auto_backend import decide, export_seconds, record_export_seconds
 from fgvc.errors import DeployError
 from fgvc.methods.base import Outputs
 
 __all__ = ["PATHS", "BACKENDS", "InferPath", "PathUnavailable", "pytorch_path", "auto_choice", "weights_key",
-           "exported_file", "build_path", "check_available", "Backend", "add_backend_argument"]
+           "cached_file", "exported_file", "build_path", "check_available", "Backend", "add_backend_argument"]
 
 PATHS = ("eager", "channels_last", "compile", "torchscript", "onnx", "bf16", "fp16")
 BACKENDS = ("auto", "eager", "channels_last", "compile", "torchscript", "onnx")  # fgvc.evaluate / predict --backend
@@ -104,26 +111,42 @@ def _temp_folder() -> Path:
     return folder
 
 
+def cached_file(run: Any, fmt: str, folder: Path) -> Path | None:
+    """``folder/<checkpoint>-<weights>.<ext>`` when it exists with the key (:func:`weights_key`) of ``run`` as it is
+    now, else None."""
+    from fgvc.deploy.export import FORMATS
+    from fgvc.deploy.meta import Preprocessing
+
+    path = folder / f"{run.checkpoint}-{run.weights}{FORMATS[fmt]}"
+    key_file = path.with_name(path.name + ".key")
+    if not (path.is_file() and key_file.is_file()):
+        return None
+    key = weights_key(run, fmt, Preprocessing.from_run(run).img_size)
+    return path if key_file.read_text().strip() == key else None
+
+
 def exported_file(run: Any, fmt: str, folder: Path | None = None, cache: bool = False) -> tuple[Path, float, str]:
     """``(file, seconds spent exporting, detail)``: the run's headline exported to ``fmt`` (``onnx`` or
     ``torchscript``, no parity check here: :class:`Backend` checks the first batch) into ``folder`` (default a
     temporary folder). ``cache``: reuse ``<checkpoint>-<weights>.<ext>`` in ``folder`` when its key
-    (:func:`weights_key`) matches, else export it and write the key beside it."""
+    (:func:`weights_key`) matches (:func:`cached_file`), else export it, write the key beside it and record the
+    export's seconds (:func:`fgvc.engine.auto_backend.record_export_seconds`)."""
     from fgvc.deploy.export import FORMATS, export_run
     from fgvc.deploy.meta import Preprocessing
 
     folder = folder or _temp_folder()
     path = folder / f"{run.checkpoint}-{run.weights}{FORMATS[fmt]}"
     key_file = path.with_name(path.name + ".key")
-    key = weights_key(run, fmt, Preprocessing.from_run(run).img_size) if cache else ""
-    if cache and path.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+    if cache and cached_file(run, fmt, folder) is not None:
         return path, 0.0, f"cached export {path}"
+    key = weights_key(run, fmt, Preprocessing.from_run(run).img_size) if cache else ""
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = export_run(run, fmt, path, n_parity=0, log=lambda _: None)
     seconds = time.perf_counter() - t0
     if cache:
         key_file.write_text(key + "\n")
+        record_export_seconds(folder, fmt, seconds)
     what = "" if result.prediction == result.headline else f", prediction '{result.prediction}'"
     return result.path, seconds, f"exported to {result.path} in {seconds:.1f} s{what}"
 
@@ -196,9 +219,10 @@ def check_available(run: Any, name: str) -> None:
 def add_backend_argument(ap: Any) -> None:
     """``--backend`` of fgvc.evaluate and fgvc.predict."""
     ap.add_argument("--backend", default="auto", choices=BACKENDS,
-                    help="inference path for the logits: auto (default: onnx on the CPU in fp32, cached in "
-                         "RUN/cache/infer and checked against PyTorch on the first batch; else the run's PyTorch "
-                         "path), eager, channels_last, compile, torchscript or onnx")
+                    help="inference path for the logits: auto (default: onnx on the CPU in fp32 where it pays "
+                         "back -- an export cached in RUN/cache/infer, or enough images to repay exporting one -- "
+                         "checked against PyTorch on the first batch; else the run's PyTorch path), eager, "
+                         "channels_last, compile, torchscript or onnx (exports and caches the file)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -214,10 +238,12 @@ class Backend:
     once it agreed with PyTorch on that batch (see the module doc). ``ran`` names the path
     that computed the logits so far; :meth:`describe` says which, why, and what it cost."""
 
-    def __init__(self, run: Any, requested: str = "auto") -> None:
+    def __init__(self, run: Any, requested: str = "auto", n_images: int | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         if requested not in BACKENDS:
             raise DeployError(f"--backend {requested}: choose from {', '.join(BACKENDS)}")
-        self.run, self.requested = run, requested
+        self.run, self.requested, self.n_images, self.done = run, requested, n_images, 0
+        self.log = log or (lambda line: print(line, file=sys.stderr))
         self.name, self.why = auto_choice(run) if requested == "auto" else (requested, "")
         self.path: InferPath | None = None
         self.state = "pytorch"  # pytorch | unchecked | checked | failed
@@ -229,8 +255,32 @@ class Backend:
         check_available(run, self.name)
         self.state = "unchecked"
 
+    def _folder(self) -> Path | None:
+        """Where exports of the run are cached (None for a recipe)."""
+        return None if self.run.recipe is not None else Path(self.run.run_dir) / "cache" / "infer"
+
+    def _pays_back(self, batch: int, seconds: float) -> bool | None:
+        """``auto``'s choice at a batch of ``batch`` images that PyTorch ran in ``seconds``: the file only where it
+        pays back (:func:`fgvc.engine.auto_backend.decide`), said in one line; None to wait for the next batch (the
+        first is a warm-up, unless a cached file, an unknown count or no images after it decide already)."""
+        self.done += batch
+        folder = self._folder()
+        cached = cached_file(self.run, self.name, folder) if folder is not None else None
+        if self.done == batch and not cached and self.n_images is not None and self.n_images > batch:
+            self.why = f"{self.name} not used: auto decides at the second batch, and none came"
+            return None
+        export_s, measured = export_seconds(folder, self.name)
+        decision = decide(self.n_images, self.done, batch, seconds / max(batch, 1), str(cached) if cached else None,
+                          export_s, measured, fmt=self.name)
+        self.why = decision.why
+        chosen = self.name if decision.use_file else f"{pytorch_path(self.run)} (PyTorch)"
+        self.log(f"backend auto: {chosen}: {decision.why}" + (f" ({cached})" if decision.use_file and cached else ""))
+        if not decision.use_file:
+            self.state = "pytorch"
+        return decision.use_file
+
     def _build(self) -> None:
-        folder = None if self.run.recipe is not None else Path(self.run.run_dir) / "cache" / "infer"
+        folder = self._folder()
         try:
             self.path = build_path(self.run, self.name, folder, cache=folder is not None)
         except Exception as e:
@@ -262,11 +312,15 @@ class Backend:
         if self.state in ("pytorch", "failed") or (every_head and self.heads > 1):
             return self.run.infer(images, tta)
         if self.state == "unchecked":
+            t0 = time.perf_counter()
             ref = self.run.infer(images, tta)
+            seconds = time.perf_counter() - t0
             self.heads, self.headline = len(ref.logits), ref.headline
             if every_head and self.heads > 1:
                 self.why = f"{self.name} computes the headline only, and all {self.heads} predictions were asked for"
                 return ref
+            if self.requested == "auto" and not self._pays_back(len(images), seconds):
+                return ref  # not now (the warm-up batch) or not at all
             self._build()
             if self.state == "failed":
                 return ref

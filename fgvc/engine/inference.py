@@ -22,7 +22,7 @@ import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -223,12 +223,15 @@ class TrainedRun:
         return to_model_input(images, self.runtime.device, self.data_config["mean"], self.data_config["std"],
                               self.runtime.channels_last)
 
-    def use_backend(self, name: str = "auto") -> Any:
+    def use_backend(self, name: str = "auto", n_images: int | None = None,
+                    log: Callable[[str], None] | None = None) -> Any:
         """Compute logits-only passes (:meth:`infer_logits`, ``collect`` of ``logits`` alone) on the inference path
-        ``name`` (:data:`fgvc.engine.fast_infer.BACKENDS`; ``auto``: the fastest exact one); returns the Backend."""
+        ``name`` (:data:`fgvc.engine.fast_infer.BACKENDS`; ``auto``: the fastest exact one that pays back for
+        ``n_images`` images, :mod:`fgvc.engine.auto_backend`; ``log``: where its choice is said, default stderr);
+        returns the Backend."""
         from fgvc.engine.fast_infer import Backend
 
-        self.backend = Backend(self, name)
+        self.backend = Backend(self, name, n_images, log)
         return self.backend
 
     def infer_logits(self, images: Tensor, tta: bool = False, every_head: bool = False) -> Outputs:
