@@ -68,8 +68,9 @@ def test_evaluate_protocol_and_output_dir(wsdan_run, tmp_path, capsys):
     assert evaluate_main([str(wsdan_run), "--protocol", "classification", "--output", str(tmp_path / "ev")]) == 0
     out = capsys.readouterr().out
     assert "reproduces final.json" in out and "refined" in out and "raw" in out
-    assert {p.name for p in (tmp_path / "ev").iterdir()} == {"test-last.json", "test-last-per_class.csv",
-                                                              "test-last-confusion.csv"}
+    assert {p.name for p in (tmp_path / "ev").iterdir()} == {"classification-test-last.json",
+                                                              "classification-test-last-per_class.csv",
+                                                              "classification-test-last-confusion.csv"}
     assert evaluate_main([str(wsdan_run), "--protocol", "clasification"]) == 2
     assert "unknown evaluation protocol 'clasification' (did you mean 'classification'?)" in capsys.readouterr().err
 

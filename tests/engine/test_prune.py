@@ -61,7 +61,7 @@ def test_pruned_run_is_smaller_loads_and_evaluates_as_reported(run_dir, pruned, 
     out = run.infer(torch.randn(2, 3, 32, 32))
     assert out.prediction.shape == (2, 3) and torch.isfinite(out.prediction).all()
     assert evaluate_main([str(pruned), "--output", str(tmp_path / "ev")]) == 0
-    evaluated = json.loads((tmp_path / "ev" / "test-last.json").read_text())
+    evaluated = json.loads((tmp_path / "ev" / "classification-test-last.json").read_text())
     final = json.loads((pruned / "final.json").read_text())
     assert evaluated["top1"] == pytest.approx(after["top1"]) == pytest.approx(final["top1"])
 
