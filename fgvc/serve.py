@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     require("fastapi", "fastapi", "serving a model", extra="serve")
     require("uvicorn", "uvicorn", "serving a model", extra="serve")
-    require("multipart", "python-multipart", "serving a model", extra="serve")
+    require("python_multipart", "python-multipart", "serving a model", extra="serve")
     target = trained_target(args.target, ServeError)
     is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
     given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
