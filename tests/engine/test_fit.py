@@ -93,8 +93,10 @@ def test_training_writes_fit_into_final_json_and_val_loss_per_epoch(tmp_path, ti
                        "train.max_steps=3"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("val_loss" in r and "val_top1" in r for r in rows)
+    assert all(r["val_n"] == rows[0]["val_n"] >= 1 and r["val_loss_se"] >= 0 for r in rows)  # the split's noise
     final = json.loads((out / "final.json").read_text())
-    assert set(final["fit"]) >= {"verdict", "gap", "epoch", "remedies"}
+    assert set(final["fit"]) >= {"verdict", "gap", "epoch", "remedies", "gap_ci", "val_images"}
+    assert final["fit"]["val_images"] == rows[0]["val_n"]
     assert final["fit"] == analyse_run(out)
     assert "fit: " in (out / "train.log").read_text()
 
