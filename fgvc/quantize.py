@@ -5,7 +5,9 @@ file is exported first (``RUN/export/model.onnx``, exactly as ``fgvc.export`` do
 file written by ``fgvc.export``, its metadata names the run whose images are used. Then:
 
 * static INT8 (QDQ; ``quant_pre_process`` + ``quantize_static``, MinMax calibration on up to ``--calib`` images of
-  the run's train split with its eval transform; per-channel weights by default, ``--per-tensor`` for one scale per tensor),
+  the run's train split with its eval transform; per-channel weights by default, ``--per-tensor`` for one scale per
+  tensor; where ONNX Runtime's symbolic shape inference cannot follow the graph -- WS-DAN, B-CNN, RA-CNN and CBAM at
+  opset 18 -- the pre-processing uses onnx's own shape inference and prints a ``note:`` line saying so),
 * dynamic INT8 (``quantize_dynamic``),
 
 and a table of file size, top-1 on the test split and median batch-1 / batch-32 latency (``--threads`` intra-op
