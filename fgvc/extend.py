@@ -1,18 +1,19 @@
 """``python -m fgvc.extend RUN_DIR --add ROOT [--add-set name=READER args.KEY=VALUE ...] [--shots K]
-[--finetune-epochs E] [--ewc LAMBDA | --rehearsal N] [--old-weights imprinted|normalised]
+[--shot-seed S] [--finetune-epochs E] [--ewc LAMBDA | --rehearsal N] [--old-weights imprinted|centred|normalised]
 [--checkpoint last|best] [--set ...] --output NEW_RUN``
 
 Adds the classes of the data set at ``ROOT`` to a trained run without retraining it: weight imprinting (Qi, Brown &
-Lowe 2018), each new class's weight the normalised mean embedding of its first ``K`` training images, in a cosine
-head; then optionally ``E`` fine-tune epochs on the new shots and the old images (all of them; ``--rehearsal N``
-per old class; or none with ``--ewc LAMBDA``, Kirkpatrick et al. 2017). ``ROOT`` is any layout fgvc reads (CUB,
-Flowers, image folders, a CSV manifest), detected from the files or named with ``--add-set name=...``; it needs a
-train split (the shots) and the run's test split (``data.test_split``). ``--set`` overrides keys of the run's
+Lowe 2018), each new class's weight the normalised mean embedding of ``K`` training images (``--shot-seed S`` draws
+another ``K``); then optionally ``E`` fine-tune epochs on the new shots and the old images (all of them;
+``--rehearsal N`` per old class; or none with ``--ewc LAMBDA``, Kirkpatrick et al. 2017). ``ROOT`` is any layout fgvc
+reads (CUB, Flowers, image folders, a CSV manifest), detected from the files or named with ``--add-set name=...``; it
+needs a train split (the shots) and the run's test split (``data.test_split``). ``--set`` overrides keys of the run's
 recipe for loading it and for the new run (e.g. ``train.device=cpu``, ``train.lr`` of the fine-tune).
 
 A linear head becomes a cosine head whose old classes are imprinted too, from all their training images
-(``--old-weights normalised`` keeps the normalised linear weights instead); a cosine, ArcFace or CosFace head keeps
-its old rows, so old-class logits do not change.
+(``--old-weights centred``: the linear head kept, every class imprinted from embeddings centred on the old training
+images' mean; ``--old-weights normalised``: the normalised linear weights instead); a cosine, ArcFace or CosFace head
+keeps its old rows, so old-class logits do not change.
 
 ``NEW_RUN`` is a new, ordinary run directory (an existing one is refused): ``fgvc.evaluate``, ``fgvc.embed`` and
 ``fgvc.visualize`` work on it; its ``final.json`` has ``top1`` over the old and new test images together,
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "detected), args.KEY=VALUE, e.g. --add-set name=csv args.manifest=new_birds.csv")
     ap.add_argument("--shots", type=int, default=5, help="training images per new class (the first K in a seeded "
                                                          "order; default 5)")
+    ap.add_argument("--shot-seed", type=int, default=None, metavar="S",
+                    help="seed of the shots' order (default: the run's seed); another S draws other shots")
     ap.add_argument("--finetune-epochs", type=int, default=0, metavar="E",
                     help="fine-tune epochs after imprinting (default 0: imprinting only)")
     forget = ap.add_mutually_exclusive_group()
@@ -46,9 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fine-tune on the new shots only, with the EWC penalty LAMBDA/2 * sum F (w - w_old)^2")
     forget.add_argument("--rehearsal", type=int, default=None, metavar="N",
                         help="replay N old images per old class in the fine-tune (default: all old images)")
-    ap.add_argument("--old-weights", default="imprinted", choices=["imprinted", "normalised"],
-                    help="a linear head's old classes in the new cosine head: imprinted from all their training images "
-                         "(default) or the linear weights normalised (which hands most images to the new classes)")
+    ap.add_argument("--old-weights", default="imprinted", choices=["imprinted", "centred", "normalised"],
+                    help="a linear head's old classes: imprinted from all their training images in a cosine head "
+                         "(default), imprinted from centred embeddings (old and new classes) in the linear head "
+                         "(more old images kept, fewer new ones with 5 shots), or the linear weights normalised "
+                         "(which hands most images to the new classes)")
     ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="the run's checkpoint to extend")
     add_new_run_arguments(ap, "1e-4")
     return ap.parse_args(argv)
@@ -60,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from fgvc.engine.extend import ExtendRequest, extend_run
 
     req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
-                        args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights)
+                        args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights,
+                        args.shot_seed)
     run_logged(extend_run, req)
     print(f"wrote {req.output}/final.json, config.yaml, train.log, checkpoints/last.pt")
     return 0

@@ -3,20 +3,26 @@ a new class's classifier weight is the L2-normalised mean of the L2-normalised e
 images, in a cosine classifier ``s * cos(theta)`` (NormFace, Wang et al. 2017; :class:`fgvc.models.heads.CosineHead`).
 
 * :func:`imprinted_weights`: the new rows, ``K_new x D`` unit vectors.
-* :func:`head_rows`: the old head as cosine rows. A cosine head (``cosine``, ``arcface``, ``cosface``) keeps its
-  rows and its type, so old-class logits do not change at all. A ``linear`` head becomes a ``cosine`` head (its bias
-  dropped) whose old rows ``fgvc.extend`` imprints too, from all the old classes' training images (a cosine
-  nearest-class-mean classifier over old and new classes), rather than normalising the linear weights (Qi et al.'s
-  conversion, kept as ``--old-weights normalised``). Measured on a lite0 run over 10 CUB species (94.6 % test
-  top-1), with 10 species added from 5 shots: normalised linear rows have a cosine of 0.25 on average with their own
-  class's images, imprinted means 0.4-0.7 with any bird (pooled ReLU features are non-negative, so every mean
-  direction is close to every image), and the new classes take almost every image (old top-1 3.7 %, new 83.7 %);
-  with the old rows imprinted from their training images: old 94.0 %, new 77.2 % (old among old only: 95.3 %).
-* :func:`fit_scale`: the cosine scale ``s`` of a converted linear head. ``s`` changes no prediction (every row is
-  scaled alike), only how peaked the softmax is, which sets the fine-tune's gradients and the probabilities. We take
-  the ``s`` of a geometric grid (4 to 64) with the lowest cross-entropy of ``s * cos`` on held-out images of the old
-  classes (temperature scaling, Guo et al. 2017, "On Calibration of Modern Neural Networks"): ``fgvc.extend`` uses
-  the run's validation split, or its training images when it has none (which pushes ``s`` towards 64).
+* :func:`head_rows`: the old head as rows. A cosine head (``cosine``, ``arcface``, ``cosface``) keeps its rows and
+  its type, so old-class logits do not change at all. A ``linear`` head's rows come back normalised; ``fgvc.extend``
+  then imprints all of them (:func:`centred_linear`) unless ``--old-weights normalised`` keeps these (Qi et al.'s
+  conversion to a cosine head). Measured on a lite0 run over 10 CUB species (94.6 % test top-1), with 10 species
+  added from 5 shots: normalised linear rows have a cosine of 0.25 on average with their own class's images,
+  imprinted means 0.4-0.7 with any bird (pooled ReLU features are non-negative, so every mean direction is close to
+  every image), and the new classes take almost every image (old top-1 3.7 %, new 83.7 %); with the old rows
+  imprinted from their training images: old 94.0 %, new 77.2 % (old among old only: 95.3 %).
+* :func:`centred_linear`: what every mean direction shares is removed by centring first: rows imprinted from
+  ``e - c`` (``c`` the old training images' mean embedding, ``imprinted_weights(..., centre=c)``), kept in a linear
+  head ``s / u * (e - c) . w`` whose argmax is the cosine nearest-class-mean of centred, normalised embeddings
+  (SimpleShot's CL2N, Wang et al. 2019, "SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot
+  Learning", arXiv:1911.04623); ``benchmarks/results/extend.md`` measures it against the uncentred mean.
+* :func:`fit_scale`: the scale ``s`` of a linear head's imprinted rows (cosine units: the scores are divided by the
+  centred embeddings' mean norm) or of ``--old-weights normalised``'s cosine head. ``s`` changes no prediction
+  (every row is scaled alike), only how peaked the softmax is, which sets the fine-tune's gradients and the
+  probabilities. We take the ``s`` of a geometric grid (4 to 64) with the lowest cross-entropy of ``s * scores`` on
+  held-out images of the old classes (temperature scaling, Guo et al. 2017, "On Calibration of Modern Neural
+  Networks"): ``fgvc.extend`` uses the run's validation split, or its training images when it has none (which
+  pushes ``s`` towards 64).
 * :func:`extended_state`: the old model's state dict for the union classes: the head's rows, and every per-class
   tensor of ``K_old`` rows (a center loss's centers, proxy-anchor's proxies, WS-DAN-like feature centers) grown
   with the new classes' mean embedding.
@@ -31,7 +37,8 @@ from torch import Tensor, nn
 
 from fgvc.models.heads import HEADS, CosineHead, LinearHead
 
-__all__ = ["imprinted_weights", "class_means", "head_rows", "union_rows", "fit_scale", "extended_state", "SCALE_GRID"]
+__all__ = ["imprinted_weights", "class_means", "centred_linear", "head_rows", "union_rows", "fit_scale",
+           "extended_state", "SCALE_GRID"]
 
 SCALE_GRID = tuple(float(2 ** (e / 4)) for e in range(8, 25))  # 4 ... 64, four steps per octave
 
@@ -51,10 +58,14 @@ def class_means(embeddings: Tensor, labels: Tensor, num_classes: int, normalize:
     return (sums / counts[:, None]).float()
 
 
-def imprinted_weights(embeddings: Tensor, labels: Tensor, num_classes: int, fallback: Tensor | None = None) -> Tensor:
+def imprinted_weights(embeddings: Tensor, labels: Tensor, num_classes: int, fallback: Tensor | None = None,
+                      centre: Tensor | None = None) -> Tensor:
     """``num_classes x D`` unit rows: row ``c`` = normalise(mean of normalise(e_i) over the images of class ``c``)
-    (Qi et al. 2018, eq. 3); ``labels`` in ``0..num_classes-1``. A class without images takes its row of
-    ``fallback`` (without one, that is an error)."""
+    (Qi et al. 2018, eq. 3); ``labels`` in ``0..num_classes-1``. With ``centre`` (``D``), ``e_i - centre`` in
+    place of ``e_i`` (:func:`centred_linear`). A class without images takes its row of ``fallback`` (without one,
+    that is an error)."""
+    if centre is not None:
+        embeddings = embeddings.double() - centre.double()
     labels = labels.long()
     have = torch.bincount(labels, minlength=num_classes) > 0
     if fallback is not None and not bool(have.all()):
@@ -65,6 +76,15 @@ def imprinted_weights(embeddings: Tensor, labels: Tensor, num_classes: int, fall
         rows[present] = imprinted_weights(embeddings, remap[labels], len(present))
         return rows
     return F.normalize(class_means(embeddings, labels, num_classes, normalize=True).double(), dim=1).float()
+
+
+def centred_linear(rows: Tensor, centre: Tensor, scale: float, unit: float) -> tuple[Tensor, Tensor]:
+    """``(weight K x D, bias K)`` of the linear head whose logits are ``scale / unit * (e - centre) . rows`` (``rows``
+    unit vectors imprinted from centred embeddings): ``weight = scale / unit * rows``, ``bias = -weight @ centre``.
+    Its argmax is the cosine nearest-class-mean of centred, normalised embeddings (SimpleShot's CL2N, Wang et al.
+    2019); ``unit`` (the mean norm of the centred embeddings) puts ``scale`` in cosine units."""
+    weight = rows.double() * (scale / unit)
+    return weight.float(), -(weight @ centre.double()).float()
 
 
 def head_rows(head: nn.Module) -> tuple[Tensor, str | None]:
@@ -92,17 +112,22 @@ def fit_scale(cosines: Tensor, labels: Tensor, grid: tuple[float, ...] = SCALE_G
 
 
 def extended_state(old: Mapping[str, Tensor], template: Mapping[str, Tensor], head: str, rows: Tensor,
-                   means: Tensor, k_old: int) -> dict[str, Tensor]:
+                   means: Tensor, k_old: int, bias: Tensor | None = None) -> dict[str, Tensor]:
     """The state dict of the union model (``template``: its freshly built state, ``K = k_old + K_new`` classes):
     ``<head>.weight`` = ``rows`` (``K x D``); tensors of the old model with the template's shape copied; tensors with
     ``k_old`` rows where the template has ``K`` (per-class centers, proxies) grown with ``means`` (``K_new x D``, the
-    new classes' mean embedding) where their rows are ``D``-long, else with the template's new rows. The old
-    linear head's bias is dropped; any other mismatch is a bug and raises."""
+    new classes' mean embedding) where their rows are ``D``-long, else with the template's new rows;
+    ``<head>.bias`` = ``bias`` when given (a linear head kept), else the old linear head's bias is dropped (a cosine
+    head has none); any other mismatch is a bug and raises."""
     out: dict[str, Tensor] = {}
     k = rows.shape[0]
     for key, fresh in template.items():
-        if key == f"{head}.weight":
-            out[key] = rows.to(fresh.dtype)
+        if key == f"{head}.weight" or (key == f"{head}.bias" and bias is not None):
+            value = rows if key.endswith("weight") else bias
+            if tuple(value.shape) != tuple(fresh.shape):
+                raise ValueError(f"'{key}' of shape {tuple(value.shape)} does not fit the extended model's "
+                                 f"{tuple(fresh.shape)}")
+            out[key] = value.to(fresh.dtype)
             continue
         if key not in old:
             raise KeyError(f"the extended model has '{key}', which the trained model lacks")

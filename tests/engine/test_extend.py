@@ -21,7 +21,7 @@ from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.ewc import EWCPenalty, diagonal_fisher
 from fgvc.engine.extend import ExtendRequest, added_part, embedding_head, union_config
-from fgvc.engine.imprint import fit_scale, imprinted_weights
+from fgvc.engine.imprint import centred_linear, fit_scale, imprinted_weights
 from fgvc.engine.inference import TrainedRun
 from fgvc.errors import CheckpointError
 from fgvc.evaluate import main as evaluate_main
@@ -85,7 +85,13 @@ def test_imprinted_weight_is_the_normalised_mean_of_normalised_embeddings():
         np.testing.assert_allclose(got[c].numpy(), mean / np.linalg.norm(mean), atol=1e-6)
     fallback = torch.eye(5)[:4]  # class 3 has no embedding: it keeps its fallback row
     kept = imprinted_weights(emb, labels, 4, fallback=fallback)
-    torch.testing.assert_close(kept[:3], got) and torch.testing.assert_close(kept[3], fallback[3])
+    torch.testing.assert_close(kept[:3], got)
+    torch.testing.assert_close(kept[3], fallback[3])
+    centre = torch.randn(5, generator=g)
+    torch.testing.assert_close(imprinted_weights(emb, labels, 3, centre=centre),
+                               imprinted_weights(emb - centre, labels, 3))
+    weight, bias = centred_linear(got, centre, scale=8.0, unit=2.0)  # logits 8 / 2 * (e - centre) . rows
+    torch.testing.assert_close(emb @ weight.T + bias, 4.0 * (emb - centre) @ got.T, atol=1e-5, rtol=1e-5)
     assert fit_scale(torch.eye(3) * 0.4, torch.arange(3)) == 64.0  # all right: the most confident scale
     wrong = torch.tensor([[0.4, 0.0], [0.0, 0.4], [0.3, 0.0]])  # the third one wrong: a finite optimum
     assert fit_scale(wrong, torch.tensor([0, 1, 1])) < 64.0
@@ -108,9 +114,64 @@ def test_imprinting_through_the_command_is_exactly_the_class_mean(data, imprinte
         assert key in final, key
     assert final["shots"] == 3 and final["finetune_epochs"] == 0 and final["n_images"] == 12 + 4
     assert final["forgetting"] == "imprinting" and 4 <= final["cosine_scale"] <= 64
-    assert final["old_weights"] == "imprinted"
+    assert final["old_weights"] == "imprinted" and final["head"] == "cosine" and final["shot_seed"] == 1
     counts = np.bincount(TrainedRun.load(imprinted).dataset("train", False).targets)
     assert counts[3:].tolist() == [3, 3]  # the union's train split holds exactly the shots imprinted
+
+
+def test_old_weights_centred_is_the_centred_class_mean_in_the_linear_head(data, tmp_path):
+    imprinted = tmp_path / "centred"
+    assert extend_main([str(data.runs["linear"]), "--add", str(data.new), "--shots", "3", "--old-weights", "centred",
+                        "--output", str(imprinted)]) == 0
+    state = load_checkpoint(imprinted / "checkpoints" / "last.pt")
+    assert state["class_names"][-2:] == list(NEW) and len(state["class_names"]) == 5
+    w, b = state["model"]["fc.weight"].double(), state["model"]["fc.bias"].double()  # 5, D and 5: still linear
+    assert state["config"]["model"]["args"].get("head", "linear") == "linear"
+    emb, labels = _shot_embeddings(data.runs["linear"], data.new, 3)
+    old = TrainedRun.load(data.runs["linear"]).collect("train", ["embedding"])  # every old training image
+    centre = old.embedding.double().mean(0).numpy()
+
+    def centred_mean(e: np.ndarray) -> np.ndarray:  # normalise(mean of normalise(e_i - centre))
+        u = (e - centre) / np.linalg.norm(e - centre, axis=1, keepdims=True)
+        return u.mean(0) / np.linalg.norm(u.mean(0))
+
+    by_hand = [centred_mean(old.embedding.double().numpy()[old.targets.numpy() == c]) for c in range(3)]
+    by_hand += [centred_mean(emb.double().numpy()[labels.numpy() == c]) for c in range(2)]
+    np.testing.assert_allclose(F.normalize(w, dim=1).numpy(), np.stack(by_hand), atol=1e-5)
+    final = json.loads((imprinted / "final.json").read_text())
+    unit = np.linalg.norm(old.embedding.double().numpy() - centre, axis=1).mean()
+    np.testing.assert_allclose(w.norm(dim=1).numpy(), final["cosine_scale"] / unit, rtol=1e-5)  # one scale for all
+    np.testing.assert_allclose(b.numpy(), -(w.numpy() @ centre), rtol=1e-5, atol=1e-5)  # logits: w . (e - centre)
+    for key in ("top1", "old_top1", "new_top1", "old_top1_before", "shots", "finetune_epochs", "cosine_scale"):
+        assert key in final, key
+    assert final["shots"] == 3 and final["finetune_epochs"] == 0 and final["n_images"] == 12 + 4
+    assert final["forgetting"] == "imprinting" and 4 <= final["cosine_scale"] <= 64
+    assert final["old_weights"] == "centred" and final["head"] == "linear"
+    counts = np.bincount(TrainedRun.load(imprinted).dataset("train", False).targets)
+    assert counts[3:].tolist() == [3, 3]  # the union's train split holds exactly the shots imprinted
+
+
+def test_imprinting_alone_trains_nothing_and_says_so(data, imprinted):
+    log = (imprinted / "train.log").read_text()
+    assert "stage 1/1" not in log and "fit:" not in log  # no training stage, no over/underfitting verdict
+    final = json.loads((imprinted / "final.json").read_text())
+    assert final["steps"] == 0 and final["fit"] is None
+    assert final["best_val_top1"] is None and final["best_val_epoch"] is None  # nothing was validated
+    trained = json.loads((data.runs["linear"] / "final.json").read_text())  # trained with data.val_split: null
+    assert trained["steps"] > 0 and trained["best_val_top1"] is None and trained["fit"] is not None
+
+
+def test_shot_seed_draws_other_shots(data, tmp_path):
+    run = TrainedRun.load(data.runs["linear"])
+    new = added_part(data.new, (), run.cfg)
+    picked = []
+    for seed in (None, run.cfg["seed"], run.cfg["seed"] + 1):
+        req = ExtendRequest(data.runs["linear"], data.new, tmp_path / "unused", shots=2, shot_seed=seed)
+        ds = builder.build_split(union_config(run.cfg, new, req), "train", False, None)
+        picked.append(sorted(str(s.path) for s in ds.samples if s.label >= 3))
+        assert np.bincount(ds.targets, minlength=5)[3:].tolist() == [2, 2]
+    assert picked[0] == picked[1]  # default: the run's seed
+    assert picked[2] != picked[0]  # another seed, other shots (2 of 4 and 2 of 5 images)
 
 
 def test_old_weights_normalised_keeps_the_linear_directions(data, tmp_path):
@@ -254,7 +315,7 @@ def test_rehearsal_draws_n_per_old_class(data):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flags", [["--ewc", "100"], ["--rehearsal", "2"]])
+@pytest.mark.parametrize("flags", [["--ewc", "100", "--set", "train.batch_size=2"], ["--rehearsal", "2"]])
 def test_fine_tune_through_the_trainer(data, tmp_path, flags):
     out = tmp_path / "ft"
     assert extend_main([str(data.runs["linear"]), "--add", str(data.new), "--shots", "3", "--finetune-epochs", "1",
@@ -264,7 +325,9 @@ def test_fine_tune_through_the_trainer(data, tmp_path, flags):
     assert final["finetune_epochs"] == 1 and final["epochs"] == 1 and len(rows) == 1
     counts = np.bincount(TrainedRun.load(out).dataset("train", False).targets, minlength=5).tolist()
     if flags[0] == "--ewc":
-        assert final["forgetting"] == "ewc" and final["fisher_images"] > 0 and rows[0]["ewc"] >= 0
+        assert final["forgetting"] == "ewc" and final["fisher_images"] > 0
+        # 3 steps (6 shots, batch 2): the penalty is 0 at the first step's (imprinted) weights, > 0 once they moved
+        assert final["steps"] == 3 and rows[0]["ewc"] > 0
         assert counts == [0, 0, 0, 3, 3]
     else:
         assert final["forgetting"] == "rehearsal" and counts == [2, 2, 2, 3, 3] and "ewc" not in rows[0]
