@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"images per request at most (default {d.max_files})")
     ap.add_argument("--token", default=None,
                     help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV} when set, else none)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads of a forward pass: ONNX Runtime's intra-op threads for an .onnx file, torch's for a "
+                         "run (default: torch's thread count, the machine's cores)")
     ap.add_argument("--decode-threads", type=int, default=None, help="threads decoding uploads (default: cores, <= 4)")
     ap.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn's log level (default warning; info logs every request)")
@@ -93,8 +96,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ServeError(f"--max-wait-ms must be in [0, 10000], got {args.max_wait_ms}")
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port must be in [0, 65535], got {args.port}")
-    if args.decode_threads is not None and args.decode_threads < 1:
-        raise ServeError(f"--decode-threads must be >= 1, got {args.decode_threads}")
+    for flag in ("threads", "decode_threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ServeError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
         onnx_options = {"img_size": args.img_size, "mean": args.mean, "std": args.std, "crop_pct": args.crop_pct,
                         "classes": args.classes}
-        model = load_model(target, args.checkpoint, args.sets, args.weights, args.backend, onnx_options)
+        model = load_model(target, args.checkpoint, args.sets, args.weights, args.backend, onnx_options,
+                           args.threads)
         settings = Settings(args.max_batch, args.max_wait_ms,
                             Limits(args.max_bytes, args.max_pixels, args.max_files, args.queue), token,
                             args.decode_threads or default_decode_threads())

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 
 from fgvc.errors import UserError
 from fgvc.serving.batching import Batcher
@@ -89,6 +89,48 @@ class _State:
         for pool in (self.decoders, self.model_thread):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+OPEN_PATHS = ("/", "/health")  # answered without a token
+KNOWN_PATHS = ("/", "/health", "/info", "/classes", "/metrics", "/predict")
+
+
+class _Guard:
+    """Plain ASGI middleware (cheaper than ``@app.middleware``): the token check, and counting every answer by
+    endpoint and status code."""
+
+    def __init__(self, app: Any, state: "_State") -> None:
+        self.app, self.state = app, state
+
+    def authorised(self, scope: dict[str, Any]) -> bool:
+        token = self.state.settings.token
+        if not token:
+            return True
+        given = Headers(scope=scope).get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, code = scope["path"], 500
+
+        async def counted(message: dict[str, Any]) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            if path not in OPEN_PATHS and not self.authorised(scope):
+                self.state.metrics.errors["unauthorised"] += 1
+                await _error(401, "this server needs a token: send 'Authorization: Bearer TOKEN'")(scope, receive,
+                                                                                                    counted)
+            else:
+                await self.app(scope, receive, counted)
+        finally:
+            self.state.metrics.request(path if path in KNOWN_PATHS else "other", code)
 
 
 def _error(status: int, message: str, results: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -178,25 +220,7 @@ def create_app(model: ServedModel, settings: Settings = Settings()) -> FastAPI:
     app = FastAPI(title="fgvc", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.fgvc = state
 
-    def authorised(request: Request) -> bool:
-        if not settings.token:
-            return True
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.token.encode())
-
-    @app.middleware("http")
-    async def count_and_guard(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        open_paths = ("/", "/health")
-        if path not in open_paths and not authorised(request):
-            state.metrics.errors["unauthorised"] += 1
-            response: Response = _error(401, "this server needs a token: send 'Authorization: Bearer TOKEN'")
-        else:
-            response = await call_next(request)
-        known = path if path in ("/", "/health", "/info", "/classes", "/metrics", "/predict") else "other"
-        state.metrics.request(known, response.status_code)
-        return response
+    app.add_middleware(_Guard, state=state)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:

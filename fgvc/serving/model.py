@@ -63,22 +63,28 @@ def _version() -> str:
 
 
 def load_model(target: Path, checkpoint: str = "last", sets: Sequence[str] = (), weights: str = "auto",
-               backend: str = "auto", onnx_options: dict[str, Any] | None = None) -> ServedModel:
-    """Load ``target`` (a run directory / checkpoint, or an ``.onnx`` file) as ``fgvc.predict`` does."""
+               backend: str = "auto", onnx_options: dict[str, Any] | None = None,
+               threads: int | None = None) -> ServedModel:
+    """Load ``target`` (a run directory / checkpoint, or an ``.onnx`` file) as ``fgvc.predict`` does; ``threads``:
+    ONNX Runtime's intra-op threads for a file, torch's for a run (default: torch's thread count)."""
     if target.suffix.lower() == ".onnx" and target.is_file():
         from fgvc.deploy.predictor import OnnxPredictor
 
-        onnx = OnnxPredictor(target, **(onnx_options or {}))
+        onnx = OnnxPredictor(target, **(onnx_options or {}), threads=threads)
         meta = onnx.meta
         info = {"target": target.name, "format": "onnx", "method": meta.get("fgvc_method"),
                 "backbone": meta.get("backbone"), "img_size": onnx.prep.img_size, "classes": len(onnx.class_names),
                 "backend": onnx.describe(), "version": _version(), "cam": False}
         return ServedModel(onnx.transform, list(onnx.class_names), onnx.probabilities, info, onnx.prep.img_size)
 
+    import torch
+
     from fgvc.deploy.meta import Preprocessing
     from fgvc.engine.inference import TrainedRun
     from fgvc.predict import _RunModel
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     trained = TrainedRun.load(target, checkpoint, list(sets), weights)
     trained.use_backend(backend)  # the number of images is not known: auto runs a cached export or PyTorch
     run = _RunModel(trained)
