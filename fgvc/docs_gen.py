@@ -5,6 +5,8 @@
 - ``docs/reference/recipe-keys.md``: every recipe key of :data:`fgvc.config_schema.DEFAULTS` with its type, default
   and meaning (:data:`fgvc.config_keys_doc.MEANINGS`), plus the keys of ``train.stages``, ``loss.aux`` and
   ``distill``.
+- ``docs/reference/registries.md`` and ``packages.md``: every registered component and every module
+  (:mod:`fgvc.docs_inventory`).
 
 ``python -m fgvc.docs_gen`` writes them; ``python -m fgvc.docs_gen --check`` exits 1 when the committed pages differ
 (tests/test_docs_reference.py runs the same check). A key without a meaning is an error, so a new recipe key cannot
@@ -178,8 +180,12 @@ def recipe_keys_markdown() -> str:
 
 def pages() -> dict[Path, str]:
     """Every generated page: path under the repository -> its Markdown."""
+    from fgvc.docs_inventory import packages_markdown, registries_markdown
+
     return {ROOT / "docs/reference/commands.md": commands_markdown(),
-            ROOT / "docs/reference/recipe-keys.md": recipe_keys_markdown()}
+            ROOT / "docs/reference/recipe-keys.md": recipe_keys_markdown(),
+            ROOT / "docs/reference/registries.md": registries_markdown(),
+            ROOT / "docs/reference/packages.md": packages_markdown()}
 
 
 def main(argv: list[str] | None = None) -> int:

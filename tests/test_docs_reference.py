@@ -62,6 +62,27 @@ def test_recipe_key_page_lists_every_schema_key_with_type_and_default() -> None:
         assert f"| `{key}` |" in text
 
 
+def test_registry_page_lists_every_registered_component() -> None:
+    from fgvc.docs_inventory import registries_markdown
+    from fgvc.registry import DATASETS, HEADS, LOSSES, METHODS, PROTOCOLS
+
+    text = registries_markdown()
+    for reg in (METHODS, DATASETS, LOSSES, PROTOCOLS, HEADS):
+        assert reg.names(), f"no {reg.kind} registered"
+        for name in reg.names():
+            assert f"| `{name}` | `fgvc." in text, f"{reg.kind} {name}"
+    assert "`num_attentions=32`" in text  # a method's own argument with its default
+
+
+def test_packages_page_lists_every_module() -> None:
+    from fgvc.docs_inventory import PACKAGE, packages_markdown
+
+    text = packages_markdown()
+    for path in PACKAGE.rglob("*.py"):
+        if path.stem != "__init__":
+            assert f"| `{path.stem}` |" in text, path
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None,
                     reason="mkdocs-material not installed (pip install -e '.[docs]')")
