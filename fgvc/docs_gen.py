@@ -6,7 +6,7 @@
   and meaning (:data:`fgvc.config_keys_doc.MEANINGS`), plus the keys of ``train.stages``, ``loss.aux`` and
   ``distill``.
 - ``docs/reference/registries.md`` and ``packages.md``: every registered component and every module
-  (:mod:`fgvc.docs_inventory`).
+  (:mod:`fgvc.docs_inventory`), and ``docs/benchmarks/results.md``, which includes every ``benchmarks/results/*.md``.
 
 ``python -m fgvc.docs_gen`` writes them; ``python -m fgvc.docs_gen --check`` exits 1 when the committed pages differ
 (tests/test_docs_reference.py runs the same check). A key without a meaning is an error, so a new recipe key cannot
@@ -180,12 +180,13 @@ def recipe_keys_markdown() -> str:
 
 def pages() -> dict[Path, str]:
     """Every generated page: path under the repository -> its Markdown."""
-    from fgvc.docs_inventory import packages_markdown, registries_markdown
+    from fgvc.docs_inventory import packages_markdown, registries_markdown, results_markdown
 
     return {ROOT / "docs/reference/commands.md": commands_markdown(),
             ROOT / "docs/reference/recipe-keys.md": recipe_keys_markdown(),
             ROOT / "docs/reference/registries.md": registries_markdown(),
-            ROOT / "docs/reference/packages.md": packages_markdown()}
+            ROOT / "docs/reference/packages.md": packages_markdown(),
+            ROOT / "docs/benchmarks/results.md": results_markdown()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,103 @@
+"""The documentation's CPU commands run: every ```bash block marked ``<!-- docs-test -->`` in docs/ runs here, line by
+line through ``fgvc.__main__.main``, on a tiny synthetic set and a tiny run instead of the real data.
+
+What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``)
+is a tiny run; ``ROOT`` is a folder-per-class copy of the synthetic set; ``datasets`` is the synthetic set; a
+photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
+size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights download). Each line must exit 0.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "<!-- docs-test -->"
+TINY = ["model.backbone=test_resnet.r160_in1k", "model.pretrained=false", "model.pretrained_file=null",
+        "data.img_size=32", "data.resize=36", "data.num_workers=0", "train.epochs=1", "train.batch_size=4",
+        "train.device=cpu", "train.threads=1", "train.warmup_epochs=0", "eval.batch_size=5"]
+# the demo's synthetic set, made small (it is generated on first use into the tmp folder)
+DEMO = ["data.root=demo-data/synthetic-parts", "data.args.num_classes=3", "data.args.images_per_class=8",
+        "data.args.render_size=48"]
+
+
+def marked_blocks() -> list[tuple[str, int, list[str]]]:
+    """(page, index, commands) of every marked block; continuation lines joined, comments and blanks dropped."""
+    found = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = page.read_text()
+        for i, match in enumerate(re.finditer(re.escape(MARK) + r"\n```bash\n(.*?)```", text, re.S)):
+            body = match.group(1).replace("\\\n", " ")
+            lines = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            found.append((str(page.relative_to(ROOT)), i, lines))
+    return found
+
+
+BLOCKS = marked_blocks()
+
+
+def test_the_guides_mark_blocks_for_testing() -> None:
+    pages = {page for page, _, _ in BLOCKS}
+    assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md"} <= pages
+
+
+def _folder_copy(cub_root: Path, out: Path) -> Path:
+    """ROOT/<split>/<class>/*.jpg from a CUB-layout set (train split also copied as val), and ROOT/manifest.csv
+    listing the same files."""
+    base = cub_root / "CUB_200_2011"
+    paths = dict(line.split(" ", 1) for line in (base / "images.txt").read_text().splitlines())
+    is_train = dict(line.split() for line in (base / "train_test_split.txt").read_text().splitlines())
+    rows = ["path,label,split"]
+    for image_id, rel in paths.items():
+        for split in (["train", "val"] if is_train[image_id] == "1" else ["test"]):
+            target = out / split / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(base / "images" / rel, target)
+            rows.append(f"{split}/{rel},{rel.split('/')[0]},{split}")
+    (out / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return out
+
+
+def _expand(line: str, run: Path | None) -> list[list[str]]:
+    """One documented line -> the argv lists of its fgvc commands (``a && b`` is two)."""
+    out = []
+    for part in line.split("&&"):
+        argv = shlex.split(part, comments=True)
+        if not argv:
+            continue
+        assert argv[:2] == ["python", "-m"] and argv[2].startswith("fgvc."), f"not an fgvc command: {part}"
+        name, args = argv[2].split(".", 1)[1], argv[3:]
+        args = [str(ROOT / a) if a.startswith("recipes/") else a for a in args]
+        args = ["photos" if a in ("~/photos/garden", "my_photo.jpg") else a for a in args]
+        if run is not None:
+            args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
+        if name == "train":
+            extra = TINY + (DEMO if any(a.endswith("demo.yaml") for a in args) else [])
+            args += ["--set", *extra]
+        out.append([name, *args])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page,index,lines", BLOCKS, ids=[f"{p}#{i}" for p, i, _ in BLOCKS])
+def test_marked_block_runs(page: str, index: int, lines: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           synthetic_set, tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from fgvc.__main__ import main
+
+    syn = synthetic_set()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "datasets").symlink_to(syn)
+    _folder_copy(syn, tmp_path / "ROOT")
+    shutil.copytree(syn / "CUB_200_2011" / "images", tmp_path / "photos")
+    shutil.copytree(tiny_run(syn), tmp_path / "runs" / "cub-lite0")
+    run = None
+    for line in lines:
+        for argv in _expand(line, run):
+            assert main(argv) == 0, f"{page}: {line}"
+            if argv[0] == "train":
+                run = max((p for p in (tmp_path / "runs").iterdir() if p.name != "cub-lite0"),
+                          key=lambda p: p.stat().st_mtime)
