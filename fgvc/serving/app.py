@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hmac
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class _State:
         self.model, self.settings = model, settings
         self.admitted = 0  # images accepted and not yet answered (bounded by limits.queue)
         self.ready = False
+        self.failed = ""  # why the warm-up failed, if it did
         self.metrics = Metrics(lambda: self.admitted, lambda: self.ready)
         self.batcher: Batcher | None = None
         self.model_thread: ThreadPoolExecutor | None = None
@@ -78,7 +80,12 @@ class _State:
 
         assert self.batcher is not None
         size = self.model.img_size
-        await self.batcher.run_once(torch.zeros(1, 3, size, size))
+        try:
+            await self.batcher.run_once(torch.zeros(1, 3, size, size))
+        except Exception as e:  # the model cannot run: /health says why, and stays 503
+            self.failed = f"the warm-up batch failed ({type(e).__name__}: {e})"
+            print(f"fgvc.serve: error: {self.failed}", file=sys.stderr, flush=True)
+            return
         self.ready = True
 
     async def stop(self) -> None:
@@ -231,6 +238,8 @@ def create_app(model: ServedModel, settings: Settings = Settings()) -> FastAPI:
     async def health() -> JSONResponse:
         if state.ready:
             return JSONResponse({"status": "ready"})
+        if state.failed:
+            return JSONResponse({"status": "failed", "error": state.failed}, status_code=503)
         return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     @app.get("/classes")

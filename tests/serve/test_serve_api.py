@@ -170,6 +170,20 @@ def test_health_is_503_until_the_warm_up_batch_answered(fake: FakeModel) -> None
         assert c.get("/health").json() == {"status": "ready"}
 
 
+def test_health_says_why_when_the_warm_up_failed(fake: FakeModel) -> None:
+    def broken(images):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no such kernel")
+
+    served = fake.served()
+    served.probabilities = broken
+    with TestClient(create_app(served, Settings())) as c:
+        end = time.monotonic() + 10
+        while c.get("/health").json()["status"] == "starting" and time.monotonic() < end:
+            time.sleep(0.02)
+        r = c.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "failed" and "no such kernel" in r.json()["error"]
+
+
 def test_token(fake: FakeModel) -> None:
     with client_for(fake, token="s3cret") as c:
         wait_ready(c)  # /health and / are open
