@@ -4,7 +4,8 @@ line through ``fgvc.__main__.main``, on a tiny synthetic set and a tiny run inst
 What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``)
 is a tiny run; ``ROOT`` is a folder-per-class copy of the synthetic set; ``datasets`` is the synthetic set; a
 photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
-size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights download). Each line must exit 0.
+size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights download), and a distillation
+recipe the tiny run as its teacher. Each line must exit 0.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ BLOCKS = marked_blocks()
 
 def test_the_guides_mark_blocks_for_testing() -> None:
     pages = {page for page, _, _ in BLOCKS}
-    assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md"} <= pages
+    assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md",
+            "docs/guides/deploying.md"} <= pages
 
 
 def _folder_copy(cub_root: Path, out: Path) -> Path:
@@ -77,6 +79,8 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
             args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
         if name == "train":
             extra = TINY + (DEMO if any(a.endswith("demo.yaml") for a in args) else [])
+            if any(a.endswith("_distill.yaml") for a in args):  # the teacher the guide trains first: the tiny run
+                extra.append("distill.teacher=runs/cub-lite0")
             args += ["--set", *extra]
         out.append([name, *args])
     return out
