@@ -2,8 +2,8 @@
 line through ``fgvc.__main__.main``, on a tiny synthetic set and a tiny run instead of the real data.
 
 What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``)
-is a tiny run; ``ROOT`` is a folder-per-class copy of the synthetic set; ``datasets`` is the synthetic set; a
-photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
+is a tiny run (``runs/cub200_wsdan-...`` too); ``/data/other_birds`` and ``datasets`` are the synthetic set;
+``ROOT`` is a folder-per-class copy of it; a photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
 size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights download), and a distillation
 recipe the tiny run as its teacher. Each line must exit 0.
 """
@@ -44,7 +44,7 @@ BLOCKS = marked_blocks()
 def test_the_guides_mark_blocks_for_testing() -> None:
     pages = {page for page, _, _ in BLOCKS}
     assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md",
-            "docs/guides/deploying.md"} <= pages
+            "docs/guides/deploying.md", "docs/guides/embeddings.md"} <= pages
 
 
 def _folder_copy(cub_root: Path, out: Path) -> Path:
@@ -75,6 +75,8 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
         name, args = argv[2].split(".", 1)[1], argv[3:]
         args = [str(ROOT / a) if a.startswith("recipes/") else a for a in args]
         args = ["photos" if a in ("~/photos/garden", "my_photo.jpg") else a for a in args]
+        args = [re.sub(r"^runs/cub200_wsdan-[\w.-]+$", "runs/cub-lite0", a) for a in args]  # a named example run
+        args = [a.replace("/data/other_birds", "datasets") for a in args]  # another data set: the synthetic one
         if run is not None:
             args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
         if name == "train":
