@@ -105,7 +105,7 @@ def _collate(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, s
     return batch
 
 
-class _RunModel:
+class RunModel:
     """A :class:`TrainedRun` as :func:`_predict` uses a model (like :class:`fgvc.deploy.predictor.OnnxPredictor`):
     ``transform``, ``class_names``, ``num_workers``, ``probabilities(images) -> B, K``, ``describe()``."""
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         trained = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
         trained.use_backend(args.backend, n_images=sum(it.error is None for it in items))  # auto: export if it pays
-        run = _RunModel(trained)
+        run = RunModel(trained)
     for chunk in _predict(run, items, args.topk, args.batch_size):
         for item in chunk:
             print(json.dumps(item.as_dict()) if args.json else format_line(item), flush=True)

@@ -28,7 +28,8 @@ log = logging.getLogger("fgvc.data")
 
 __all__ = [
     "DataError", "BadImageError", "AnnotationError", "DatasetNotFoundError", "MissingImagesError",
-    "Sample", "SplitContents", "FGVCDataset", "open_image", "load_image", "to_rgb", "missing_images_message",
+    "Sample", "SplitContents", "FGVCDataset", "open_image", "load_image", "read_and_identify", "decode_pixels", "to_rgb",
+    "missing_images_message",
     "check_split", "CHECK_HINT", "SPLITS",
 ]
 
@@ -117,7 +118,7 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _read_and_identify(path: Path, data: bytes | None = None) -> tuple[bytes, Image.Image]:
+def read_and_identify(path: Path, data: bytes | None = None) -> tuple[bytes, Image.Image]:
     """The file's bytes (read unless given) and PIL's lazily opened image (header parsed, bomb-checked, pixels not
     yet decoded)."""
     data = _read_bytes(path) if data is None else data
@@ -136,7 +137,7 @@ def _read_and_identify(path: Path, data: bytes | None = None) -> tuple[bytes, Im
     return data, img
 
 
-def _decode(path: Path, img: Image.Image, min_side: int | None) -> Image.Image:
+def decode_pixels(path: Path, img: Image.Image, min_side: int | None) -> Image.Image:
     """Decode ``img``'s pixels (JPEGs at :func:`fgvc.data.decode.draft_scale`'s reduced scale for ``min_side``)."""
     apply_draft(img, min_side)
     try:
@@ -159,7 +160,7 @@ def open_image(path: str | Path, min_side: int | None = None) -> Image.Image:
     (:mod:`fgvc.data.decode`).
     """
     path = Path(path)
-    return _decode(path, _read_and_identify(path)[1], min_side)
+    return decode_pixels(path, read_and_identify(path)[1], min_side)
 
 
 def _composite_on_white(rgba: Image.Image) -> np.ndarray:
@@ -213,8 +214,8 @@ def load_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     fast = fast_jpeg(data, min_side)  # simplejpeg, when installed: the same pixels as PIL, ~2x faster
     if fast is not None:
         return fast
-    data, img = _read_and_identify(path, data)  # everything else, and every problem: PIL names it
-    img = _decode(path, img, min_side)
+    data, img = read_and_identify(path, data)  # everything else, and every problem: PIL names it
+    img = decode_pixels(path, img, min_side)
     try:
         return to_rgb(img)
     except BadImageError:

@@ -66,13 +66,13 @@ def _status_of(kind: str, problem: str) -> tuple[int, str]:
 def decode_upload(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     """``H, W, 3`` uint8 RGB of the uploaded bytes (as :func:`fgvc.data.base.load_image` reads a file), or an
     :class:`UploadError`."""
-    from fgvc.data.base import BadImageError, _decode, _read_and_identify, to_rgb
+    from fgvc.data.base import BadImageError, decode_pixels, read_and_identify, to_rgb
     from fgvc.data.decode import fast_jpeg
 
     if not data:
         raise UploadError(400, "empty", f"{label}: the upload is empty (0 bytes); send the image file's contents")
     try:
-        _, img = _read_and_identify(PurePosixPath(label), data)  # header only: format, size; PIL's bomb check
+        _, img = read_and_identify(PurePosixPath(label), data)  # header only: format, size; PIL's bomb check
         width, height = img.size
         if width * height > max_pixels:
             raise UploadError(413, "too_many_pixels",
@@ -81,7 +81,7 @@ def decode_upload(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         fast = fast_jpeg(data, None)
         if fast is not None:
             return fast
-        return to_rgb(_decode(PurePosixPath(label), img, None))
+        return to_rgb(decode_pixels(PurePosixPath(label), img, None))
     except BadImageError as e:
         status, kind = _status_of(e.kind, e.problem)
         raise UploadError(status, kind, f"{label}: {e.problem}") from None

@@ -81,13 +81,13 @@ def load_model(target: Path, checkpoint: str = "last", sets: Sequence[str] = (),
 
     from fgvc.deploy.meta import Preprocessing
     from fgvc.engine.inference import TrainedRun
-    from fgvc.predict import _RunModel
+    from fgvc.predict import RunModel
 
     if threads is not None:
         torch.set_num_threads(threads)
     trained = TrainedRun.load(target, checkpoint, list(sets), weights)
     trained.use_backend(backend)  # the number of images is not known: auto runs a cached export or PyTorch
-    run = _RunModel(trained)
+    run = RunModel(trained)
     img_size = Preprocessing.from_run(trained).img_size
     info = {"target": target.name, "format": "run", "method": trained.cfg["model"]["name"],
             "backbone": trained.cfg["model"].get("backbone"), "img_size": img_size,

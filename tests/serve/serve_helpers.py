@@ -1,8 +1,15 @@
-"""Helpers of the serve tests: solid-colour images as bytes, and a fake model whose answer is the image's colour."""
+"""Helpers of the serve tests: solid-colour images as bytes, a fake model whose answer is the image's colour, and a
+real server in a child process (:class:`LiveServer`)."""
 from __future__ import annotations
 
 import io
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,6 +17,7 @@ from PIL import Image
 
 from fgvc.serving.model import ServedModel
 
+REPO = Path(__file__).resolve().parents[2]
 COLOURS = {"red": (220, 20, 20), "green": (20, 220, 20), "blue": (20, 20, 220)}
 
 
@@ -51,3 +59,45 @@ def truncated_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
     return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+class LiveServer:
+    """``python -m fgvc.serve`` as a child process on 127.0.0.1 and a free port; ``url`` once /health is 200."""
+
+    def __init__(self, *args: str, ready_s: float = 120.0) -> None:
+        import httpx
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "fgvc.serve", *args, "--host", "127.0.0.1", "--port", "0"],
+                                     cwd=REPO, stderr=subprocess.PIPE, text=True)
+        self.url, self.lines = "", []
+        deadline = time.monotonic() + ready_s
+        assert self.proc.stderr is not None
+        while time.monotonic() < deadline and not self.url:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise AssertionError(f"the server exited ({self.proc.wait()}) before listening: {self.lines}")
+            self.lines.append(line)
+            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            self.url = m.group(1) if m else ""
+        assert self.url, f"no 'listening on' line within {ready_s} s: {self.lines}"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"/health never answered 200 within {ready_s} s")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit code (killed after ``timeout``)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()

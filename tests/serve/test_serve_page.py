@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import LiveServer
+from serve_helpers import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import LiveServer
+from serve_helpers import LiveServer
 from serve_helpers import image_bytes, truncated_jpeg
 
 
