@@ -43,7 +43,7 @@ def test_collect_is_one_pass_in_dataset_order(wsdan_run):
     assert set(got.logits) == {"refined", "raw"} and got.prediction.shape == (n, 3)
     assert got.embedding.shape[0] == got.maps.shape[0] == got.boxes.shape[0] == got.feature_map.shape[0] == n
     top1 = 100.0 * float((got.prediction.argmax(1) == got.targets).float().mean())
-    assert top1 == pytest.approx(final["top1"])  # the trainer's final test went through the same path
+    assert top1 == pytest.approx(final["top1"], abs=1e-4)  # the trainer's final test: same path
     images = torch.stack([run.dataset("test")[i][0] for i in (0, 1)])  # float, normalised by the dataset
     torch.testing.assert_close(run.infer(images).prediction.cpu(), got.prediction[:2])  # collect: uint8 batches
     from fgvc.engine.inference import _uint8_view
