@@ -171,6 +171,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
     ap.add_argument("--json", action="store_true", help="one JSON object per line and image")
     ap.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    add_model_source_arguments(ap)
+    return ap.parse_args(argv)
+
+
+def add_model_source_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags that pick the model from a run directory or an .onnx file (predict and serve share them)."""
     ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
     ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
                     help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
@@ -183,7 +189,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     onnx.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation std")
     onnx.add_argument("--crop-pct", type=float, default=None, help="crop share: resize to S / crop-pct (default 0.875)")
     onnx.add_argument("--classes", type=Path, default=None, metavar="FILE", help="class names, one per line")
-    return ap.parse_args(argv)
 
 
 ONNX_FLAGS = ("img_size", "mean", "std", "crop_pct", "classes")

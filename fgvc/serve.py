@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fgvc.cli import friendly, trained_target
-from fgvc.engine.fast_infer import add_backend_argument
+from fgvc.predict import add_model_source_arguments
 from fgvc.errors import UserError
 
 __all__ = ["ServeError", "main", "parse_args", "TOKEN_ENV"]
@@ -73,18 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--decode-threads", type=int, default=None, help="threads decoding uploads (default: cores, <= 4)")
     ap.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn's log level (default warning; info logs every request)")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
-    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
-                    help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys, e.g. train.device=cpu")
-    add_backend_argument(ap)
-    onnx = ap.add_argument_group("an .onnx file without fgvc metadata (these override the file's metadata)")
-    onnx.add_argument("--img-size", type=int, default=None, metavar="S", help="input side S (centre crop)")
-    onnx.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation mean")
-    onnx.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation std")
-    onnx.add_argument("--crop-pct", type=float, default=None, help="crop share: resize to S / crop-pct (default 0.875)")
-    onnx.add_argument("--classes", type=Path, default=None, metavar="FILE", help="class names, one per line")
+    add_model_source_arguments(ap)
     return ap.parse_args(argv)
 
 
