@@ -27,7 +27,6 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any, Iterator
 
 from fgvc.cli import friendly, trained_target
