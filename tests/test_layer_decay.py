@@ -7,7 +7,6 @@ import copy
 import math
 
 import pytest
-import torch
 
 from fgvc import config
 from fgvc.engine.builder import build_optimizer

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from fgvc.methods import build_method
-from fgvc.methods.wsdan import WSDAN, attention_crop_boxes, attention_drop_masks, crop_and_resize
+from fgvc.methods.wsdan import WSDAN, crop_and_resize
 
 BACKBONE = "test_resnet.r160_in1k"
 
