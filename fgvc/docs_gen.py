@@ -81,10 +81,18 @@ def _flag_rows(parser: argparse.ArgumentParser) -> Iterator[str]:
                 value = f"[{value}]"
         choices = ", ".join(f"`{c}`" for c in action.choices) if action.choices else ""
         default = "" if action.default in (None, argparse.SUPPRESS, False) or action.nargs == 0 \
-            else f"`{action.default}`"
-        helptext = (action.help or "").replace("%(default)s", str(action.default)) \
+            else f"`{_portable(action.default)}`"
+        helptext = (action.help or "").replace("%(default)s", str(_portable(action.default))) \
             if action.help != argparse.SUPPRESS else ""
         yield f"| {name} | {_cell(value)} | {_cell(choices)} | {_cell(default)} | {_cell(helptext)} |"
+
+
+def _portable(default: object) -> object:
+    """A default inside the checkout as a path relative to it (so the page is the same in every clone)."""
+    text = str(default)
+    if isinstance(default, (str, Path)) and Path(text).is_absolute() and Path(text).is_relative_to(ROOT):
+        return Path(text).relative_to(ROOT).as_posix()
+    return default
 
 
 def _parser_markdown(parser: argparse.ArgumentParser, title: str, level: int, what: str | None = None) -> list[str]:
