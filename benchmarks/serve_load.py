@@ -358,13 +358,17 @@ def report(result: dict[str, Any]) -> str:
             out.append(f"- {name}, concurrency {c}: {b['images_per_s']:.1f} / {u['images_per_s']:.1f} = "
                        f"**{b['images_per_s'] / u['images_per_s']:.2f}x** (p99 {b['p99_ms']:.0f} ms against "
                        f"{u['p99_ms']:.0f} ms)")
+    c1 = [(b["images_per_s"] / u["images_per_s"], b["p50_ms"] - u["p50_ms"])
+          for b in rows for u in rows if b["concurrency"] == u["concurrency"] == 1 and b["file"] == u["file"]
+          and b["server"].startswith("batched") and u["server"] == "--max-batch 1"]
+    c1_text = ", ".join(f"{ratio:.2f}x (p50 {dp50:+.0f} ms)" for ratio, dp50 in c1)
     out += ["", "At concurrency 1 there is nothing to gather: a lone request waits its `--max-wait-ms` (5 ms) for "
-            "company and then runs alone. Those 5 ms are under a tenth of the p50 above; where the batched server "
-            "is slower than `--max-batch 1` by more than that at concurrency 1, the difference is not explained by "
-            "the wait and was not reproduced on a quiet machine (none was available): read it as the neighbours' "
-            "noise until measured again. `--max-wait-ms 0` removes the wait (it then batches only what queued "
-            "during a forward pass). From concurrency 8 on, the batched server runs a fraction of the forward "
-            "passes (mean batch above), sharing each pass's fixed cost and ONNX Runtime's per-call overhead."]
+            "company and then runs alone, after a hand-off to the batcher's model thread that `--max-batch 1` also "
+            f"pays. Here the batched server was {c1_text} at concurrency 1: where that is below 1x by more than "
+            "the 5 ms wait explains on a quiet machine (the load column), it is a cost of batching that is not yet "
+            "profiled, not noise. `--max-wait-ms 0` removes the wait (it then batches only what queued during a forward pass). "
+            "From concurrency 8 on, the batched server runs a fraction of the forward passes (mean batch above), "
+            "sharing each pass's fixed cost and ONNX Runtime's per-call overhead."]
     mem = result["memory"]
     pts = mem["points"]
     first = pts[1][1] - pts[0][1] if len(pts) > 1 else 0.0
