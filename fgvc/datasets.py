@@ -1,4 +1,4 @@
-"""Data set command line: fetch, make-synthetic, check, info, audit, cache.
+"""Data set command line: fetch, make-synthetic, check, info, audit, cache, convert.
 
     python -m fgvc.datasets fetch cub200 [--root datasets] [--archive CUB_200_2011.tgz]
     python -m fgvc.datasets fetch flowers102 [--root datasets/flowers102] [--archive DIR_OR_TGZ]
@@ -7,6 +7,7 @@
     python -m fgvc.datasets info cub200 datasets           # per-split and per-class counts
     python -m fgvc.datasets audit auto datasets [--run RUN_DIR] --output audit/   # duplicates, leakage, outliers
     python -m fgvc.datasets cache datasets --max-side 512 [--output DIR] [--check]  # pre-resized copies
+    python -m fgvc.datasets convert auto datasets --to folder --output DIR [--copy]  # or --to cub200
 
 Readers: CUB-200-2011 (Wah et al. 2011), Oxford Flowers 102 (Nilsback and Zisserman 2008), image folders,
 CSV manifests and a synthetic fine-grained set. ``audit`` finds exact and near duplicates (DCT pHash, Zauner 2010)
@@ -112,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
                                                         "write nothing, exit 1 when anything is stale")
     ca.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes resizing images")
     ca.add_argument("--no-progress", action="store_true")
+
+    cv = sub.add_parser("convert", help="write a data set as class folders or in the CUB-200-2011 layout (links to "
+                                        "the images; see fgvc.data.convert)")
+    cv.add_argument("name", metavar="NAME_OR_AUTO", help=f"auto, or one of {', '.join(NAMES)}")
+    cv.add_argument("root")
+    cv.add_argument("--to", required=True, choices=["folder", "cub200"],
+                    help="folder: OUT/<split>/<class>/<file>; cub200: OUT/CUB_200_2011/ (val goes to train)")
+    cv.add_argument("--output", metavar="DIR", required=True, help="a new (or empty) folder to write into")
+    cv.add_argument("--copy", action="store_true", help="copy the images instead of linking to them")
     return p
 
 
@@ -275,12 +285,19 @@ def _cache(a: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(a: argparse.Namespace) -> int:
+    from fgvc.data.convert import convert
+
+    print("\n".join(convert(a.name, a.root, a.to, a.output, copy=a.copy).lines()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from fgvc.errors import UserError
 
     handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info,
-               "audit": _audit, "cache": _cache}[args.command]
+               "audit": _audit, "cache": _cache, "convert": _convert}[args.command]
     try:
         return handler(args)
     except UserError as e:  # DataError, RegistryError, ConfigError, CheckpointError ... (fgvc.errors)
