@@ -27,7 +27,7 @@ from fgvc.data.check import detect_layout
 from fgvc.data.readers import build_dataset
 from fgvc.registry import DATASETS
 
-__all__ = ["convert", "safe_name", "read_splits", "Converted", "TARGETS"]
+__all__ = ["TARGETS", "Converted", "convert", "read_splits", "safe_name"]
 
 TARGETS = ("folder", "cub200")
 _SPLITS = ("train", "val", "test")
