@@ -16,7 +16,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "re-evaluate a run: classification, retrieval, knn or linear probe",
     "embed": "write the embeddings of a split to a .npz file",
     "extend": "add new species to a trained run (weight imprinting, optional fine-tune)",
-    "datasets": "fetch, check, audit, cache or describe a data set; make the synthetic set",
+    "datasets": "fetch, check, audit, cache, convert or describe a data set; make the synthetic set",
     "visualize": "attention maps of a run's predictions in one figure",
     "explain": "class activation maps (Grad-CAM and friends)",
     "project": "2-D map of a run's embeddings coloured by class",
