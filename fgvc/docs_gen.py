@@ -5,6 +5,8 @@
 - ``docs/reference/recipe-keys.md``: every recipe key of :data:`fgvc.config_schema.DEFAULTS` with its type, default
   and meaning (:data:`fgvc.config_keys_doc.MEANINGS`), plus the keys of ``train.stages``, ``loss.aux`` and
   ``distill``.
+- ``docs/reference/run-files.md``: every JSON key of a run's ``final.json``, ``metrics.jsonl`` and
+  ``environment.json`` with its meaning (:mod:`fgvc.engine.run_files_doc`).
 - ``docs/reference/registries.md`` and ``packages.md``: every registered component and every module
   (:mod:`fgvc.docs_inventory`), and ``docs/benchmarks/results.md``, which includes every ``benchmarks/results/*.md``.
 
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["command_parser", "commands_markdown", "recipe_keys_markdown", "pages", "main"]
+__all__ = ["command_parser", "commands_markdown", "recipe_keys_markdown", "run_files_markdown", "pages", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,12 +188,27 @@ def recipe_keys_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def run_files_markdown() -> str:
+    """The run-files reference page: every JSON key of a run's files with its meaning."""
+    from fgvc.engine.run_files_doc import TABLES
+
+    out = ["# Run files: JSON keys", "",
+           "Generated from `fgvc/engine/run_files_doc.py` by `python -m fgvc.docs_gen`; do not edit by hand. The files "
+           "themselves are listed in [Run directory](run-directory.md). `<head>` stands for a head name of the method "
+           "(`logits` for most, WS-DAN `raw`, RA-CNN `scale1`...)."]
+    for title, (what, keys) in TABLES.items():
+        out += ["", f"## {title}", "", what, "", "| key | meaning |", "|---|---|"]
+        out += [f"| `{key}` | {_cell(meaning)} |" for key, meaning in keys.items()]
+    return "\n".join(out).rstrip() + "\n"
+
+
 def pages() -> dict[Path, str]:
     """Every generated page: path under the repository -> its Markdown."""
     from fgvc.docs_inventory import packages_markdown, registries_markdown, results_markdown
 
     return {ROOT / "docs/reference/commands.md": commands_markdown(),
             ROOT / "docs/reference/recipe-keys.md": recipe_keys_markdown(),
+            ROOT / "docs/reference/run-files.md": run_files_markdown(),
             ROOT / "docs/reference/registries.md": registries_markdown(),
             ROOT / "docs/reference/packages.md": packages_markdown(),
             ROOT / "docs/benchmarks/results.md": results_markdown()}
