@@ -3,7 +3,8 @@ line through ``fgvc.__main__.main``, on a tiny synthetic set and a tiny run inst
 
 What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``)
 is a tiny run (``runs/cub200_wsdan-...`` too); ``/data/other_birds`` and ``datasets`` are the synthetic set;
-``ROOT`` is a folder-per-class copy of it; a photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
+``ROOT`` is a folder-per-class copy of it; ``/data/new_birds`` is a folder set of two species the tiny run never saw
+(``new_0``, ``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
 size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights download), and a distillation
 recipe the tiny run as its teacher. Each line must exit 0.
 """
@@ -44,7 +45,8 @@ BLOCKS = marked_blocks()
 def test_the_guides_mark_blocks_for_testing() -> None:
     pages = {page for page, _, _ in BLOCKS}
     assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md",
-            "docs/guides/deploying.md", "docs/guides/embeddings.md"} <= pages
+            "docs/guides/deploying.md", "docs/guides/embeddings.md",
+            "docs/guides/adding-species.md", "docs/guides/ablations.md"} <= pages
 
 
 def _folder_copy(cub_root: Path, out: Path) -> Path:
@@ -64,6 +66,18 @@ def _folder_copy(cub_root: Path, out: Path) -> Path:
     return out
 
 
+def _new_species(cub_root: Path, out: Path) -> Path:
+    """``out/{train,test}/new_<k>/``: links to the images of the set's first two classes under names no run has
+    (3 train, 2 test images each)."""
+    for k, cls in enumerate(sorted(p for p in (cub_root / "CUB_200_2011" / "images").iterdir() if p.is_dir())[:2]):
+        files = sorted(cls.glob("*.jpg"))
+        for split, chosen in (("train", files[:3]), ("test", files[3:5])):
+            (out / split / f"new_{k}").mkdir(parents=True, exist_ok=True)
+            for f in chosen:
+                (out / split / f"new_{k}" / f.name).symlink_to(f)
+    return out
+
+
 def _expand(line: str, run: Path | None) -> list[list[str]]:
     """One documented line -> the argv lists of its fgvc commands (``a && b`` is two)."""
     out = []
@@ -77,6 +91,7 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
         args = ["photos" if a in ("~/photos/garden", "my_photo.jpg") else a for a in args]
         args = [re.sub(r"^runs/cub200_wsdan-[\w.-]+$", "runs/cub-lite0", a) for a in args]  # a named example run
         args = [a.replace("/data/other_birds", "datasets") for a in args]  # another data set: the synthetic one
+        args = ["new_birds" if a == "/data/new_birds" else a for a in args]  # species to add: two unseen classes
         if run is not None:
             args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
         if name == "train":
@@ -98,6 +113,7 @@ def test_marked_block_runs(page: str, index: int, lines: list[str], tmp_path: Pa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "datasets").symlink_to(syn)
     _folder_copy(syn, tmp_path / "ROOT")
+    _new_species(syn, tmp_path / "new_birds")
     shutil.copytree(syn / "CUB_200_2011" / "images", tmp_path / "photos")
     shutil.copytree(tiny_run(syn), tmp_path / "runs" / "cub-lite0")
     run = None
