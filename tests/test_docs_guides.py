@@ -1,12 +1,13 @@
 """The documentation's CPU commands run: every ```bash block marked ``<!-- docs-test -->`` in docs/ runs here, line by
 line through ``fgvc.__main__.main``, on a tiny synthetic set and a tiny run instead of the real data.
 
-What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``)
-is a tiny run (``runs/cub200_wsdan-...`` too); ``/data/other_birds`` and ``datasets`` are the synthetic set;
-``ROOT`` is a folder-per-class copy of it; ``/data/new_birds`` is a folder set of two species the tiny run never saw
-(``new_0``, ``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo path is a test image; recipes are read from the repository; every ``fgvc.train`` line gets the tiny model and
-size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights download), and a distillation
-recipe the tiny run as its teacher. Each line must exit 0.
+What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``) is
+a tiny run (``runs/cub200_wsdan-...`` too); ``/data/other_birds``, ``../shared/data/cub200-mini`` and ``datasets`` are
+the synthetic set; ``ROOT`` is a folder-per-class copy of it; ``/data/new_birds`` is a folder set of two species the
+tiny run never saw (``new_0``, ``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo
+path is a test image; recipes are read from the repository; every ``fgvc.train`` line (and ``fgvc.ablate`` without
+``--dry-run``) gets the tiny model and size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights
+download), and a distillation recipe the tiny run as its teacher. Each line must exit 0.
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
         args = [re.sub(r"^runs/cub200_wsdan-[\w.-]+$", "runs/cub-lite0", a) for a in args]  # a named example run
         args = [a.replace("/data/other_birds", "datasets") for a in args]  # another data set: the synthetic one
         args = ["new_birds" if a == "/data/new_birds" else a for a in args]  # species to add: two unseen classes
+        args = [a.replace("../shared/data/cub200-mini", "datasets") for a in args]  # the shared set: the synthetic one
         if run is not None:
             args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
         if name == "train":
@@ -99,6 +101,11 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
             if any(a.endswith("_distill.yaml") for a in args):  # the teacher the guide trains first: the tiny run
                 extra.append("distill.teacher=runs/cub-lite0")
             args += ["--set", *extra]
+        if name == "ablate" and "--dry-run" not in args:  # a study that trains: the tiny model after its --set
+            at = args.index("--set") + 1 if "--set" in args else len(args)
+            while at < len(args) and not args[at].startswith("--"):
+                at += 1
+            args[at:at] = TINY if "--set" in args else ["--set", *TINY]
         out.append([name, *args])
     return out
 
