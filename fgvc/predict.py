@@ -194,6 +194,19 @@ def add_model_source_arguments(ap: argparse.ArgumentParser) -> None:
 ONNX_FLAGS = ("img_size", "mean", "std", "crop_pct", "classes")
 
 
+def model_source(args: argparse.Namespace, error: type[UserError]) -> tuple[Path, bool]:
+    """The model file or run of :func:`add_model_source_arguments`' flags and whether it is an .onnx file; flags that
+    do not apply to it are refused with ``error``."""
+    target = trained_target(args.target, error)
+    is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
+    given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
+    if given and not is_onnx:
+        raise error(f"{' '.join(given)} apply to an .onnx file only; a run carries its own preprocessing")
+    if is_onnx and args.backend != "auto":
+        raise error(f"--backend {args.backend} applies to a run; an .onnx file runs on ONNX Runtime")
+    return target, is_onnx
+
+
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -203,13 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         raise PredictError(f"--topk must be >= 1, got {args.topk}")
     if args.batch_size < 1:
         raise PredictError(f"--batch-size must be >= 1, got {args.batch_size}")
-    target = trained_target(args.target, PredictError)
-    is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
-    given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
-    if given and not is_onnx:
-        raise PredictError(f"{' '.join(given)} apply to an .onnx file only; a run carries its own preprocessing")
-    if is_onnx and args.backend != "auto":
-        raise PredictError(f"--backend {args.backend} applies to a run; an .onnx file runs on ONNX Runtime")
+    target, is_onnx = model_source(args, PredictError)
     items = find_images(args.paths)
     if not items:
         print(f"error: no files found in {', '.join(args.paths)}", file=sys.stderr)

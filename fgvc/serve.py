@@ -29,14 +29,13 @@ import socket
 import sys
 from typing import Any, Iterator
 
-from fgvc.cli import friendly, trained_target
-from fgvc.predict import add_model_source_arguments
+from fgvc.cli import friendly
 from fgvc.errors import UserError
+from fgvc.predict import add_model_source_arguments, model_source
 
 __all__ = ["ServeError", "main", "parse_args", "TOKEN_ENV"]
 
 TOKEN_ENV = "FGVC_SERVE_TOKEN"
-ONNX_FLAGS = ("img_size", "mean", "std", "crop_pct", "classes")
 GRACEFUL_S = 30  # seconds in-flight requests get to finish after SIGTERM
 
 
@@ -150,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     require("fastapi", "fastapi", "serving a model", extra="serve")
     require("uvicorn", "uvicorn", "serving a model", extra="serve")
     require("python_multipart", "python-multipart", "serving a model", extra="serve")
-    target = trained_target(args.target, ServeError)
-    is_onnx = target.suffix.lower() == ".onnx" and target.is_file()
-    given = [f"--{f.replace('_', '-')}" for f in ONNX_FLAGS if getattr(args, f) is not None]
-    if given and not is_onnx:
-        raise ServeError(f"{' '.join(given)} apply to an .onnx file only; a run carries its own preprocessing")
-    if is_onnx and args.backend != "auto":
-        raise ServeError(f"--backend {args.backend} applies to a run; an .onnx file runs on ONNX Runtime")
+    target, is_onnx = model_source(args, ServeError)
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     sock = bind(args.host, args.port)  # before loading: a port in use fails in a second, not after the model
     try:
