@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     require("fastapi", "fastapi", "serving a model", extra="serve")
     require("uvicorn", "uvicorn", "serving a model", extra="serve")
     require("python_multipart", "python-multipart", "serving a model", extra="serve")
-    target, is_onnx = model_source(args, ServeError)
+    target, _ = model_source(args, ServeError)  # load_model tells a run from an .onnx file itself
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     sock = bind(args.host, args.port)  # before loading: a port in use fails in a second, not after the model
     try:

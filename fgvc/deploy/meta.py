@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from fgvc.engine.environment import package_version
 from fgvc.errors import DeployError
 
 __all__ = ["REQUIRED_KEYS", "TORCHSCRIPT_META", "DEFAULT_CROP_PCT", "Preprocessing", "run_metadata", "encode",
@@ -105,16 +106,7 @@ def run_metadata(run: Any, prep: Preprocessing, prediction: str, headline: str, 
             "backbone": model["backbone"], "headline": headline, "prediction": prediction,
             "batch": "dynamic" if batch is None else int(batch), "exporter": exporter, "opset": opset,
             "run": str(Path(run.run_dir).resolve()) if run.run_dir is not None else None,
-            "checkpoint": run.checkpoint, "weights": run.weights, "fgvc_version": _version()}
-
-
-def _version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fgvc")
-    except PackageNotFoundError:
-        return None
+            "checkpoint": run.checkpoint, "weights": run.weights, "fgvc_version": package_version("fgvc")}
 
 
 def encode(meta: Mapping[str, Any]) -> dict[str, str]:

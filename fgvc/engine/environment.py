@@ -12,12 +12,13 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["PACKAGES", "environment"]
+__all__ = ["PACKAGES", "environment", "package_version"]
 
 PACKAGES = ("fgvc", "torch", "torchvision", "timm", "albumentations", "numpy", "pandas", "pillow")
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """``package``'s installed version, or None when it is not installed as a distribution."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -36,5 +37,5 @@ def environment(device: Any = None, world_size: int = 1, resumed: bool = False) 
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "device": str(dev), "gpu": gpu, "world_size": world_size,
         "cuda": torch.version.cuda if gpu else None,
-        "packages": {p: _version(p) for p in PACKAGES},
+        "packages": {p: package_version(p) for p in PACKAGES},
     }

@@ -71,6 +71,7 @@ from fgvc.engine.ewc import EWCPenalty, diagonal_fisher
 from fgvc.engine.imprint import (centred_linear, class_means, extended_state, fit_scale, head_rows,
                                  imprinted_weights, union_rows)
 from fgvc.engine.inference import TrainedRun
+from fgvc.engine.run_state import read_final
 from fgvc.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger("fgvc")
@@ -367,7 +368,7 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     log.info(f"run directory: {req.output}")
     final = trainer.fit() if req.finetune_epochs else trainer.finish_untrained()
     old_top1, new_top1 = _old_new_top1(req.output / "eval" / "per_class.csv", k_old)
-    before = _read_json(req.run / "final.json")
+    before = read_final(req.run)[0] or {}  # {} when the run did not finish or its final.json is damaged
     final.update(old_top1=old_top1, new_top1=new_top1,
                  old_top1_before=before.get("top1") if before.get("split") == d["test_split"] else None,
                  shots=req.shots, shot_seed=req.shots_seed(cfg), finetune_epochs=req.finetune_epochs,
@@ -380,12 +381,6 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     log.info(f"old classes top-1 {_fmt(final['old_top1_before'])} -> {old_top1:.2f}, new classes {new_top1:.2f}, "
              f"all {final['top1']:.2f} ({final['n_images']} test images)")
     return final
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    from fgvc.engine.run_state import read_final
-
-    return read_final(path.parent)[0] or {}  # {} when the run did not finish or its final.json is damaged
 
 
 def _fmt(value: float | None) -> str:

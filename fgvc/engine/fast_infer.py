@@ -111,18 +111,31 @@ def _temp_folder() -> Path:
     return folder
 
 
+def _cache_paths(run: Any, fmt: str, folder: Path) -> tuple[Path, Path]:
+    """``folder/<checkpoint>-<weights>.<ext>`` and the ``.key`` file beside it."""
+    from fgvc.deploy.export import FORMATS
+
+    path = folder / f"{run.checkpoint}-{run.weights}{FORMATS[fmt]}"
+    return path, path.with_name(path.name + ".key")
+
+
+def _run_key(run: Any, fmt: str) -> str:
+    from fgvc.deploy.meta import Preprocessing
+
+    return weights_key(run, fmt, Preprocessing.from_run(run).img_size)
+
+
+def _key_matches(key_file: Path, key: str) -> bool:
+    return key_file.is_file() and key_file.read_text().strip() == key
+
+
 def cached_file(run: Any, fmt: str, folder: Path) -> Path | None:
     """``folder/<checkpoint>-<weights>.<ext>`` when it exists with the key (:func:`weights_key`) of ``run`` as it is
     now, else None."""
-    from fgvc.deploy.export import FORMATS
-    from fgvc.deploy.meta import Preprocessing
-
-    path = folder / f"{run.checkpoint}-{run.weights}{FORMATS[fmt]}"
-    key_file = path.with_name(path.name + ".key")
+    path, key_file = _cache_paths(run, fmt, folder)
     if not (path.is_file() and key_file.is_file()):
         return None
-    key = weights_key(run, fmt, Preprocessing.from_run(run).img_size)
-    return path if key_file.read_text().strip() == key else None
+    return path if _key_matches(key_file, _run_key(run, fmt)) else None
 
 
 def exported_file(run: Any, fmt: str, folder: Path | None = None, cache: bool = False) -> tuple[Path, float, str]:
@@ -131,15 +144,13 @@ def exported_file(run: Any, fmt: str, folder: Path | None = None, cache: bool = 
     temporary folder). ``cache``: reuse ``<checkpoint>-<weights>.<ext>`` in ``folder`` when its key
     (:func:`weights_key`) matches (:func:`cached_file`), else export it, write the key beside it and record the
     export's seconds (:func:`fgvc.engine.auto_backend.record_export_seconds`)."""
-    from fgvc.deploy.export import FORMATS, export_run
-    from fgvc.deploy.meta import Preprocessing
+    from fgvc.deploy.export import export_run
 
     folder = folder or _temp_folder()
-    path = folder / f"{run.checkpoint}-{run.weights}{FORMATS[fmt]}"
-    key_file = path.with_name(path.name + ".key")
-    if cache and cached_file(run, fmt, folder) is not None:
+    path, key_file = _cache_paths(run, fmt, folder)
+    key = _run_key(run, fmt) if cache else ""  # hashed once: the check and the key written after the export
+    if cache and path.is_file() and _key_matches(key_file, key):
         return path, 0.0, f"cached export {path}"
-    key = weights_key(run, fmt, Preprocessing.from_run(run).img_size) if cache else ""
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = export_run(run, fmt, path, n_parity=0, log=lambda _: None)

@@ -22,6 +22,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.datastructures import Headers, UploadFile
 
 from fgvc.errors import UserError
+from fgvc.predict import Item
 from fgvc.serving.batching import Batcher
 from fgvc.serving.limits import Limits, UploadError, decode_upload, upload_label
 from fgvc.serving.metrics import Metrics
@@ -267,8 +269,9 @@ def create_app(model: ServedModel, settings: Settings = Settings()) -> FastAPI:
             return {"path": label, "error": e.message, "_status": e.status}
         probs = await state.batcher.submit(image)
         values, indices = probs.topk(min(topk, len(model.class_names)))
-        out: dict[str, Any] = {"path": label, "topk": [{"class": model.class_names[i], "prob": round(float(p), 6)}
-                                                      for p, i in zip(values.tolist(), indices.tolist())]}
+        topk = [(model.class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())]
+        out: dict[str, Any] = Item(Path(label), topk=topk).as_dict()  # fgvc.predict --json's object
+        out["path"] = label
         state.metrics.images += 1
         if cam and model.cam is not None:
             out["cam"] = await loop.run_in_executor(state.model_thread, model.cam, image)

@@ -79,7 +79,9 @@ class Batcher:
             if not batch:
                 continue
             try:
-                probs = await self.run_once(torch.stack([image for image, _, _ in batch]))
+                images = [image for image, _, _ in batch]  # stacked on the model thread, not the event loop
+                probs = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, lambda: self.forward(torch.stack(images)))
             except Exception as e:  # a model failure answers every waiter of this batch, and the server goes on
                 for _, future, _ in batch:
                     if not future.done():

@@ -54,12 +54,9 @@ def cam_data_url(run: Any, image: Tensor) -> str:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from fgvc.engine.environment import package_version
 
-        return version("fgvc")
-    except Exception:  # not installed as a distribution (a source checkout on PYTHONPATH)
-        return "unknown"
+    return package_version("fgvc") or "unknown"  # None: a source checkout on PYTHONPATH, not installed
 
 
 def load_model(target: Path, checkpoint: str = "last", sets: Sequence[str] = (), weights: str = "auto",
