@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fgvc.engine.inference import TrainedRun  # noqa: E402
-from fgvc.engine.retrieval import retrieval_metrics  # noqa: E402
+from fgvc.metrics.retrieval import retrieval_metrics  # noqa: E402
 
 WEIGHTS = REPO.parent / "shared" / "weights" / "tf_efficientnet_lite0.safetensors"
 

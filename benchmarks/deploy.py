@@ -60,7 +60,7 @@ def eager_row(name: str, run_dir: Path, note: str, threads: int) -> dict[str, An
     """Top-1 (final.json), state-dict size, params, MACs and latency of a run's eager PyTorch model."""
     from fgvc.deploy.runtime import latency_ms
     from fgvc.engine.inference import TrainedRun
-    from fgvc.engine.model_cost import count_macs, count_params, eager_logits
+    from fgvc.deploy.model_cost import count_macs, count_params, eager_logits
 
     run = TrainedRun.load(run_dir, overrides=["train.device=cpu"])
     method, size = run.method, run.cfg["data"]["img_size"]
@@ -101,7 +101,7 @@ def exported_rows(run_dir: Path, out: Path, threads: int) -> list[dict[str, Any]
 
 
 def measure_set(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from fgvc.engine.prune import PruneRequest, prune_run
+    from fgvc.deploy.prune import PruneRequest, prune_run
 
     home, root = Path(args.runs) / name, ROOTS[name]
     sets = [f"data.root={root}", "train.device=cpu", f"seed={args.seed}"]

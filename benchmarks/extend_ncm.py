@@ -127,13 +127,13 @@ def top1(old_train: dict, old_test: dict, new_train: dict, new_test: dict, shots
          method: str) -> dict[str, float]:
     """(new, old, all) top-1 over the old and new test images, each predicted among all classes, of
     ``ncm``: cosine nearest-class-mean (old class = mean of all its training embeddings, new = mean of its shots);
-    ``imprint``: fgvc.extend's imprinting of a linear head replayed on these features (:mod:`fgvc.engine.imprint`:
+    ``imprint``: fgvc.extend's imprinting of a linear head replayed on these features (:mod:`fgvc.continual.imprint`:
     every class the normalised mean of its normalised embeddings, cosine); ``centred``: ``--old-weights centred``
     (the same from embeddings minus the old training images' mean; logits ``s / u * (e - centre) . rows``, whose
     argmax does not depend on ``s``)."""
     import torch
 
-    from fgvc.engine.imprint import imprinted_weights
+    from fgvc.continual.imprint import imprinted_weights
 
     k_old, k_new = len(old_train["classes"]), len(new_train["classes"])
     e_old, e_new = old_train["embeddings"].astype(np.float64), new_train["embeddings"].astype(np.float64)

@@ -57,7 +57,7 @@ ROWS = ("plain", "plain, heads only", "wsdan", "wsdan, heads only")
 
 
 def use_stored_features(batch: int, img_size: int, work: Any) -> None:
-    """``prepare`` hook of :func:`fgvc.engine.bench_steps.time_alone`: the workload's backbone becomes
+    """``prepare`` hook of :func:`fgvc.benchmarking.steps.time_alone`: the workload's backbone becomes
     :class:`StoredFeatures` holding its own output on a random batch (the real feature map's shape and layout)."""
     x = torch.randn(batch, 3, img_size, img_size).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -68,7 +68,7 @@ def use_stored_features(batch: int, img_size: int, work: Any) -> None:
 def row_spec(args: argparse.Namespace, row: str) -> tuple[Any, dict[str, Any], Callable[[Any], None] | None]:
     """``(spec, recipe, prepare)`` of ``row`` (one of :data:`ROWS`), as ``fgvc.bench steps`` builds its rows."""
     from fgvc.config import load_recipe
-    from fgvc.engine.speed import SpeedSpec
+    from fgvc.benchmarking.speed import SpeedSpec
 
     name = row.split(",")[0]
     spec = SpeedSpec(backbone=args.backbone, method="baseline" if name == "plain" else name, img_size=args.img_size,
@@ -79,7 +79,7 @@ def row_spec(args: argparse.Namespace, row: str) -> tuple[Any, dict[str, Any], C
 
 def isolated(args: argparse.Namespace, row: str) -> float:
     """Median ms of ``row`` measured in a fresh process (rows sharing a process disturb each other's heap)."""
-    from fgvc.engine.bench_steps import time_in_fresh_process
+    from fgvc.benchmarking.steps import time_in_fresh_process
 
     spec, recipe, prepare = row_spec(args, row)
     return 1000 * time_in_fresh_process(spec, recipe, args.warmup, args.steps, prepare=prepare)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per row and process (their median)")
     p.add_argument("--out", default="benchmarks/results/wsdan_step_floor.json", help="JSON; a .md beside it")
     args = p.parse_args(argv)
-    from fgvc.engine.speed import machine_info
+    from fgvc.benchmarking.speed import machine_info
     times: dict[str, list[float]] = {name: [] for name in ROWS}
     for r in range(args.rounds):
         for name in ROWS:

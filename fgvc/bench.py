@@ -13,10 +13,10 @@
     appends one JSON line with the machine (platform, CPU count, torch version, device name), the date and
     the command to ``benchmarks/results/speed.jsonl`` (or ``--results``).
 
-``python -m fgvc.bench pipeline|steps|infer ...`` (:mod:`fgvc.engine.bench_pipeline`, ``bench_steps``, ``bench_infer``)
+``python -m fgvc.bench pipeline|steps|infer ...`` (:mod:`fgvc.benchmarking.pipeline`, ``bench_steps``, ``bench_infer``)
     fgvc side by side with a reference: its data loaders against a torchvision loader, each method's training step
     against the plain baseline's, each inference path against eager fp32; one table each, recorded through
-    :mod:`fgvc.engine.bench_io`. ``python -m fgvc.bench tables`` writes ``benchmarks/results/speed.md`` from them.
+    :mod:`fgvc.benchmarking.results`. ``python -m fgvc.bench tables`` writes ``benchmarks/results/speed.md`` from them.
 """
 from __future__ import annotations
 
@@ -30,22 +30,22 @@ from pathlib import Path
 from typing import Any
 
 from fgvc.cli import friendly
-from fgvc.engine.report import (PUBLISHED_COLUMNS, Report, ReportRow, compare_runs, is_subset, load_published,
+from fgvc.benchmarking.published import (PUBLISHED_COLUMNS, Report, ReportRow, compare_runs, is_subset, load_published,
                                 match_published, read_run)
-from fgvc.engine.bench_io import RESULTS, write_speed_md
-from fgvc.engine.speed import SpeedSpec, measure_speed
+from fgvc.benchmarking.results import RESULTS, write_speed_md
+from fgvc.benchmarking.speed import SpeedSpec, measure_speed
 from fgvc.errors import BenchError, SpeedError
 
-# the report's computing part lives in fgvc.engine.report; its names stay importable from here
+# the report's computing part lives in fgvc.benchmarking.published; its names stay importable from here
 __all__ = ["load_published", "read_run", "match_published", "is_subset", "write_report", "main", "compare_runs",
            "format_markdown", "draw_chart", "speed_spec", "PUBLISHED_COLUMNS", "BenchError", "SpeedError"]
 
 # subcommand -> (module, help); each module has add_arguments(parser) and run(args, command) -> int, and records its
-# table through fgvc.engine.bench_io.finish_table (kind, batch, name, images_per_s, ratio, machine, command)
+# table through fgvc.benchmarking.results.finish_table (kind, batch, name, images_per_s, ratio, machine, command)
 SUBCOMMANDS = {
-    "pipeline": ("fgvc.engine.bench_pipeline", "images/s of fgvc's train/eval loaders vs a torchvision reference"),
-    "steps": ("fgvc.engine.bench_steps", "each method's training step time vs the plain baseline's"),
-    "infer": ("fgvc.engine.bench_infer", "inference paths (eager, channels-last, compile, TorchScript, ORT) vs eager"),
+    "pipeline": ("fgvc.benchmarking.pipeline", "images/s of fgvc's train/eval loaders vs a torchvision reference"),
+    "steps": ("fgvc.benchmarking.steps", "each method's training step time vs the plain baseline's"),
+    "infer": ("fgvc.benchmarking.infer", "inference paths (eager, channels-last, compile, TorchScript, ORT) vs eager"),
 }
 
 TABLE_HEAD = ["run", "method", "backbone", "dataset (root)", "img", "epochs", "steps", "top-1", "top-5", "mean/class",

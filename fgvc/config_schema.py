@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "nesterov": False,
         "weight_decay": 1e-4,
         "backbone_lr_scale": 1.0,
-        "layer_decay": None,  # layer-wise lr decay of the backbone (fgvc.engine.layer_decay), e.g. 0.75 for a ViT-B
+        "layer_decay": None,  # layer-wise lr decay of the backbone (fgvc.engine.optim), e.g. 0.75 for a ViT-B
         "freeze_norm": False,
         "scheduler": "cosine",
         "warmup_epochs": 0,
@@ -76,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "eval_every": 1,
         "checkpoint_every_steps": 0,
         "threads": 0,
-        "tensorboard": False,  # per-epoch scalars and attention maps to RUN/tb (fgvc.engine.tensorboard)
+        "tensorboard": False,  # per-epoch scalars and attention maps to RUN/tb (fgvc.hooks.tensorboard)
     },
     "eval": {"tta_flip": False, "batch_size": 0, "protocols": ["classification"]},
     "output": {"root": "runs", "name": None},

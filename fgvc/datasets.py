@@ -248,7 +248,7 @@ def _mislabels(run: Any, audit: Any, a: argparse.Namespace) -> list[Any]:
 
 def _audit(a: argparse.Namespace) -> int:
     from fgvc.data.audit import audit_dataset
-    from fgvc.data.audit_report import summary_paragraph, write_all
+    from fgvc.vis.audit_report import summary_paragraph, write_all
     from fgvc.data.phash import DEFAULT_MAX_DISTANCE
 
     run, name, kwargs = _load_run(a) if a.run else (None, a.name, _data_args(a.arg))

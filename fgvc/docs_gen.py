@@ -3,12 +3,12 @@
 - ``docs/reference/commands.md``: every command of :data:`fgvc.__main__.COMMANDS` with every flag, read from the
   command's own argparse parser (subcommands included).
 - ``docs/reference/recipe-keys.md``: every recipe key of :data:`fgvc.config_schema.DEFAULTS` with its type, default
-  and meaning (:data:`fgvc.config_keys_doc.MEANINGS`), plus the keys of ``train.stages``, ``loss.aux`` and
+  and meaning (:data:`fgvc.reference.config_keys.MEANINGS`), plus the keys of ``train.stages``, ``loss.aux`` and
   ``distill``.
 - ``docs/reference/run-files.md``: every JSON key of a run's ``final.json``, ``metrics.jsonl`` and
-  ``environment.json`` with its meaning (:mod:`fgvc.engine.run_files_doc`).
+  ``environment.json`` with its meaning (:mod:`fgvc.reference.run_files`).
 - ``docs/reference/registries.md`` and ``packages.md``: every registered component and every module
-  (:mod:`fgvc.docs_inventory`), and ``docs/benchmarks/results.md``, which includes every ``benchmarks/results/*.md``.
+  (:mod:`fgvc.reference.inventory`), and ``docs/benchmarks/results.md``, which includes every ``benchmarks/results/*.md``.
 
 ``python -m fgvc.docs_gen`` writes them; ``python -m fgvc.docs_gen --check`` exits 1 when the committed pages differ
 (tests/test_docs_reference.py runs the same check). A key without a meaning is an error, so a new recipe key cannot
@@ -150,19 +150,19 @@ def _type_name(types: tuple[type, ...]) -> str:
 
 def recipe_keys_markdown() -> str:
     """The recipe-key reference page: every key with type, default and meaning."""
-    from fgvc.config_keys_doc import MEANINGS, SUB_KEY_MEANINGS
+    from fgvc.reference.config_keys import MEANINGS, SUB_KEY_MEANINGS
     from fgvc.config_schema import (AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS,
                                     STAGE_KEYS, STAGE_REQUIRED, TYPES)
 
     keys = list(_flatten(DEFAULTS))
     missing = [k for k, _ in keys if k not in MEANINGS]
     if missing:
-        raise KeyError(f"recipe keys without a meaning in fgvc/config_keys_doc.py MEANINGS: {', '.join(missing)}")
+        raise KeyError(f"recipe keys without a meaning in fgvc/reference/config_keys.py MEANINGS: {', '.join(missing)}")
     stale = sorted(set(MEANINGS) - {k for k, _ in keys})
     if stale:
-        raise KeyError(f"fgvc/config_keys_doc.py MEANINGS names keys the schema does not have: {', '.join(stale)}")
+        raise KeyError(f"fgvc/reference/config_keys.py MEANINGS names keys the schema does not have: {', '.join(stale)}")
     out = ["# Recipe keys", "",
-           "Generated from `fgvc/config_schema.py` (types, defaults, choices) and `fgvc/config_keys_doc.py` "
+           "Generated from `fgvc/config_schema.py` (types, defaults, choices) and `fgvc/reference/config_keys.py` "
            "(meanings) by `python -m fgvc.docs_gen`; do not edit by hand. Any key can be set on the command line "
            "with `--set key.sub=value`.", ""]
     section = None
@@ -190,10 +190,10 @@ def recipe_keys_markdown() -> str:
 
 def run_files_markdown() -> str:
     """The run-files reference page: every JSON key of a run's files with its meaning."""
-    from fgvc.engine.run_files_doc import TABLES
+    from fgvc.reference.run_files import TABLES
 
     out = ["# Run files: JSON keys", "",
-           "Generated from `fgvc/engine/run_files_doc.py` by `python -m fgvc.docs_gen`; do not edit by hand. The files "
+           "Generated from `fgvc/reference/run_files.py` by `python -m fgvc.docs_gen`; do not edit by hand. The files "
            "themselves are listed in [Run directory](run-directory.md). `<head>` stands for a head name of the method "
            "(`logits` for most, WS-DAN `raw`, RA-CNN `scale1`...)."]
     for title, (what, keys) in TABLES.items():
@@ -204,7 +204,7 @@ def run_files_markdown() -> str:
 
 def pages() -> dict[Path, str]:
     """Every generated page: path under the repository -> its Markdown."""
-    from fgvc.docs_inventory import packages_markdown, registries_markdown, results_markdown
+    from fgvc.reference.inventory import packages_markdown, registries_markdown, results_markdown
 
     return {ROOT / "docs/reference/commands.md": commands_markdown(),
             ROOT / "docs/reference/recipe-keys.md": recipe_keys_markdown(),

@@ -12,9 +12,9 @@ numbers reproduce the run's ``final.json``. A recipe (``.yaml``) instead of a ru
 with an untrained head (the frozen-features baseline); its results go to ``--output DIR``, by default
 ``<output.root>/<recipe name>-frozen/eval`` (e.g. ``runs/cub200_wsdan-frozen/eval``).
 
-``--backend`` picks how the logits are computed (:mod:`fgvc.engine.fast_infer`): ``auto`` is the fastest path that
+``--backend`` picks how the logits are computed (:mod:`fgvc.deploy.fast_infer`): ``auto`` is the fastest path that
 agrees with PyTorch and pays back (ONNX Runtime on the CPU when an export is cached under ``RUN/cache/infer`` or the
-split is large enough to repay exporting one, :mod:`fgvc.engine.auto_backend`; else PyTorch); a line on stderr says
+split is large enough to repay exporting one, :mod:`fgvc.deploy.auto_backend`; else PyTorch); a line on stderr says
 its choice and why, and the line ``inference: ...`` (and the JSON's ``inference`` key) says which path ran.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import add_run_arguments, friendly
-from fgvc.engine.fast_infer import add_backend_argument
+from fgvc.deploy.fast_infer import add_backend_argument
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ keeps its old rows, so old-class logits do not change.
 ``NEW_RUN`` is a new, ordinary run directory (an existing one is refused): ``fgvc.evaluate``, ``fgvc.embed`` and
 ``fgvc.visualize`` work on it; its ``final.json`` has ``top1`` over the old and new test images together,
 ``old_top1`` and ``new_top1`` (each predicted among all classes) and ``old_top1_before``. Details:
-:mod:`fgvc.engine.extend`.
+:mod:`fgvc.continual.extend`.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.engine.extend import ExtendRequest, extend_run
+    from fgvc.continual.extend import ExtendRequest, extend_run
 
     req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
                         args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights,

@@ -7,7 +7,7 @@ decodable image, get an error line instead of a prediction, and the rest go on. 
 the run's evaluation split (:func:`fgvc.engine.builder.build_transform` with the run's data config: resize of the
 shorter side, centre crop, the backbone's normalisation), batched through :meth:`TrainedRun.infer`; the
 probabilities are the softmax of the headline logits. The run's own data set is not needed. ``--backend`` picks how the
-logits are computed (:mod:`fgvc.engine.fast_infer`; ``auto``: ONNX Runtime on the CPU where it pays back -- an export
+logits are computed (:mod:`fgvc.deploy.fast_infer`; ``auto``: ONNX Runtime on the CPU where it pays back -- an export
 already cached under ``RUN/cache/infer``, or enough images to repay exporting one, never a few photos -- checked
 against PyTorch on the first batch, else PyTorch); one stderr line says its choice and why, the summary which path
 ran.
@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from fgvc.cli import friendly, trained_target
 from fgvc.data.folder import IMAGE_EXTENSIONS  # the extensions the folder reader takes
-from fgvc.engine.fast_infer import add_backend_argument
+from fgvc.deploy.fast_infer import add_backend_argument
 from fgvc.errors import UserError
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "PredictError", "find_images", "format_line", "main"]

@@ -65,7 +65,7 @@ def load_npz(path: str | Path) -> tuple[Any, Any, list[str]]:
 
 def _run_confusion(run: Any, split: str, checkpoint: str, collected: Any, classes: list[str]) -> tuple[Any, str]:
     """The run's confusion matrix of ``split`` and where it came from (a CSV, or this pass's predictions)."""
-    from fgvc.engine.metrics import confusion_matrix
+    from fgvc.metrics.accuracy import confusion_matrix
     from fgvc.vis.confusions import read_confusion_csv
 
     # fgvc.evaluate's file (and its name before the one naming scheme, for older runs)

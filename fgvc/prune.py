@@ -11,7 +11,7 @@ so every method's heads and part layers keep their sizes. Then optionally ``E`` 
 ``NEW_RUN`` is an ordinary run directory (an existing one is refused): ``fgvc.evaluate``, ``fgvc.predict`` and
 ``fgvc.visualize`` work on it and ``fgvc.train --resume NEW_RUN`` continues a fine-tune cut short. The before/after
 table (parameters, MACs, batch-1 CPU latency, test top-1) is printed and written to ``NEW_RUN/prune.json``. Needs the
-``deploy`` extra (``pip install -e '.[deploy]'``). Details: :mod:`fgvc.engine.prune`.
+``deploy`` extra (``pip install -e '.[deploy]'``). Details: :mod:`fgvc.deploy.prune`.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.engine.prune import PruneRequest, prune_run
+    from fgvc.deploy.prune import PruneRequest, prune_run
 
     req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
                        args.importance, tuple(args.sets), args.latency_threads)

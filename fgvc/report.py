@@ -4,7 +4,7 @@
 One self-contained HTML page about a trained run, to open from disk or send as an attachment (every image and plot
 inlined, no network; a CUB run's page is well under 10 MB): the recipe; the environment it trained in; the final
 metrics next to the published number of the same method and data set (``benchmarks/published.csv``); the training
-curves with the over/underfitting verdict of :mod:`fgvc.engine.fit`; a sortable per-class accuracy table; the
+curves with the over/underfitting verdict of :mod:`fgvc.metrics.fit_verdict`; a sortable per-class accuracy table; the
 confusion matrix as a heat map and the most-confused species pairs, each with an image of the mistake and a
 typical image of the other species; the most confident mistakes with their Grad-CAM (:mod:`fgvc.vis.cam`); the
 t-SNE map of the embeddings (:mod:`fgvc.vis.projection`); the data audit's summary (:mod:`fgvc.data.audit`:
@@ -91,7 +91,7 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 
 
 def results_section(run_dir: Path, final: dict[str, Any], here: dict[str, Any], published_csv: str) -> Section:
-    from fgvc.engine.report import load_published, read_run, summarize_run
+    from fgvc.benchmarking.published import load_published, read_run, summarize_run
     from fgvc.errors import BenchError
 
     keys = ("top1", "top5", "mean_class_acc", "n_images", "epochs", "best_val_top1", "best_val_epoch", "tta_flip")
@@ -119,7 +119,7 @@ def results_section(run_dir: Path, final: dict[str, Any], here: dict[str, Any], 
 
 
 def curves_section(run_dir: Path) -> Section:
-    from fgvc.engine.fit import analyse_run
+    from fgvc.metrics.fit_verdict import analyse_run
     from fgvc.engine.rundir import curves_figure, read_metrics
 
     rows = read_metrics(run_dir)
@@ -138,7 +138,7 @@ def curves_section(run_dir: Path) -> Section:
 
 
 def per_class_section(cm: np.ndarray, names: list[str]) -> Section:
-    from fgvc.engine.run_analysis import per_class
+    from fgvc.protocols.run_analysis import per_class
 
     rows = [(r.index, r.name, r.n_images, r.correct, r.accuracy, r.confused_with, r.n_confused)
             for r in per_class(cm, names)]
@@ -149,7 +149,7 @@ def per_class_section(cm: np.ndarray, names: list[str]) -> Section:
 
 def confusion_section(cm: np.ndarray, names: list[str], probs: np.ndarray, targets: np.ndarray, ds: Any,
                       n_pairs: int) -> Section:
-    from fgvc.engine.run_analysis import confused_pairs, pair_examples
+    from fgvc.protocols.run_analysis import confused_pairs, pair_examples
     from fgvc.vis.report_figures import confusion_figure, photo
 
     body = img(figure_uri(confusion_figure(cm, names, "rows: true class, share of its test images")),
@@ -179,7 +179,7 @@ def mistakes_section(run: Any, ds: Any, probs: np.ndarray, targets: np.ndarray, 
                      cam: str) -> Section:
     import torch
 
-    from fgvc.engine.run_analysis import worst_mistakes
+    from fgvc.protocols.run_analysis import worst_mistakes
     from fgvc.vis.overlay import heat_overlay
     from fgvc.vis.report_figures import seen_by_model
 
@@ -230,7 +230,7 @@ def embedding_section(emb: np.ndarray, targets: np.ndarray, names: list[str], cm
 
 def audit_section(cfg: dict[str, Any], run_dir: Path) -> Section:
     from fgvc.data.audit import audit_dataset
-    from fgvc.data.audit_report import summary
+    from fgvc.vis.audit_report import summary
 
     d = cfg["data"]
     saved = run_dir / "audit" / "summary.json"
@@ -264,7 +264,7 @@ def build_report(run: Any, args: argparse.Namespace, tmp: Path) -> str:
     """The page's HTML for the trained ``run`` (a :class:`~fgvc.engine.inference.TrainedRun`)."""
     import torch
 
-    from fgvc.engine.metrics import confusion_matrix
+    from fgvc.metrics.accuracy import confusion_matrix
 
     t0 = time.time()
     run_dir, cfg, names = run.run_dir, run.cfg, list(run.class_names)

@@ -1,4 +1,4 @@
-"""When ``--backend auto`` runs an exported file (fgvc.engine.auto_backend.decide), on plain numbers: never for a few
+"""When ``--backend auto`` runs an exported file (fgvc.deploy.auto_backend.decide), on plain numbers: never for a few
 photos or a 100-image split, always with a valid cached file and enough images, from the break-even count it reports;
 and the Backend asks it at the right batch, with the export cost this run's last export took."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgvc.engine.auto_backend import (EXPORT_S_ESTIMATE, ONNX_SPEEDUP, SECONDS_FILE, decide, export_seconds,
+from fgvc.deploy.auto_backend import (EXPORT_S_ESTIMATE, ONNX_SPEEDUP, SECONDS_FILE, decide, export_seconds,
                                       record_export_seconds)
 
 LITE0_S = 0.02  # PyTorch seconds per image, lite0 128 px on a busy 2-core CPU (measured 5-90 ms)
@@ -89,7 +89,7 @@ class _Run:
 
 @pytest.fixture()
 def fake_run(tmp_path, monkeypatch):
-    from fgvc.engine import fast_infer
+    from fgvc.deploy import fast_infer
 
     monkeypatch.setattr(fast_infer, "check_available", lambda run, name: None)
     built: list[str] = []
@@ -105,7 +105,7 @@ def fake_run(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("n_images,record,exports", [(6, None, False), (10**9, 1e-9, True), (10**9, 1e9, False)])
 def test_backend_decides_at_the_second_batch(fake_run, n_images, record, exports):
-    from fgvc.engine.fast_infer import Backend
+    from fgvc.deploy.fast_infer import Backend
 
     run, built = fake_run
     folder = run.run_dir / "cache" / "infer"

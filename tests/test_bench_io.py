@@ -1,4 +1,4 @@
-"""The pipeline/steps/infer record contract (fgvc.engine.bench_io) and ``python -m fgvc.bench tables``."""
+"""The pipeline/steps/infer record contract (fgvc.benchmarking.results) and ``python -m fgvc.bench tables``."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from fgvc.bench import main as bench_main
-from fgvc.engine.bench_io import finish_table, format_rows, latest_tables, read_rows, write_speed_md
+from fgvc.benchmarking.results import finish_table, format_rows, latest_tables, read_rows, write_speed_md
 
 MACHINE = {"device_name": "Test CPU", "cpu_count": 2, "torch_threads": 2, "torch": "2.x"}
 

@@ -63,7 +63,7 @@ def test_recipe_key_page_lists_every_schema_key_with_type_and_default() -> None:
 
 
 def test_registry_page_lists_every_registered_component() -> None:
-    from fgvc.docs_inventory import registries_markdown
+    from fgvc.reference.inventory import registries_markdown
     from fgvc.registry import DATASETS, HEADS, LOSSES, METHODS, PROTOCOLS
 
     text = registries_markdown()
@@ -75,7 +75,7 @@ def test_registry_page_lists_every_registered_component() -> None:
 
 
 def test_packages_page_lists_every_module() -> None:
-    from fgvc.docs_inventory import PACKAGE, _tracked, packages_markdown
+    from fgvc.reference.inventory import PACKAGE, _tracked, packages_markdown
 
     text = packages_markdown()
     modules = _tracked(PACKAGE, "*.py", recursive=True)

@@ -1,5 +1,5 @@
-"""The fast inference path of evaluate and predict (fgvc.engine.fast_infer): ``--backend auto`` takes ONNX Runtime on
-the CPU where it pays back (a cached export, or enough images to repay one: fgvc.engine.auto_backend, tested on plain
+"""The fast inference path of evaluate and predict (fgvc.deploy.fast_infer): ``--backend auto`` takes ONNX Runtime on
+the CPU where it pays back (a cached export, or enough images to repay one: fgvc.deploy.auto_backend, tested on plain
 numbers), gives the same predictions as PyTorch, says which path it chose and why, re-exports when the checkpoint
 changes, and falls back to PyTorch when a path disagrees or cannot give what is asked."""
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_evaluate_auto_exports_only_when_it_pays_and_reuses_a_cached_export(run_
 @needs_ort
 def test_a_changed_checkpoint_is_exported_again(data_root, tiny_run, tmp_path):
     from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
-    from fgvc.engine.fast_infer import exported_file
+    from fgvc.deploy.fast_infer import exported_file
 
     run_dir = tiny_run(data_root)
     run = TrainedRun.load(run_dir)
@@ -99,7 +99,7 @@ def test_predict_gives_eager_predictions_and_names_its_path(run_dir, data_root, 
 
 
 def test_a_disagreeing_path_is_never_used(run_dir, monkeypatch):
-    from fgvc.engine import fast_infer
+    from fgvc.deploy import fast_infer
 
     def wrong(run, name, folder=None, cache=False):
         return fast_infer.InferPath(name, lambda x: -torch.arange(3.0).repeat(len(x), 1), detail="broken")

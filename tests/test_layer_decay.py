@@ -1,4 +1,4 @@
-"""``train.layer_decay`` (fgvc.engine.layer_decay): timm's layer grouping splits the backbone group, lr grows with
+"""``train.layer_decay`` (fgvc.engine.optim): timm's layer grouping splits the backbone group, lr grows with
 depth as lr x backbone_lr_scale x decay^(L - i), the method's own layers keep their scale, CNNs with a
 group_matcher work and a features-only tap is refused, bad values are refused, and a run logs its groups."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from fgvc import config
 from fgvc.engine.builder import build_optimizer
-from fgvc.engine.layer_decay import apply_layer_decay
+from fgvc.engine.optim import apply_layer_decay
 from fgvc.errors import ConfigError
 from fgvc.methods import build_method
 

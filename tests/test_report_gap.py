@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from fgvc import config
-from fgvc.engine.report import compare_runs
+from fgvc.benchmarking.published import compare_runs
 from fgvc.report import results_section
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ def test_heads_only_step_leaves_the_backbone_out(monkeypatch):
     monkeypatch.chdir(REPO)
     floor = _script()
     args = argparse.Namespace(backbone="tf_efficientnet_lite0", img_size=64, batch=2)
-    from fgvc.engine.speed import build_workload
+    from fgvc.benchmarking.speed import build_workload
 
     for row in ("wsdan, heads only", "plain, heads only"):
         spec, recipe, prepare = floor.row_spec(args, row)

@@ -1,7 +1,7 @@
 """Data audit: duplicates and train/test leakage, unreadable images, size outliers, likely mislabelled samples.
 
 ``python -m fgvc.datasets audit NAME_OR_AUTO ROOT [--run RUN_DIR] --output DIR`` runs :func:`audit_dataset` and,
-given a run, :func:`mislabel_findings`; :mod:`fgvc.data.audit_report` writes ``findings.csv``, ``summary.json``
+given a run, :func:`mislabel_findings`; :mod:`fgvc.vis.audit_report` writes ``findings.csv``, ``summary.json``
 and ``audit.html``.
 
 * **exact duplicates**: files with the same bytes (BLAKE2b of the file); an image listed in two splits is one too.

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fgvc.deploy.meta import TORCHSCRIPT_META, decode
-from fgvc.engine.model_cost import median_ms
+from fgvc.deploy.model_cost import median_ms
 from fgvc.errors import DeployError
 from fgvc.extras import require
 

@@ -215,7 +215,7 @@ def part_backward(scaler: torch.amp.GradScaler, accum: int, env: DistEnv, distil
 def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW; each group's lr = lr x its lr_scale; no weight decay on
     biases and normalisation weights (1-D tensors); ``train.layer_decay`` splits the backbone by layer first."""
-    from fgvc.engine.layer_decay import apply_layer_decay
+    from fgvc.engine.optim import apply_layer_decay
 
     groups = apply_layer_decay(groups, tr.get("layer_decay"), lr)
     param_groups = []

@@ -118,7 +118,7 @@ class TrainedRun:
         self.class_names, self.run_dir = list(class_names), run_dir
         self.checkpoint, self.weights, self.recipe = checkpoint, weights, recipe
         self.datasets: dict[str, Any] = {}  # eval-transformed splits, built once
-        self.backend: Any = None  # fgvc.engine.fast_infer.Backend set by use_backend (None: infer() throughout)
+        self.backend: Any = None  # fgvc.deploy.fast_infer.Backend set by use_backend (None: infer() throughout)
 
     @classmethod
     def load(cls, target: str | Path, checkpoint: str = "last", overrides: Iterable[str] = (),
@@ -226,10 +226,10 @@ class TrainedRun:
     def use_backend(self, name: str = "auto", n_images: int | None = None,
                     log: Callable[[str], None] | None = None) -> Any:
         """Compute logits-only passes (:meth:`infer_logits`, ``collect`` of ``logits`` alone) on the inference path
-        ``name`` (:data:`fgvc.engine.fast_infer.BACKENDS`; ``auto``: the fastest exact one that pays back for
-        ``n_images`` images, :mod:`fgvc.engine.auto_backend`; ``log``: where its choice is said, default stderr);
+        ``name`` (:data:`fgvc.deploy.fast_infer.BACKENDS`; ``auto``: the fastest exact one that pays back for
+        ``n_images`` images, :mod:`fgvc.deploy.auto_backend`; ``log``: where its choice is said, default stderr);
         returns the Backend."""
-        from fgvc.engine.fast_infer import Backend
+        from fgvc.deploy.fast_infer import Backend
 
         self.backend = Backend(self, name, n_images, log)
         return self.backend

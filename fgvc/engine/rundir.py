@@ -125,8 +125,8 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of metrics.jsonl ([] when absent; a line cut by a kill is skipped): :func:`fgvc.engine.fit.read_history`."""
-    from fgvc.engine.fit import read_history
+    """The rows of metrics.jsonl ([] when absent; a line cut by a kill is skipped): :func:`fgvc.metrics.fit_verdict.read_history`."""
+    from fgvc.metrics.fit_verdict import read_history
 
     return read_history(run_dir)
 
@@ -157,7 +157,7 @@ def _fit_title(fit: dict[str, Any]) -> str:
 def curves_figure(rows: list[dict[str, Any]], title: str, fit: dict[str, Any] | None = None,
                   label_smoothing: float | None = None) -> Any:
     """Train / val cross-entropy and top-1 per epoch (matplotlib figure), whole-number epoch ticks; with ``fit``
-    (fgvc.engine.fit) its verdict in the title and, when the verdict names one, the epoch overfitting starts at
+    (fgvc.metrics.fit_verdict) its verdict in the title and, when the verdict names one, the epoch overfitting starts at
     marked by a dashed line.
 
     The left panel compares like with like: the validation cross-entropy (no label smoothing) against the training

@@ -29,14 +29,14 @@ from fgvc.engine.device_input import batch_format, to_model_input
 from fgvc.engine.distill import build_distiller
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
 from fgvc.engine.host_memory import keep_freed_memory
-from fgvc.engine.fit import analyse_run, describe as describe_fit
+from fgvc.metrics.fit_verdict import analyse_run, describe as describe_fit
 from fgvc import config
 from fgvc.engine.inference import Runtime, TrainedRun, autocast, fitting_weights
 from fgvc.engine.resume_check import schedule_changed
 from fgvc.engine.pruned import pruned_layers, reshape_like
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
-from fgvc.engine.tensorboard import open_tensorboard
+from fgvc.hooks.tensorboard import open_tensorboard
 from fgvc.engine.validation import validate
 from fgvc.errors import ConfigError, TrainingDiverged
 from fgvc.methods.base import hard_labels
@@ -389,7 +389,7 @@ class Trainer:
             if res["bad_images"]:
                 log.warning(f"skipped {res['bad_images']} bad image(s) (data.on_bad_image=skip); they are listed in "
                             f"{self.run_dir / 'bad_images.tsv'}")
-            # over/underfitting verdict of metrics.jsonl (fgvc.engine.fit); none for a model that was not trained
+            # over/underfitting verdict of metrics.jsonl (fgvc.metrics.fit_verdict); none for a model that was not trained
             res["fit"] = analyse_run(self.run_dir) if self.progress["global_step"] else None
             if res["fit"] is not None:
                 log.info(describe_fit(res["fit"]))

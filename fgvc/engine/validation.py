@@ -5,7 +5,7 @@
 reports), and ``val_loss`` is the mean cross-entropy (nats, no label smoothing) of the headline logits: a
 method's training loss may add terms (WS-DAN's center loss, views) that say nothing about generalisation, so the
 validation loss is plain cross-entropy for every method. ``val_loss_se`` is its standard error and ``val_n`` the
-number of images validated: :mod:`fgvc.engine.fit` reads all four, the last two to tell overfitting from noise.
+number of images validated: :mod:`fgvc.metrics.fit_verdict` reads all four, the last two to tell overfitting from noise.
 """
 from __future__ import annotations
 
@@ -33,5 +33,5 @@ def validate(run: "TrainedRun", split: str) -> dict[str, Any]:
     ce = F.cross_entropy(got.prediction.float(), got.targets.long(), reduction="none")
     row["val_loss"] = float(ce.mean()) if n else math.nan
     row["val_loss_se"] = float(ce.std() / math.sqrt(n)) if n > 1 else math.nan  # its standard error
-    row["val_n"] = n  # the split's size: fgvc.engine.fit tells a real gap from noise with it
+    row["val_n"] = n  # the split's size: fgvc.metrics.fit_verdict tells a real gap from noise with it
     return row

@@ -117,7 +117,7 @@ class Method(nn.Module):
         if targets is None:
             return self.predict(images)
         out = self.training_step(images, targets)
-        for name, penalty in self.penalties.items():  # e.g. EWC (fgvc.engine.ewc), on the parameters
+        for name, penalty in self.penalties.items():  # e.g. EWC (fgvc.continual.ewc), on the parameters
             out[name] = penalty()
             out["loss"] = out["loss"] + out[name]
         return out
@@ -190,9 +190,9 @@ class Method(nn.Module):
         """What the trainer hands the optimizer: :meth:`param_groups`, with the parameters of every ``loss.aux``
         entry whose ``lr_scale`` is not 1 (e.g. proxy-anchor's proxies at 100) moved to a group of their own,
         ``"loss.<name>"``, at that scale. Parameters the stage leaves out stay out (frozen). The ``"backbone"`` group
-        carries the backbone's timm layers (:func:`fgvc.engine.layer_decay.mark_backbone_layers`), which
+        carries the backbone's timm layers (:func:`fgvc.engine.optim.mark_backbone_layers`), which
         ``train.layer_decay`` splits it by."""
-        from fgvc.engine.layer_decay import mark_backbone_layers
+        from fgvc.engine.optim import mark_backbone_layers
 
         groups = self.param_groups(stage, backbone_lr_scale)
         owner = {id(p): i for i, aux in enumerate(self.aux_losses) if aux.lr_scale != 1.0 for p in aux.parameters()}

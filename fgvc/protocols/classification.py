@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import pandas as pd
 from torch import Tensor
 
-from fgvc.engine.metrics import confusion_matrix, per_class_table, summarize
+from fgvc.metrics.accuracy import confusion_matrix, per_class_table, summarize
 from fgvc.protocols.base import Protocol, ProtocolResult
 from fgvc.registry import PROTOCOLS
 

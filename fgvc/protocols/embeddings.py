@@ -1,12 +1,12 @@
 """Protocols on embeddings (``Method.infer(...).embedding``): ``retrieval``, ``knn`` and ``linear``.
 
 * ``retrieval`` (roles: test): every image of the split queries all the others by cosine similarity:
-  ``recall@1,2,4,8``, ``map@r``, ``ndcg`` and ``n_queries`` (:mod:`fgvc.engine.retrieval`). Takes any species:
+  ``recall@1,2,4,8``, ``map@r``, ``ndcg`` and ``n_queries`` (:mod:`fgvc.metrics.retrieval`). Takes any species:
   ``--set data.root=... data.name=...`` may name a data set whose classes the model never saw.
 * ``knn`` (roles: train, test): the train split is the gallery, the test split the queries; ``top1`` of the
   similarity-weighted vote of the ``k`` nearest (cosine), and ``k``.
 * ``linear`` (roles: train, val, test): multinomial logistic regression on frozen train embeddings, C chosen on
-  val when there is one (:mod:`fgvc.engine.linear_probe`); ``top1`` on test and ``c``.
+  val when there is one (:mod:`fgvc.metrics.linear_probe`); ``top1`` on test and ``c``.
 
 All scores are percentages. kNN and the linear probe need the run's own classes.
 """
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from fgvc.engine.linear_probe import C_GRID, DEFAULT_C, linear_probe
-from fgvc.engine.retrieval import RECALL_KS, knn_top1, retrieval_metrics
+from fgvc.metrics.linear_probe import C_GRID, DEFAULT_C, linear_probe
+from fgvc.metrics.retrieval import RECALL_KS, knn_top1, retrieval_metrics
 from fgvc.errors import ConfigError
 from fgvc.protocols.base import Protocol, ProtocolResult
 from fgvc.registry import PROTOCOLS

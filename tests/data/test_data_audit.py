@@ -13,7 +13,7 @@ from PIL import Image
 
 from fgvc.data import make_synthetic
 from fgvc.data.audit import Item, audit_dataset, mislabel_findings
-from fgvc.data.audit_report import summary, write_all
+from fgvc.vis.audit_report import summary, write_all
 
 
 def plant(root: Path, src_rel: str, new_name: str, is_train: int, data: bytes) -> str:

@@ -10,7 +10,7 @@ import pytest
 from fgvc import config
 from fgvc.data import DataError, make_synthetic
 from fgvc.data.audit import audit_dataset
-from fgvc.data.audit_report import write_all
+from fgvc.vis.audit_report import write_all
 from fgvc.engine import builder
 
 

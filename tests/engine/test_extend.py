@@ -19,9 +19,9 @@ from fgvc.data.union import first_shots
 from fgvc.embed import main as embed_main
 from fgvc.engine import builder
 from fgvc.engine.checkpoint import load_checkpoint
-from fgvc.engine.ewc import EWCPenalty, diagonal_fisher
-from fgvc.engine.extend import ExtendRequest, added_part, embedding_head, union_config
-from fgvc.engine.imprint import centred_linear, fit_scale, imprinted_weights
+from fgvc.continual.ewc import EWCPenalty, diagonal_fisher
+from fgvc.continual.extend import ExtendRequest, added_part, embedding_head, union_config
+from fgvc.continual.imprint import centred_linear, fit_scale, imprinted_weights
 from fgvc.engine.inference import TrainedRun
 from fgvc.errors import CheckpointError
 from fgvc.evaluate import main as evaluate_main

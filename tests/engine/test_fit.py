@@ -1,10 +1,10 @@
-"""fgvc.engine.fit: the over/underfitting verdict of hand-made training curves, and final.json's ``fit`` key."""
+"""fgvc.metrics.fit_verdict: the over/underfitting verdict of hand-made training curves, and final.json's ``fit`` key."""
 from __future__ import annotations
 
 import json
 
 from fgvc.data import make_synthetic
-from fgvc.engine.fit import REMEDIES, analyse_run, assess, describe
+from fgvc.metrics.fit_verdict import REMEDIES, analyse_run, assess, describe
 from fgvc.train import main as train_main
 
 
@@ -102,7 +102,7 @@ def test_training_writes_fit_into_final_json_and_val_loss_per_epoch(tmp_path, ti
 
 
 def test_saturated_train_with_val_still_creeping_up_is_not_underfitting():
-    from fgvc.engine.fit import assess
+    from fgvc.metrics.fit_verdict import assess
 
     # flowers102-mini, lite0, 6 epochs: train 100 %, val 95.8 -> 97.5 -> 99.2 (0.8 points below train)
     hist = [{"epoch": e, "loss": 2.0 - 0.2 * e, "train_top1": t, "val_top1": v}

@@ -1,10 +1,10 @@
-"""fgvc.engine.fit with the validation split's size: overfitting only beyond the noise of ``val_n`` images,
+"""fgvc.metrics.fit_verdict with the validation split's size: overfitting only beyond the noise of ``val_n`` images,
 ``inconclusive`` within it; the gap's 95 % interval in the verdict and its log line."""
 from __future__ import annotations
 
 import pytest
 
-from fgvc.engine.fit import OVERFIT_GAP_PP, REMEDIES, assess, describe, wilson_interval
+from fgvc.metrics.fit_verdict import OVERFIT_GAP_PP, REMEDIES, assess, describe, wilson_interval
 
 
 def rows(train, val, n=None, loss=None, val_loss=None, val_loss_se=None) -> list[dict]:

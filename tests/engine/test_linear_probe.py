@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fgvc.engine.linear_probe import C_GRID, DEFAULT_C, fit_logistic, linear_probe
+from fgvc.metrics.linear_probe import C_GRID, DEFAULT_C, fit_logistic, linear_probe
 from fgvc.errors import EmbeddingError
 
 

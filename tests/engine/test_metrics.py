@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from fgvc.engine.metrics import confusion_matrix, per_class_table, summarize, topk_correct
+from fgvc.metrics.accuracy import confusion_matrix, per_class_table, summarize, topk_correct
 
 
 def test_topk_and_summary():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fgvc.engine.channel_pruning import PruningError, prune_method
+from fgvc.deploy.channel_pruning import PruningError, prune_method
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.inference import TrainedRun
 from fgvc.engine.pruned import apply_pruned, pruned_layers

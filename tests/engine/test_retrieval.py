@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fgvc.engine import retrieval
-from fgvc.engine.retrieval import knn_predict, knn_top1, l2_normalize, nearest, retrieval_metrics
+from fgvc.metrics import retrieval
+from fgvc.metrics.retrieval import knn_predict, knn_top1, l2_normalize, nearest, retrieval_metrics
 from fgvc.errors import EmbeddingError
 
 KS = (1, 2, 4, 8)

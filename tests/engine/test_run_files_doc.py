@@ -1,4 +1,4 @@
-"""Every JSON key a run writes is documented in :mod:`fgvc.engine.run_files_doc` (and so in
+"""Every JSON key a run writes is documented in :mod:`fgvc.reference.run_files` (and so in
 docs/reference/run-files.md): a tiny run with a validation split, its final.json, metrics.jsonl records,
 environment.json and final.json's ``fit`` object checked key by key."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fgvc.engine import run_files_doc as doc
+from fgvc.reference import run_files as doc
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def test_every_key_of_a_trained_run_is_documented(run: Path) -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     env = json.loads((run / "environment.json").read_text())
     assert rows and "val_top1" in rows[-1] and isinstance(final["fit"], dict)  # the val keys are really there
-    assert doc.undocumented(final, doc.FINAL) == [], "final.json keys missing from fgvc/engine/run_files_doc.py FINAL"
+    assert doc.undocumented(final, doc.FINAL) == [], "final.json keys missing from fgvc/reference/run_files.py FINAL"
     assert doc.undocumented(final["fit"], doc.FIT) == [], "fit keys missing from run_files_doc.FIT"
     for row in rows:
         assert doc.undocumented(row, doc.METRICS, doc.METRICS_METHOD) == [], "metrics.jsonl keys missing from METRICS"

@@ -1,4 +1,4 @@
-"""fgvc.engine.speed: the typed spec, the step timer and `python -m fgvc.bench speed`'s JSON line."""
+"""fgvc.benchmarking.speed: the typed spec, the step timer and `python -m fgvc.bench speed`'s JSON line."""
 import json
 import shlex
 import time
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fgvc import bench
-from fgvc.engine import speed
-from fgvc.engine.speed import SpeedError, SpeedSpec, measure_speed, time_steps
+from fgvc.benchmarking import speed
+from fgvc.benchmarking.speed import SpeedError, SpeedSpec, measure_speed, time_steps
 
 REPO = Path(__file__).resolve().parents[2]
 

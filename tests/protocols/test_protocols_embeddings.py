@@ -79,7 +79,7 @@ def test_best_checkpoint_and_output_dir(run_dir, tmp_path):
 
 def test_protocols_match_the_metric_functions(run_dir):
     """What the protocol writes is the metric of ``split_embeddings`` (one pass, dataset order)."""
-    from fgvc.engine.retrieval import knn_top1, retrieval_metrics
+    from fgvc.metrics.retrieval import knn_top1, retrieval_metrics
 
     run = TrainedRun.load(run_dir)
     emb, labels = split_embeddings(run, "test")

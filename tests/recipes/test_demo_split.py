@@ -8,7 +8,7 @@ import numpy as np
 
 from fgvc.config import load_recipe
 from fgvc.data.cub import stratified_holdout
-from fgvc.engine.fit import wilson_interval
+from fgvc.metrics.fit_verdict import wilson_interval
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 __all__ = ["registries_markdown", "packages_markdown", "results_markdown"]
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # fgvc/
 
 # the modules whose import registers each registry's builders
 _REGISTERING = ("fgvc.methods", "fgvc.data", "fgvc.losses", "fgvc.protocols", "fgvc.models.heads")

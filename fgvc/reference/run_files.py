@@ -6,8 +6,8 @@ records, ``environment.json`` or ``final.json``'s ``fit`` object that no table d
 undocumented. A key written ``<head>`` stands for any head name of the method (``logits`` for the baseline, WS-DAN
 ``raw``, RA-CNN ``scale1``...): :func:`undocumented` matches it as a wildcard. Where the keys are written:
 ``fgvc/engine/trainer.py`` (``_end_epoch``, ``final``), ``fgvc/engine/validation.py``,
-``fgvc/protocols/classification.py``, ``fgvc/engine/fit.py``, ``fgvc/engine/environment.py`` and
-``fgvc/engine/extend.py``. Nothing here imports torch.
+``fgvc/protocols/classification.py``, ``fgvc/metrics/fit_verdict.py``, ``fgvc/engine/environment.py`` and
+``fgvc/continual/extend.py``. Nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ ENVIRONMENT: dict[str, str] = {
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "`final.json`": ("The final-epoch model on the test split (`fgvc.train`, `fgvc.extend`, `fgvc.prune`).", FINAL),
     "`final.json`: keys `fgvc.extend` adds": ("Only in a run made by `fgvc.extend`.", FINAL_EXTEND),
-    "`final.json` `fit`": ("The over/underfitting verdict (`fgvc.engine.fit`).", FIT),
+    "`final.json` `fit`": ("The over/underfitting verdict (`fgvc.metrics.fit_verdict`).", FIT),
     "`metrics.jsonl`": ("One JSON record a line, one line per epoch.", METRICS),
     "`metrics.jsonl`: method terms": ("A method's own loss terms and statistics, each averaged over the epoch's "
                                       "images; only for the methods (or `loss.aux`, `distill`) that have them.",

@@ -172,9 +172,9 @@ def run(args: argparse.Namespace, command: str) -> int:
     from fgvc import config
     from fgvc.data import decode
     from fgvc.engine import builder
-    from fgvc.engine.bench_io import finish_table
+    from fgvc.benchmarking.results import finish_table
     from fgvc.engine.device_input import batch_format, to_model_input
-    from fgvc.engine.speed import machine_info
+    from fgvc.benchmarking.speed import machine_info
     from fgvc.errors import BenchError
 
     for key in ("images", "repeats"):

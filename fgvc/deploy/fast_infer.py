@@ -11,7 +11,7 @@ The ways (:data:`PATHS`), each ``normalised images B, 3, S, S -> headline logits
 :class:`Backend` is what :meth:`TrainedRun.use_backend` installs for ``fgvc.evaluate`` and ``fgvc.predict``
 (``--backend``, default ``auto``). ``auto`` considers ``onnx`` for a trained run evaluated on the CPU in fp32, the
 fastest exact path ``fgvc.bench infer`` measured there (tf_efficientnet_lite0, 160 px, 2 cores), and runs it only
-where it pays back (:mod:`fgvc.engine.auto_backend`): a file already cached for these weights, or enough images that
+where it pays back (:mod:`fgvc.deploy.auto_backend`): a file already cached for these weights, or enough images that
 the expected saving exceeds the export's cost (about 1,500 for lite0 on 2 cores; never a few photos); it decides
 after the first batch, which PyTorch runs anyway, and says its choice and why in one line (stderr). Otherwise, and
 on CUDA, under AMP, with DDP, for a recipe or without onnxruntime, it is the run's own PyTorch path
@@ -43,7 +43,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from fgvc.engine.auto_backend import decide, export_seconds, record_export_seconds
+from fgvc.deploy.auto_backend import decide, export_seconds, record_export_seconds
 from fgvc.errors import DeployError
 from fgvc.methods.base import Outputs
 
@@ -143,7 +143,7 @@ def exported_file(run: Any, fmt: str, folder: Path | None = None, cache: bool = 
     ``torchscript``, no parity check here: :class:`Backend` checks the first batch) into ``folder`` (default a
     temporary folder). ``cache``: reuse ``<checkpoint>-<weights>.<ext>`` in ``folder`` when its key
     (:func:`weights_key`) matches (:func:`cached_file`), else export it, write the key beside it and record the
-    export's seconds (:func:`fgvc.engine.auto_backend.record_export_seconds`)."""
+    export's seconds (:func:`fgvc.deploy.auto_backend.record_export_seconds`)."""
     from fgvc.deploy.export import export_run
 
     folder = folder or _temp_folder()
@@ -196,7 +196,7 @@ def build_path(run: Any, name: str, folder: Path | None = None, cache: bool = Fa
     """The path ``name`` (:data:`PATHS`) of ``run``; the PyTorch ones work on copies of the method, ``compile`` and
     the exported files on the run's own (``folder`` / ``cache``: see :func:`exported_file`).
     :class:`PathUnavailable` when it cannot run here."""
-    from fgvc.engine.model_cost import logits_fn
+    from fgvc.deploy.model_cost import logits_fn
 
     device = run.runtime.device
     if name in ("eager", "channels_last"):
@@ -272,7 +272,7 @@ class Backend:
 
     def _pays_back(self, batch: int, seconds: float) -> bool | None:
         """``auto``'s choice at a batch of ``batch`` images that PyTorch ran in ``seconds``: the file only where it
-        pays back (:func:`fgvc.engine.auto_backend.decide`), said in one line; None to wait for the next batch (the
+        pays back (:func:`fgvc.deploy.auto_backend.decide`), said in one line; None to wait for the next batch (the
         first is a warm-up, unless a cached file, an unknown count or no images after it decide already)."""
         self.done += batch
         folder = self._folder()

@@ -1,10 +1,10 @@
 """``python -m fgvc.bench infer RUN_DIR_OR_RECIPE``: every inference path of a run, side by side with eager fp32.
 
-The paths (:data:`fgvc.engine.fast_infer.PATHS`): eager fp32 in contiguous NCHW (the reference row, ratio 1.0),
+The paths (:data:`fgvc.deploy.fast_infer.PATHS`): eager fp32 in contiguous NCHW (the reference row, ratio 1.0),
 channels-last, ``torch.compile`` (its compilation reported apart, as ``setup_s``), TorchScript and ONNX Runtime (the
 files :mod:`fgvc.deploy.export` writes, exported to a temporary folder, export seconds as ``setup_s``), bf16 autocast
 and, on CUDA, fp16 autocast. Each is timed on the same ``N`` real test images of the run's data set, preprocessed
-once (so only the model is timed), at each ``--batches`` size: :func:`fgvc.engine.model_cost.median_ms` in
+once (so only the model is timed), at each ``--batches`` size: :func:`fgvc.deploy.model_cost.median_ms` in
 ``--rounds`` interleaved rounds (every path once per round, so a busy neighbour slows them alike), the median of
 the rounds' medians.
 
@@ -37,7 +37,7 @@ DEFAULT_REPEATS = {1: 20}  # timed calls per round at batch 1; 5 at larger batch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from fgvc.engine.fast_infer import PATHS
+    from fgvc.deploy.fast_infer import PATHS
 
     p.add_argument("target", help="run directory (or checkpoint file), or a recipe (.yaml: its pretrained or "
                                    "random-init weights, untrained head)")
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def time_paths(fns: dict[str, Callable[[Tensor], Any]], x: Tensor, repeats: int, rounds: int) -> dict[str, float]:
     """Median ms per call of each ``fns`` on ``x``: ``rounds`` interleaved rounds of :func:`median_ms`."""
-    from fgvc.engine.model_cost import median_ms
+    from fgvc.deploy.model_cost import median_ms
 
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(max(rounds, 1)):
@@ -85,7 +85,7 @@ def measure(trained: Any, images: Tensor, batches: list[int], paths: list[str], 
     """The rows of one table: ``images`` (``N, 3, S, S``, normalised, on the run's device) through each of ``paths``
     of ``trained`` (a :class:`TrainedRun`) at each batch size (see the module doc)."""
     from fgvc.deploy.parity import compare, rel_tol_for
-    from fgvc.engine.fast_infer import InferPath, auto_choice, build_path
+    from fgvc.deploy.fast_infer import InferPath, auto_choice, build_path
 
     chunk = max(batches)
     built: dict[str, InferPath] = {}
@@ -151,9 +151,9 @@ def _fastest_line(rows: list[dict[str, Any]], batch: int) -> str:
 
 def run(args: argparse.Namespace, command: str) -> int:
     from fgvc.deploy.parity import parity_images
-    from fgvc.engine.bench_io import finish_table
+    from fgvc.benchmarking.results import finish_table
     from fgvc.engine.inference import TrainedRun
-    from fgvc.engine.speed import machine_info
+    from fgvc.benchmarking.speed import machine_info
 
     if args.images < 1 or min(args.batches) < 1 or args.repeats < 0 or args.rounds < 1:
         raise BenchError("--images, --batches and --rounds must be >= 1 and --repeats >= 0")

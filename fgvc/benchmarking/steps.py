@@ -33,8 +33,8 @@ from typing import Any, Callable
 import torch
 
 from fgvc.config import load_recipe
-from fgvc.engine.bench_io import finish_table
-from fgvc.engine.speed import SpeedSpec, Workload, build_workload, machine_info, time_steps
+from fgvc.benchmarking.results import finish_table
+from fgvc.benchmarking.speed import SpeedSpec, Workload, build_workload, machine_info, time_steps
 from fgvc.errors import SpeedError
 
 __all__ = ["add_arguments", "run", "step_rows", "time_alone", "time_in_fresh_process"]

@@ -5,7 +5,7 @@
    (:class:`~fgvc.errors.DataError` otherwise, naming the classes). The run's method must classify its embedding
    with one head (``Method.embedding_head``: baseline, bcnn, cbam, senet); WS-DAN and RA-CNN are refused
    (:class:`~fgvc.errors.CheckpointError`, :data:`REFUSALS` says why).
-2. Imprinting (Qi, Brown & Lowe 2018, :mod:`fgvc.engine.imprint`): each new class's weight is the normalised mean
+2. Imprinting (Qi, Brown & Lowe 2018, :mod:`fgvc.continual.imprint`): each new class's weight is the normalised mean
    of the normalised embeddings of its first ``K`` training images (a fixed order seeded by the run's seed, or by
    ``--shot-seed``: :func:`fgvc.data.union.first_shots`), computed by the trained model in eval mode.
 
@@ -14,15 +14,15 @@
      normalised mean of normalised embeddings (``benchmarks/results/extend.md``: on a lite0 cub200-mini run with 40
      species added it is the plain nearest-class-mean of ``fgvc.embed``'s features to within 0.4 point on the
      means of new, old and all top-1 over 5 draws of the shots, 1.3 points draw for draw). The scale is fitted
-     on the old validation split, or without one on the old training images (:func:`fgvc.engine.imprint.fit_scale`);
+     on the old validation split, or without one on the old training images (:func:`fgvc.continual.imprint.fit_scale`);
      it changes no prediction.
    * ``--old-weights centred``: the linear head stays linear and every row is imprinted from centred embeddings
      ``e - c`` (``c`` the old training images' mean embedding): logits ``s / u * (e - c) . w``, the cosine
      nearest-class-mean of centred, normalised embeddings (SimpleShot's CL2N, Wang et al. 2019;
-     :func:`fgvc.engine.imprint.centred_linear`). In the same benchmark it gains 3 points of new-class top-1 with 1
+     :func:`fgvc.continual.imprint.centred_linear`). In the same benchmark it gains 3 points of new-class top-1 with 1
      shot (old unchanged) and with 5 shots keeps 2 more points of old images but loses 4 of new ones.
    * ``--old-weights normalised``: the normalised linear rows in the cosine head (Qi et al.'s conversion; we
-     measured it to hand nearly every image to a new class, see :mod:`fgvc.engine.imprint`).
+     measured it to hand nearly every image to a new class, see :mod:`fgvc.continual.imprint`).
    * A cosine, ArcFace or CosFace head keeps its type, rows and scale (old-class logits stay exactly as they were).
 
 3. ``--finetune-epochs E`` trains the imprinted model for ``E`` epochs with the ordinary :class:`Trainer` (the
@@ -34,7 +34,7 @@
    * by default every old training image (a joint fine-tune);
    * ``--rehearsal N``: ``N`` old images per old class (a replay memory; ``0``: none, the new shots only);
    * ``--ewc LAMBDA``: no old image, and the EWC penalty ``LAMBDA / 2 * sum F (w - w_old)^2`` (Kirkpatrick et al.
-     2017, :mod:`fgvc.engine.ewc`) with the diagonal Fisher of at most :data:`FISHER_IMAGES` old training images at
+     2017, :mod:`fgvc.continual.ewc`) with the diagonal Fisher of at most :data:`FISHER_IMAGES` old training images at
      the imprinted model's weights.
 
 4. ``NEW_RUN`` is an ordinary run directory: ``config.yaml`` with ``data.name: union`` over the run's data and the
@@ -67,8 +67,8 @@ from fgvc.data.union import class_clashes, first_shots, part_root, read_union, s
 from fgvc.engine import builder
 from fgvc.engine.derived import FINETUNE_LR_SCALE, derived_trainer, finetune_config, load_weights
 from fgvc.engine.distributed import DistEnv
-from fgvc.engine.ewc import EWCPenalty, diagonal_fisher
-from fgvc.engine.imprint import (centred_linear, class_means, extended_state, fit_scale, head_rows,
+from fgvc.continual.ewc import EWCPenalty, diagonal_fisher
+from fgvc.continual.imprint import (centred_linear, class_means, extended_state, fit_scale, head_rows,
                                  imprinted_weights, union_rows)
 from fgvc.engine.inference import TrainedRun
 from fgvc.engine.run_state import read_final

@@ -7,7 +7,7 @@ machine, the date and the command, so numbers from different machines are never 
 
 :func:`build_workload` builds the method, its random batch and one train and one inference step (from a recipe: its
 method arguments, loss and optimizer, as the trainer builds them); :func:`time_steps` times any step;
-:func:`speed_record` assembles the JSON record. ``python -m fgvc.bench steps`` (:mod:`fgvc.engine.bench_steps`)
+:func:`speed_record` assembles the JSON record. ``python -m fgvc.bench steps`` (:mod:`fgvc.benchmarking.steps`)
 times the train steps of several recipes' methods against the plain baseline with the same pieces.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where a trained classifier fails, from its predictions on a split (numpy only, no model, no drawing).
 
 The HTML run report (:mod:`fgvc.report`) asks three questions of ``probs: N, K`` (softmax) and ``targets: N``
-(with the confusion matrix of :func:`fgvc.engine.metrics.confusion_matrix`):
+(with the confusion matrix of :func:`fgvc.metrics.accuracy.confusion_matrix`):
 
 * :func:`per_class`: accuracy of every class and the class it is most often taken for;
 * :func:`confused_pairs`: the unordered class pairs with the most mistakes between them (``a`` read as ``b`` plus

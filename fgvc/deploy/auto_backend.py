@@ -6,7 +6,7 @@ the same CPU shared with other jobs; 6-29 s for the tiny test models of every me
 against 7.5 ms per image for PyTorch channels-last at batch 32, 9.7 ms at batch 1). So an export pays back only over
 a large number of images (7.7 s / 5 ms: about 1,500 here), and never for a few photos.
 
-:func:`decide` is the rule, on plain numbers (tested without timing anything). :class:`fgvc.engine.fast_infer.Backend`
+:func:`decide` is the rule, on plain numbers (tested without timing anything). :class:`fgvc.deploy.fast_infer.Backend`
 runs the first batch on PyTorch (a warm-up: with its one-off setup it took 245 ms per image against 87 ms for the
 second, lite0 at 128 px in batches of 8 on the loaded 2-core CPU) and decides at the second, which PyTorch computes
 anyway as the reference a file is checked against, from its time per image ``t``. With ``remaining`` images after

@@ -2,8 +2,8 @@
 
 1. The run's checkpoint is loaded through :class:`~fgvc.engine.inference.TrainedRun` (the EMA weights when it kept an
    EMA, as its final.json did) and its test top-1, parameters, MACs and batch-1 CPU latency are measured
-   (:mod:`fgvc.engine.model_cost`).
-2. :func:`fgvc.engine.channel_pruning.prune_method` removes ``amount`` of the channels of every prunable channel group
+   (:mod:`fgvc.deploy.model_cost`).
+2. :func:`fgvc.deploy.channel_pruning.prune_method` removes ``amount`` of the channels of every prunable channel group
    of the backbone (per layer; torch-pruning's DepGraph, Fang et al. 2023; importance ``l1`` = filter L1 norm as in
    Li et al. 2017, ``l2``, or ``taylor``, Molchanov et al. 2019), never the backbone's output width, so heads, WS-DAN's
    attention maps and B-CNN's pooling keep their sizes. Vision-transformer backbones are refused.
@@ -23,7 +23,7 @@
 
 Refused with one error line, before anything is written: ``--amount`` outside (0, 1), an existing ``--output``, a
 run without the checkpoint, a negative ``--finetune-epochs``, an unknown ``--importance`` and a method that cannot be
-pruned (:class:`~fgvc.engine.channel_pruning.PruningError`).
+pruned (:class:`~fgvc.deploy.channel_pruning.PruningError`).
 """
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ from typing import Any, Sequence
 import torch
 
 from fgvc.engine import builder
-from fgvc.engine.channel_pruning import IMPORTANCES, PruningError, check_prunable, prune_method
+from fgvc.deploy.channel_pruning import IMPORTANCES, PruningError, check_prunable, prune_method
 from fgvc.engine.derived import derived_trainer, finetune_config, load_weights, save_start
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.inference import TrainedRun
 from fgvc.engine.run_state import locate_checkpoint
-from fgvc.engine.metrics import summarize
-from fgvc.engine.model_cost import measure_cost
+from fgvc.metrics.accuracy import summarize
+from fgvc.deploy.model_cost import measure_cost
 from fgvc.errors import CheckpointError, ConfigError
 from fgvc.extras import require
 
