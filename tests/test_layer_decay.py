@@ -9,8 +9,7 @@ import math
 import pytest
 
 from fgvc import config
-from fgvc.engine.builder import build_optimizer
-from fgvc.engine.optim import apply_layer_decay
+from fgvc.engine.optim import apply_layer_decay, build_stage_optimizer, mark_backbone_layers
 from fgvc.errors import ConfigError
 from fgvc.methods import build_method
 
@@ -26,7 +25,7 @@ def _method(name: str = "baseline", backbone: tuple = VIT, args: dict | None = N
 def _optimizer(method, decay: float | None, backbone_lr_scale: float = 1.0, stage: str = "main"):
     tr = copy.deepcopy(config.DEFAULTS["train"])
     tr["layer_decay"] = decay
-    return build_optimizer(method.optimizer_groups(stage, backbone_lr_scale), tr, LR)
+    return build_stage_optimizer(method, {"name": stage, "lr": LR, "backbone_lr_scale": backbone_lr_scale}, tr)
 
 
 def _lrs(opt) -> dict[str, float]:
@@ -90,7 +89,8 @@ def test_cnns_with_a_group_matcher_decay_too_and_a_features_only_tap_is_refused(
 @pytest.mark.parametrize("bad", [0.0, 1.5, -0.2, True])
 def test_bad_decay_values_are_refused(bad) -> None:
     with pytest.raises(ConfigError, match=r"train.layer_decay must be a number in \(0, 1\]"):
-        apply_layer_decay(_method().optimizer_groups("main", 1.0), bad, LR)
+        m = _method()
+        apply_layer_decay(mark_backbone_layers(m.optimizer_groups("main", 1.0), m), bad, LR)
 
 
 def test_the_recipe_key_and_the_training_log(synthetic_set, tiny_recipe, tiny_run, tmp_path) -> None:

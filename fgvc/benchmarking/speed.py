@@ -105,17 +105,13 @@ class Workload:
 def _recipe_method(spec: SpeedSpec, recipe: dict[str, Any]) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The recipe's method on ``spec.backbone`` with random weights, in its one-stage objective ``main``, with the
     recipe's loss, ``loss.aux`` and optimizer (type, lr, momentum, weight decay), as the trainer builds them."""
-    from fgvc.engine.builder import build_method_from_cfg, build_optimizer
+    from fgvc.engine.builder import build_method_from_cfg
+    from fgvc.engine.optim import build_stage_optimizer
 
     model = {**recipe["model"], "name": spec.method, "backbone": spec.backbone, "pretrained": False,
              "pretrained_file": None}
     method = build_method_from_cfg({**recipe, "model": model}, spec.num_classes, [1] * spec.num_classes)
-    tr = recipe["train"]
-    groups = method.optimizer_groups("main", tr["backbone_lr_scale"])
-    trainable = {id(p) for g in groups for p in g["params"]}
-    for p in method.parameters():
-        p.requires_grad_(id(p) in trainable)
-    return method, build_optimizer(groups, tr, tr["lr"])
+    return method, build_stage_optimizer(method, {"name": "main"}, recipe["train"])
 
 
 def build_workload(spec: SpeedSpec, recipe: dict[str, Any] | None = None) -> Workload:

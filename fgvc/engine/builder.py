@@ -18,7 +18,7 @@ from fgvc.errors import ConfigError
 log = logging.getLogger("fgvc")
 
 __all__ = [
-    "resolve_device", "resolve_amp", "resolve_channels_last", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "part_backward", "build_optimizer",
+    "resolve_device", "resolve_amp", "resolve_channels_last", "build_method_from_cfg", "build_transform", "build_split", "make_loader", "part_backward",
     "build_scheduler", "SeededSamples", "flip_warnings", "pk_shape",
 ]
 
@@ -210,28 +210,6 @@ def part_backward(scaler: torch.amp.GradScaler, accum: int, env: DistEnv, distil
         scaler.scale(part.float() / accum).backward()
 
     return backward
-
-
-def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW; each group's lr = lr x its lr_scale; no weight decay on
-    biases and normalisation weights (1-D tensors); ``train.layer_decay`` splits the backbone by layer first."""
-    from fgvc.engine.optim import apply_layer_decay
-
-    groups = apply_layer_decay(groups, tr.get("layer_decay"), lr)
-    param_groups = []
-    for g in groups:
-        params = [p for p in g["params"] if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        for ps, wd in ((decay, tr["weight_decay"]), (no_decay, 0.0)):
-            if ps:
-                param_groups.append({"params": ps, "lr": lr * g.get("lr_scale", 1.0), "weight_decay": wd,
-                                     "name": g.get("name", "")})
-    if not param_groups:
-        raise ConfigError("no trainable parameters in this stage: check train.stages and the method's param_groups")
-    if tr["optimizer"] == "sgd":
-        return torch.optim.SGD(param_groups, lr=lr, momentum=tr["momentum"], nesterov=tr["nesterov"] and tr["momentum"] > 0)
-    return torch.optim.AdamW(param_groups, lr=lr)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, tr: dict[str, Any], epochs: int, updates_per_epoch: int) -> Any:

@@ -1,4 +1,8 @@
-"""Layer-wise learning-rate decay (``train.layer_decay``; Clark et al. 2020, ELECTRA; Bao et al. 2022, BEiT): the
+"""The optimizer factory: :func:`build_stage_optimizer` turns a method's parameter groups for one training stage
+into the optimizer the trainer (and ``fgvc bench``) steps: frozen parameters left out, each group at ``lr x
+lr_scale``, no weight decay on biases and normalisation weights, and layer-wise learning-rate decay.
+
+Layer-wise learning-rate decay (``train.layer_decay``; Clark et al. 2020, ELECTRA; Bao et al. 2022, BEiT): the
 deeper a backbone layer, the closer its learning rate to the head's, so fine-tuning moves the generic early layers
 least. Fine-grained ViT recipes use 0.65-0.75 for a ViT-B.
 
@@ -16,23 +20,27 @@ backbone layer is at ``decay`` and every layer the method adds (heads, WS-DAN's 
 ``loss.aux`` centers) is layer ``L``: its own ``lr_scale`` x 1. A backbone without a ``group_matcher`` (e.g. a CNN
 tapped at a middle stage, ``features_only``) is refused with a :class:`~fgvc.errors.ConfigError`.
 
-:meth:`fgvc.methods.base.Method.optimizer_groups` marks the ``"backbone"`` group with :class:`BackboneLayers`;
-:func:`fgvc.engine.builder.build_optimizer` calls :func:`apply_layer_decay`, which splits that group by layer and
-logs the resulting groups (name, parameters, lr) once per optimizer.
+:func:`build_stage_optimizer` marks the ``"backbone"`` group of :meth:`fgvc.methods.base.Method.optimizer_groups`
+with :class:`BackboneLayers` and calls :func:`apply_layer_decay`, which splits that group by layer and logs the
+resulting groups (name, parameters, lr) once per optimizer.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Sequence
 
+import torch
 from timm.models._manipulate import group_with_matcher
 from torch import nn
 
 from fgvc.errors import ConfigError
+from fgvc.methods.attention_blocks import AttnAfter
+from fgvc.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackboneLayers", "apply_layer_decay", "mark_backbone_layers", "describe_groups"]
+__all__ = ["build_stage_optimizer", "build_optimizer", "BackboneLayers", "apply_layer_decay", "mark_backbone_layers",
+           "describe_groups"]
 
 
 class BackboneLayers:
@@ -75,8 +83,6 @@ class BackboneLayers:
 def _matcher_names(model: nn.Module) -> dict[str, str]:
     """Parameter name -> the name timm's ``group_matcher`` knows it by: its own, or for a stage that CBAM/SE wrapped
     in ``AttnAfter`` (``<stage>.block.<rest>``) the unwrapped ``<stage>.<rest>``."""
-    from fgvc.methods.attention_blocks import AttnAfter
-
     wrapped = [name + ".block." for name, m in model.named_modules() if isinstance(m, AttnAfter)]
     names = {}
     for pname, _ in model.named_parameters():
@@ -88,8 +94,6 @@ def _matcher_names(model: nn.Module) -> dict[str, str]:
 def mark_backbone_layers(groups: list[dict[str, Any]], method: nn.Module) -> list[dict[str, Any]]:
     """Give the ``"backbone"`` group(s) of ``groups`` a :class:`BackboneLayers` of ``method``'s backbones (key
     ``"layers"``), which :func:`apply_layer_decay` reads; nothing is computed unless a decay is set."""
-    from fgvc.models.backbone import Backbone
-
     layers = BackboneLayers([m for m in method.modules() if isinstance(m, Backbone)])
     return [dict(g, layers=layers) if g.get("name") == "backbone" else g for g in groups]
 
@@ -132,3 +136,38 @@ def describe_groups(groups: list[dict[str, Any]], lr: float, decay: float) -> st
         n = sum(p.numel() for p in g["params"])
         lines.append(f"  {g.get('name', ''):<22} {n / 1e6:9.3f} M params  lr {lr * g.get('lr_scale', 1.0):.3g}")
     return "\n".join(lines)
+
+
+def build_stage_optimizer(method: nn.Module, stage: dict[str, Any], tr: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer of ``method`` for one training stage (an entry of ``train.stages``: its ``name``, and optional
+    ``lr`` and ``backbone_lr_scale`` overriding ``train.lr`` / ``train.backbone_lr_scale`` of ``tr``).
+
+    The parameters in none of the stage's :meth:`~fgvc.methods.base.Method.optimizer_groups` are frozen
+    (``requires_grad`` False), the others trainable; the backbone group is split by layer when
+    ``train.layer_decay`` is set."""
+    lr = stage.get("lr", tr["lr"])
+    groups = method.optimizer_groups(stage["name"], stage.get("backbone_lr_scale", tr["backbone_lr_scale"]))
+    trainable = {id(p) for g in groups for p in g["params"]}
+    for p in method.parameters():
+        p.requires_grad_(id(p) in trainable)
+    groups = apply_layer_decay(mark_backbone_layers(groups, method), tr.get("layer_decay"), lr)
+    return build_optimizer(groups, tr, lr)
+
+
+def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW (``train.optimizer``) over ``groups``: each group's lr = lr x its
+    ``lr_scale``; weight decay ``train.weight_decay`` except on biases and normalisation weights (1-D tensors)."""
+    param_groups = []
+    for g in groups:
+        params = [p for p in g["params"] if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        for ps, wd in ((decay, tr["weight_decay"]), (no_decay, 0.0)):
+            if ps:
+                param_groups.append({"params": ps, "lr": lr * g.get("lr_scale", 1.0), "weight_decay": wd,
+                                     "name": g.get("name", "")})
+    if not param_groups:
+        raise ConfigError("no trainable parameters in this stage: check train.stages and the method's param_groups")
+    if tr["optimizer"] == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=tr["momentum"], nesterov=tr["nesterov"] and tr["momentum"] > 0)
+    return torch.optim.AdamW(param_groups, lr=lr)

@@ -29,6 +29,7 @@ from fgvc.engine.device_input import batch_format, to_model_input
 from fgvc.engine.distill import build_distiller
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
 from fgvc.engine.host_memory import keep_freed_memory
+from fgvc.engine.optim import build_stage_optimizer
 from fgvc.metrics.fit_verdict import analyse_run, describe as describe_fit
 from fgvc import config
 from fgvc.engine.inference import Runtime, TrainedRun, autocast, fitting_weights
@@ -138,11 +139,7 @@ class Trainer:
         stage = self.stages[idx]
         self.method.set_stage(stage["name"])
         lr = stage.get("lr", self.tr["lr"])
-        groups = self.method.optimizer_groups(stage["name"], stage.get("backbone_lr_scale", self.tr["backbone_lr_scale"]))
-        trainable = {id(p) for g in groups for p in g["params"]}
-        for p in self.method.parameters():
-            p.requires_grad_(id(p) in trainable)
-        self.optimizer = builder.build_optimizer(groups, self.tr, lr)
+        self.optimizer = build_stage_optimizer(self.method, stage, self.tr)  # freezes what the stage leaves out
         self.updates_per_epoch = math.ceil(self.batches_per_epoch / self.tr["grad_accum"])
         tr = dict(self.tr)
         if tr["warmup_epochs"] >= stage["epochs"] and tr["warmup_epochs"]:

@@ -189,15 +189,13 @@ class Method(nn.Module):
     def optimizer_groups(self, stage: str = "main", backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
         """What the trainer hands the optimizer: :meth:`param_groups`, with the parameters of every ``loss.aux``
         entry whose ``lr_scale`` is not 1 (e.g. proxy-anchor's proxies at 100) moved to a group of their own,
-        ``"loss.<name>"``, at that scale. Parameters the stage leaves out stay out (frozen). The ``"backbone"`` group
-        carries the backbone's timm layers (:func:`fgvc.engine.optim.mark_backbone_layers`), which
-        ``train.layer_decay`` splits it by."""
-        from fgvc.engine.optim import mark_backbone_layers
-
+        ``"loss.<name>"``, at that scale. Parameters the stage leaves out stay out (frozen). The optimizer factory
+        (:func:`fgvc.engine.optim.build_stage_optimizer`) splits the ``"backbone"`` group by layer when
+        ``train.layer_decay`` is set."""
         groups = self.param_groups(stage, backbone_lr_scale)
         owner = {id(p): i for i, aux in enumerate(self.aux_losses) if aux.lr_scale != 1.0 for p in aux.parameters()}
         if not owner:
-            return mark_backbone_layers(groups, self)
+            return groups
         out: list[dict[str, Any]] = []
         moved: dict[int, list[nn.Parameter]] = {}  # aux index -> its parameters that the stage trains
         for g in groups:
@@ -210,7 +208,7 @@ class Method(nn.Module):
         for i, params in sorted(moved.items()):
             aux = self.aux_losses[i]
             out.append({"params": params, "lr_scale": aux.lr_scale, "name": f"loss.{aux.name}"})
-        return mark_backbone_layers(out, self)
+        return out
 
     # ------------------------------------------------------------ extra state
     def extra_state(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from fgvc.engine.optim import build_optimizer
 from fgvc.config import DEFAULTS
-from fgvc.engine.builder import build_optimizer, resolve_amp, resolve_channels_last
+from fgvc.engine.builder import resolve_amp, resolve_channels_last
 from fgvc.errors import ConfigError
 from fgvc.methods import build_method
 

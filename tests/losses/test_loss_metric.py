@@ -6,7 +6,7 @@ import builtins
 import pytest
 import torch
 
-from fgvc.engine.builder import build_optimizer
+from fgvc.engine.optim import build_optimizer
 from fgvc.errors import ConfigError
 from fgvc.losses import build_aux_losses
 from fgvc.methods import build_method
