@@ -10,7 +10,7 @@ from fgvc import config
 from fgvc.benchmarking.published import compare_runs
 from fgvc.report import results_section
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "benchmarks" / "published.csv"
 HERE = {"what": "final-epoch weights", "split": "test", "top1": 80.0, "n": 5794}
 

@@ -190,7 +190,7 @@ def test_the_vit_recipes_train_two_steps_shrunk(recipe: str, synthetic_set, tmp_
 
     from fgvc.train import main as train_main
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "run"
     rc = train_main([str(repo / "recipes" / f"{recipe}.yaml"), "--output", str(out), "--set",
                      f"data.root={synthetic_set(images_per_class=4)}", "model.pretrained=false",
