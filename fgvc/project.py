@@ -66,7 +66,7 @@ def load_npz(path: str | Path) -> tuple[Any, Any, list[str]]:
 def _run_confusion(run: Any, split: str, checkpoint: str, collected: Any, classes: list[str]) -> tuple[Any, str]:
     """The run's confusion matrix of ``split`` and where it came from (a CSV, or this pass's predictions)."""
     from fgvc.metrics.accuracy import confusion_matrix
-    from fgvc.vis.confusions import read_confusion_csv
+    from fgvc.metrics.confusions import read_confusion_csv
 
     # fgvc.evaluate's file (and its name before the one naming scheme, for older runs)
     candidates = [run.run_dir / "eval" / f"classification-{split}-{checkpoint}-confusion.csv",
@@ -99,7 +99,7 @@ def run_embeddings(run: Any, split: str, checkpoint: str) -> tuple[Any, Any, lis
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fgvc.errors import ConfigError
-    from fgvc.vis.confusions import confused_pairs, knn_confusion
+    from fgvc.metrics.confusions import confused_pairs, knn_confusion
     from fgvc.vis.embedding_map import draw_embedding_map
     from fgvc.vis.projection import project_embeddings
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     title = f"{where}: {args.method.upper() if args.method != 'tsne' else 't-SNE'} of {len(emb)} embeddings " \
             f"({emb.shape[1]}-d), {len(set(labels.tolist()))} classes"
     out = draw_embedding_map(points, labels, classes, args.out, pairs, title, source)
-    for r, (i, j, n) in enumerate(pairs):
+    for r, (i, j, n) in enumerate(p.unordered() for p in pairs):
         print(f"{r + 1}. {classes[i]} <-> {classes[j]}: {n} {source}")
     print(out)
     return 0

@@ -138,7 +138,7 @@ def curves_section(run_dir: Path) -> Section:
 
 
 def per_class_section(cm: np.ndarray, names: list[str]) -> Section:
-    from fgvc.protocols.run_analysis import per_class
+    from fgvc.metrics.confusions import per_class
 
     rows = [(r.index, r.name, r.n_images, r.correct, r.accuracy, r.confused_with, r.n_confused)
             for r in per_class(cm, names)]
@@ -149,7 +149,7 @@ def per_class_section(cm: np.ndarray, names: list[str]) -> Section:
 
 def confusion_section(cm: np.ndarray, names: list[str], probs: np.ndarray, targets: np.ndarray, ds: Any,
                       n_pairs: int) -> Section:
-    from fgvc.protocols.run_analysis import confused_pairs, pair_examples
+    from fgvc.metrics.confusions import confused_pairs, pair_examples
     from fgvc.vis.report_figures import confusion_figure, photo
 
     body = img(figure_uri(confusion_figure(cm, names, "rows: true class, share of its test images")),
@@ -179,7 +179,7 @@ def mistakes_section(run: Any, ds: Any, probs: np.ndarray, targets: np.ndarray, 
                      cam: str) -> Section:
     import torch
 
-    from fgvc.protocols.run_analysis import worst_mistakes
+    from fgvc.metrics.confusions import worst_mistakes
     from fgvc.vis.overlay import heat_overlay
     from fgvc.vis.report_figures import seen_by_model
 
@@ -212,7 +212,7 @@ def mistakes_section(run: Any, ds: Any, probs: np.ndarray, targets: np.ndarray, 
 
 def embedding_section(emb: np.ndarray, targets: np.ndarray, names: list[str], cm: np.ndarray, method: str,
                       seed: int, tmp: Path) -> Section:
-    from fgvc.vis.confusions import confused_pairs
+    from fgvc.metrics.confusions import confused_pairs
     from fgvc.vis.embedding_map import draw_embedding_map
     from fgvc.vis.projection import project_embeddings
 

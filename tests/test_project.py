@@ -1,5 +1,5 @@
 """fgvc.project, fgvc.vis.projection (t-SNE, van der Maaten & Hinton 2008; UMAP, McInnes et al. 2018; PCA),
-fgvc.vis.confusions and fgvc.vis.embedding_map: maps of an ``fgvc.embed`` npz and of a run directory (a checkpoint
+fgvc.metrics.confusions and fgvc.vis.embedding_map: maps of an ``fgvc.embed`` npz and of a run directory (a checkpoint
 saved here, its split a small in-memory stand-in), projections, confused-pair extraction, user errors."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from fgvc.project import main as project_main
-from fgvc.vis.confusions import confused_pairs, knn_confusion, read_confusion_csv
+from fgvc.metrics.confusions import Pair, confused_pairs, knn_confusion, read_confusion_csv
 from fgvc.vis.embedding_map import class_style, draw_embedding_map, legend_layout
 from fgvc.vis.projection import project_embeddings, tsne_perplexity
 
@@ -92,11 +92,14 @@ def test_confused_pairs_of_a_hand_made_matrix() -> None:
                    [2, 40, 0, 1],
                    [0, 0, 30, 4],
                    [0, 0, 0, 60]])
-    assert confused_pairs(cm, 2) == [(0, 1, 5), (2, 3, 4)]  # both directions summed, largest first
-    assert confused_pairs(cm, 5) == [(0, 1, 5), (2, 3, 4), (1, 3, 1)]  # pairs never confused are left out
-    assert confused_pairs(np.eye(3) * 9, 5) == []
+    def ranked(m, top):
+        return [p.unordered() for p in confused_pairs(m, top)]
+
+    assert ranked(cm, 2) == [(0, 1, 5), (2, 3, 4)]  # both directions summed, largest first
+    assert ranked(cm, 5) == [(0, 1, 5), (2, 3, 4), (1, 3, 1)]  # pairs never confused are left out
+    assert ranked(np.eye(3) * 9, 5) == []
     tie = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]])
-    assert confused_pairs(tie, 3) == [(0, 1, 1), (0, 2, 1), (1, 2, 1)]  # ties: smaller indices first
+    assert ranked(tie, 3) == [(0, 1, 1), (0, 2, 1), (1, 2, 1)]  # ties: smaller indices first
 
 
 def test_knn_confusion_counts_neighbours_of_other_classes() -> None:
@@ -134,7 +137,7 @@ def test_draw_embedding_map_with_many_classes(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     labels = np.arange(120).repeat(2)
     names = [f"{k:03d}.A_rather_long_species_name_{k}" for k in range(120)]
-    out = draw_embedding_map(rng.normal(size=(240, 2)), labels, names, tmp_path / "m.png", [(0, 5, 7), (3, 9, 2)],
+    out = draw_embedding_map(rng.normal(size=(240, 2)), labels, names, tmp_path / "m.png", [Pair(0, 5, 4, 3), Pair(3, 9, 2, 0)],
                              "many", "kNN confusions")
     assert Image.open(out).size[0] > Image.open(
         draw_embedding_map(rng.normal(size=(6, 2)), [0, 0, 1, 1, 2, 2], CLASSES, tmp_path / "few.png")).size[0]

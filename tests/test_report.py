@@ -1,4 +1,4 @@
-"""fgvc.report and fgvc.protocols.run_analysis: the failure analysis on hand-made predictions, and the HTML page of a
+"""fgvc.report and fgvc.metrics.confusions: the failure analysis on hand-made predictions, and the HTML page of a
 tiny trained run checked as a file (self-contained, every section) and in a real browser (headless Chromium
 through playwright: no console error, every image decodes, a screenshot)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from fgvc.data import make_synthetic
 from fgvc.metrics.accuracy import confusion_matrix
-from fgvc.protocols.run_analysis import confused_pairs, pair_examples, per_class, worst_mistakes
+from fgvc.metrics.confusions import confused_pairs, pair_examples, per_class, worst_mistakes
 from fgvc.report import SECTION_TITLES, main as report_main
 from fgvc.train import main as train_main
 from fgvc.vis.browser import check_page, find_chromium

@@ -1,7 +1,7 @@
 """The per-epoch validation of the trainer: one pass over the validation split, the metrics of its row.
 
 ``val_top1`` and ``val_<head>_top1`` of every other head come from the classification protocol's own
-:func:`~fgvc.protocols.classification.classification_metrics` (so they equal what ``fgvc.evaluate --split val``
+:func:`~fgvc.metrics.accuracy.classification_metrics` (so they equal what ``fgvc.evaluate --split val``
 reports), and ``val_loss`` is the mean cross-entropy (nats, no label smoothing) of the headline logits: a
 method's training loss may add terms (WS-DAN's center loss, views) that say nothing about generalisation, so the
 validation loss is plain cross-entropy for every method. ``val_loss_se`` is its standard error and ``val_n`` the
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 
-from fgvc.protocols.classification import classification_metrics
+from fgvc.metrics.accuracy import classification_metrics
 
 if TYPE_CHECKING:
     from fgvc.engine.inference import TrainedRun

@@ -5,14 +5,14 @@ per-class accuracies is the fairer number, so both are reported.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-__all__ = ["topk_correct", "summarize", "per_class_table", "confusion_matrix"]
+__all__ = ["topk_correct", "summarize", "classification_metrics", "per_class_table", "confusion_matrix"]
 
 
 def topk_correct(logits: Tensor, targets: Tensor, k: int = 1) -> Tensor:
@@ -66,3 +66,12 @@ def per_class_table(logits: Tensor, targets: Tensor, class_names: Sequence[str])
             "n_confused": int(off.max()) if off.sum() else 0,
         })
     return pd.DataFrame(rows)
+
+
+def classification_metrics(logits: dict[str, Tensor], headline: str, targets: Tensor) -> dict[str, Any]:
+    """``summarize`` of the headline plus ``<head>_top1`` for every head; ``prediction`` names the headline."""
+    result: dict[str, Any] = summarize(logits[headline], targets)
+    result["prediction"] = headline
+    for key, value in logits.items():
+        result[f"{key}_top1"] = summarize(value, targets)["top1"]
+    return result

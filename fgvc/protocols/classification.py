@@ -8,23 +8,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import pandas as pd
 from torch import Tensor
 
-from fgvc.metrics.accuracy import confusion_matrix, per_class_table, summarize
+from fgvc.metrics.accuracy import classification_metrics, confusion_matrix, per_class_table
 from fgvc.protocols.base import Protocol, ProtocolResult
 from fgvc.registry import PROTOCOLS
 
 if TYPE_CHECKING:
     from fgvc.engine.inference import TrainedRun
 
-__all__ = ["Classification", "classification_metrics", "classification_tables"]
-
-
-def classification_metrics(logits: dict[str, Tensor], headline: str, targets: Tensor) -> dict[str, Any]:
-    """``summarize`` of the headline plus ``<head>_top1`` for every head; ``prediction`` names the headline."""
-    result: dict[str, Any] = summarize(logits[headline], targets)
-    result["prediction"] = headline
-    for key, value in logits.items():
-        result[f"{key}_top1"] = summarize(value, targets)["top1"]
-    return result
+__all__ = ["Classification", "classification_tables"]
 
 
 def classification_tables(logits: Tensor, targets: Tensor, class_names: Sequence[str]) -> dict[str, pd.DataFrame]:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fgvc.metrics.confusions import Pair
+
 __all__ = ["MARKERS", "class_style", "legend_layout", "draw_embedding_map"]
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
@@ -45,11 +47,11 @@ def _short(name: str) -> str:
 
 
 def draw_embedding_map(points: np.ndarray, labels: Sequence[int] | np.ndarray, class_names: Sequence[str],
-                       path: str | Path, pairs: Sequence[tuple[int, int, int]] = (), title: str | None = None,
+                       path: str | Path, pairs: Sequence[Pair] = (), title: str | None = None,
                        pairs_note: str = "confusions") -> Path:
     """Write the map of ``points: N, 2`` (class indices ``labels: N`` into ``class_names``) to ``path`` (PNG).
 
-    ``pairs``: ``(i, j, count)`` class pairs (e.g. :func:`fgvc.vis.confusions.confused_pairs`), each drawn as a
+    ``pairs``: class pairs of :func:`fgvc.metrics.confusions.confused_pairs`, each drawn as a
     dashed line between the two classes' centroids, numbered by rank and listed under the plot with its
     ``count`` ``pairs_note`` (e.g. "test confusions" or "kNN confusions"). Returns the path written."""
     pts = np.asarray(points, dtype=np.float64)
@@ -70,7 +72,7 @@ def draw_embedding_map(points: np.ndarray, labels: Sequence[int] | np.ndarray, c
     col_in = (min(max((len(_short(str(class_names[c]))) for c in present), default=4), NAME_CHARS) * 0.62 + 2.5) \
         * size / 72
     pair_lines = [f"{r + 1}. {_short(str(class_names[i]))} <-> {_short(str(class_names[j]))}: {n} {pairs_note}"
-                  for r, (i, j, n) in enumerate(pairs)]
+                  for r, (i, j, n) in enumerate(p.unordered() for p in pairs)]
     head_in, foot_in, margin = 0.55, 0.25 + 0.16 * len(pair_lines), 0.3
     width, height = margin + PLOT_IN + 0.2 + cols * col_in + 0.2, head_in + PLOT_IN + foot_in + 0.3
     fig = plt.figure(figsize=(width, height), dpi=DPI)
@@ -84,7 +86,7 @@ def draw_embedding_map(points: np.ndarray, labels: Sequence[int] | np.ndarray, c
         handles.append(Line2D([], [], color=colour, marker=marker, linestyle="", markersize=size * 0.8,
                               label=_short(str(class_names[c]))))
     centroids = {c: pts[y == c].mean(0) for c in present}
-    for r, (i, j, n) in enumerate(pairs):
+    for r, (i, j, n) in enumerate(p.unordered() for p in pairs):
         if i not in centroids or j not in centroids:
             continue
         (x1, y1), (x2, y2) = centroids[i], centroids[j]

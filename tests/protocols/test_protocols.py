@@ -9,7 +9,8 @@ import torch
 
 from fgvc.config import DEFAULTS
 from fgvc.protocols import PROTOCOLS, ProtocolResult, build_protocol, split_roles
-from fgvc.protocols.classification import classification_metrics, classification_tables
+from fgvc.metrics.accuracy import classification_metrics
+from fgvc.protocols.classification import classification_tables
 from fgvc.registry import RegistryError
 
 
