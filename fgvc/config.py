@@ -8,6 +8,12 @@ came from and the closest valid key; a wrong type names the expected type; impos
 (negative lr, crop larger than resize) name the key and the fix. Free-form sections
 (``data.args``, ``model.args``, ``loss.args``) are checked later against the signature of
 the component they configure (see :mod:`fgvc.registry`).
+
+Values a recipe leaves to be derived are resolved by one function each, defined beside the defaults in
+:mod:`fgvc.config_schema` and exported here, which every reader calls (the stored config, and so a run directory's
+``config.yaml``, keeps the recipe's own values): :func:`resolved_resize` (``data.resize: null``),
+:func:`eval_batch_size` (``eval.batch_size: 0``, per process), :func:`train_batch_per_process` and
+:func:`scored_split` (``--split`` or ``data.test_split``).
 """
 from __future__ import annotations
 
@@ -20,15 +26,15 @@ from typing import Any, Iterable
 import yaml
 
 from fgvc.config_schema import (
-    AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM, NoneType, STAGE_KEYS,
-    STAGE_REQUIRED, TYPES,
+    AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM, RANGES, NoneType, STAGE_KEYS,
+    STAGE_REQUIRED, TYPES, crop_pct_resize, eval_batch_size, resolved_resize, scored_split, train_batch_per_process,
 )
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
 __all__ = [
     "ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "from_saved", "get", "dump",
-    "resolved_resize", "crop_warnings",
+    "resolved_resize", "crop_warnings", "train_batch_per_process", "eval_batch_size", "scored_split",
 ]
 
 log = logging.getLogger("fgvc")
@@ -300,23 +306,11 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
         if not ok:
             raise ConfigError(f"'{key}'{_where(origin, key)} = {get(cfg, key)!r}: {msg}")
 
-    need(tr["lr"] > 0, "train.lr", "the learning rate must be > 0 (e.g. 0.01 for SGD, 1e-3 for AdamW)")
-    need(tr["epochs"] >= 1, "train.epochs", "must be >= 1")
-    need(tr["batch_size"] >= 1, "train.batch_size", "must be >= 1")
-    need(tr["max_steps"] is None or tr["max_steps"] >= 1, "train.max_steps", "must be >= 1 or null")
-    need(tr["grad_accum"] >= 1, "train.grad_accum", "must be >= 1")
-    need(tr["weight_decay"] >= 0, "train.weight_decay", "must be >= 0")
-    need(0 <= tr["momentum"] < 1, "train.momentum", "must be in [0, 1)")
-    need(0 < tr["ema_decay"] < 1, "train.ema_decay", "must be in (0, 1), e.g. 0.999")
-    need(tr["clip_grad"] is None or tr["clip_grad"] > 0, "train.clip_grad", "must be > 0 or null")
-    need(tr["backbone_lr_scale"] >= 0, "train.backbone_lr_scale", "must be >= 0 (0 freezes the backbone's updates)")
-    need(tr["warmup_epochs"] >= 0, "train.warmup_epochs", "must be >= 0")
-    need(tr["mixup"] >= 0 and tr["cutmix"] >= 0, "train.mixup", "mixup/cutmix alphas must be >= 0")
-    need(data["img_size"] >= 16, "data.img_size", "must be >= 16 pixels")
-    need(data["max_images"] is None or data["max_images"] >= 1, "data.max_images", "must be >= 1 or null")
-    need(data["num_workers"] >= 0, "data.num_workers", "must be >= 0")
-    need(0.1 <= data["crop_pct"] <= 1.0, "data.crop_pct", "must be in [0.1, 1] (the crop's share of the resized "
-                                                           "shorter side, e.g. 0.875 = 448 / 512)")
+    _check_ranges(cfg, origin)
+    scale = data["augment"]["rrc_scale"]
+    need(len(scale) == 2 and all(_type_ok(v, (float,)) for v in scale) and 0 < scale[0] <= scale[1] <= 1,
+         "data.augment.rrc_scale", "the RandomResizedCrop's area range [min, max] needs 0 < min <= max <= 1, e.g. "
+         "[0.35, 1.0]")
     _check_sampler(cfg, origin)
     if data["resize"] is not None:
         need(
@@ -324,6 +318,17 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
             f"the crop data.img_size={data['img_size']} is larger than the resize; set data.resize >= data.img_size "
             f"or data.resize=null (derived from data.crop_pct: {resolved_resize(data)})",
         )
+
+
+def _check_ranges(cfg: dict[str, Any], origin: dict[str, str]) -> None:
+    """Every key of :data:`fgvc.config_schema.RANGES` (a number, or null where its type allows) within its range."""
+    for key, allowed in RANGES.items():
+        value = get(cfg, key)
+        if value is None or allowed.allows(value):
+            continue
+        null = " or null" if NoneType in TYPES.get(key, ()) else ""
+        note = f" ({allowed.note})" if allowed.note else ""
+        raise ConfigError(f"'{key}'{_where(origin, key)} = {value!r}: must be {allowed.text()}{null}{note}")
 
 
 def _check_distill(cfg: dict[str, Any], origin: dict[str, str]) -> None:
@@ -366,12 +371,6 @@ def _check_sampler(cfg: dict[str, Any], origin: dict[str, str]) -> None:
                           f"set {fix}")
 
 
-def resolved_resize(data: dict[str, Any]) -> int:
-    """The shorter side images are resized to before the ``data.img_size`` crop: ``data.resize`` when a recipe sets
-    it, else ``round(img_size / crop_pct)`` (timm's convention; 448 / 0.875 = 512)."""
-    return int(data["resize"]) if data["resize"] is not None else round(data["img_size"] / data["crop_pct"])
-
-
 def crop_warnings(data: dict[str, Any], origin: dict[str, str] | None = None) -> list[str]:
     """A warning when the crop keeps less than 70 % of the resized shorter side (e.g. ``--set data.img_size=160`` on a
     recipe that pins ``data.resize: 512`` trains on the central 31 % of each image)."""
@@ -382,7 +381,7 @@ def crop_warnings(data: dict[str, Any], origin: dict[str, str] | None = None) ->
     src = _where(origin or {}, "data.resize")
     return [f"data.img_size={data['img_size']} keeps only the central {share:.0%} of the shorter side after resizing "
             f"to data.resize={resize}{src}: the object may be cut off. Drop data.resize (it is then derived from "
-            f"data.crop_pct={data['crop_pct']}: {round(data['img_size'] / data['crop_pct'])}) or set it near "
+            f"data.crop_pct={data['crop_pct']}: {crop_pct_resize(data)}) or set it near "
             f"{round(data['img_size'] / 0.875)}"]
 
 

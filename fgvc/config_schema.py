@@ -1,12 +1,19 @@
-"""The recipe schema: every key with its default (:data:`DEFAULTS`), the types and choices each accepts, and the
-keys of ``train.stages``, ``loss.aux`` entries and ``distill``. :mod:`fgvc.config` loads, merges and checks
-recipes against it."""
+"""The recipe schema: every key with its default (:data:`DEFAULTS`), the types, choices and numeric ranges each
+accepts, and the keys of ``train.stages``, ``loss.aux`` entries and ``distill``. :mod:`fgvc.config` loads, merges and
+checks recipes against it, so a value out of range fails when the recipe loads, not when it is first used.
+
+The keys whose default stands for a derived value (``data.resize: null``, ``eval.batch_size: 0``, the split a command
+scores) are resolved by the functions at the end of this file, one per key, which every reader calls (through
+:mod:`fgvc.config`); the config itself keeps the recipe's values, so a run directory's ``config.yaml`` means what it
+meant when it was written."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULTS", "TYPES", "CHOICES", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS", "AUX_REQUIRED",
-           "DISTILL_KEYS", "DISTILL_DEFAULTS", "NoneType"]
+__all__ = ["DEFAULTS", "TYPES", "CHOICES", "RANGES", "Range", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS",
+           "AUX_REQUIRED", "DISTILL_KEYS", "DISTILL_DEFAULTS", "NoneType", "resolved_resize", "crop_pct_resize",
+           "train_batch_per_process", "eval_batch_size", "scored_split"]
 
 NoneType = type(None)
 
@@ -118,3 +125,93 @@ AUX_KEYS = {"name": str, "weight": float, "args": dict, "lr_scale": float}
 AUX_REQUIRED = ("name",)
 DISTILL_KEYS = {"teacher": str, "alpha": float, "temperature": float, "checkpoint": str}
 DISTILL_DEFAULTS = {"alpha": 0.5, "temperature": 4.0, "checkpoint": "last"}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a key accepts: ``lo`` / ``hi`` bounds (None: unbounded), each included unless ``*_open``; ``note``
+    says what the key means or gives an example. null passes where :data:`TYPES` allows it."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    note: str = ""
+
+    def allows(self, value: float) -> bool:
+        """Whether ``value`` lies in the range."""
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    def text(self) -> str:
+        """The range as a message says it: ``>= 1``, ``> 0``, ``in (0, 1]``."""
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+
+
+# numeric keys and the values they accept (fgvc.config.validate checks every one when a recipe loads)
+RANGES: dict[str, Range] = {
+    "train.lr": Range(0, lo_open=True, note="the learning rate, e.g. 0.01 for SGD, 1e-3 for AdamW"),
+    "train.epochs": Range(1),
+    "train.batch_size": Range(1, note="images per optimizer step over all processes"),
+    "train.max_steps": Range(1),
+    "train.grad_accum": Range(1),
+    "train.weight_decay": Range(0),
+    "train.momentum": Range(0, 1, hi_open=True),
+    "train.ema_decay": Range(0, 1, lo_open=True, hi_open=True, note="e.g. 0.999"),
+    "train.clip_grad": Range(0, lo_open=True),
+    "train.backbone_lr_scale": Range(0, note="0 freezes the backbone's updates"),
+    "train.layer_decay": Range(0, 1, lo_open=True, note="e.g. 0.75 for a ViT-B; 1 = no decay"),
+    "train.warmup_epochs": Range(0),
+    "train.warmup_lr": Range(0),
+    "train.min_lr": Range(0),
+    "train.decay_epochs": Range(0, lo_open=True, note="epochs between two step decays"),
+    "train.decay_rate": Range(0, lo_open=True, note="the step scheduler's factor, e.g. 0.9"),
+    "train.mixup": Range(0, note="the Beta(alpha, alpha) of mixup; 0 = off"),
+    "train.cutmix": Range(0, note="the Beta(alpha, alpha) of cutmix; 0 = off"),
+    "train.eval_every": Range(1, note="validate every N epochs"),
+    "train.checkpoint_every_steps": Range(0, note="0 = at the end of each epoch only"),
+    "train.threads": Range(0, note="0 = torch's default"),
+    "data.img_size": Range(16, note="the crop's side in pixels"),
+    "data.crop_pct": Range(0.1, 1.0, note="the crop's share of the resized shorter side, e.g. 0.875 = 448 / 512"),
+    "data.max_images": Range(1),
+    "data.num_workers": Range(0),
+    "data.augment.color_jitter": Range(0),
+    "eval.batch_size": Range(0, note="images per evaluation batch in each process; 0 = train.batch_size split over "
+                                     "the processes"),
+}
+
+
+def resolved_resize(data: dict[str, Any]) -> int:
+    """The shorter side images are resized to before the ``data.img_size`` crop: ``data.resize`` when a recipe sets
+    it, else ``round(img_size / crop_pct)`` (timm's convention; 448 / 0.875 = 512). The one place the null of
+    ``data.resize`` is resolved."""
+    return int(data["resize"]) if data["resize"] is not None else crop_pct_resize(data)
+
+
+def crop_pct_resize(data: dict[str, Any]) -> int:
+    """``round(data.img_size / data.crop_pct)``: the resize a null ``data.resize`` stands for."""
+    return round(data["img_size"] / data["crop_pct"])
+
+
+def train_batch_per_process(cfg: dict[str, Any], world_size: int = 1) -> int:
+    """Images per training batch in each of ``world_size`` processes: ``train.batch_size`` counts the images of one
+    optimizer step over all processes, so each takes its share (at least 1)."""
+    return max(cfg["train"]["batch_size"] // world_size, 1)
+
+
+def eval_batch_size(cfg: dict[str, Any], world_size: int = 1) -> int:
+    """Images per evaluation batch in each of ``world_size`` processes (1: a single-process pass such as
+    ``fgvc.prune``'s or ``fgvc.extend``'s). ``eval.batch_size`` counts per process; its 0 means the training batch,
+    split over the processes as in training (:func:`train_batch_per_process`). The one place that 0 is resolved."""
+    return cfg["eval"]["batch_size"] or train_batch_per_process(cfg, world_size)
+
+
+def scored_split(cfg: dict[str, Any], split: str | None = None) -> str:
+    """The split a command scores: ``split`` when one is asked for (``--split val``), else ``data.test_split``. The
+    one place the default split of evaluate, report, explain, embed, project, visualize and export is chosen."""
+    return split or cfg["data"]["test_split"]
