@@ -4,13 +4,28 @@ Every floor raises one of these with a message that names what was wrong, where 
 what to do; every command catches :class:`UserError` and prints it as one ``error: ...`` line with exit
 code 2, without a traceback (:func:`fgvc.cli.friendly`). This module imports nothing of fgvc, so any
 floor (and the CLI) can import it without pulling in torch or the trainer.
+
+A check that ran and failed (an export's parity, a benchmark's bar) is not a user error: it is a
+:class:`CheckFailed`, printed as one ``error: ...`` line with exit code 1. The exit codes of every command:
+0 ok, 1 a check failed, 2 a user error, 130 interrupted (:data:`EXIT_CODES`).
 """
 from __future__ import annotations
 
 __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
-    "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError",
+    "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError", "PredictError", "ServeError",
+    "PruningError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_USER_ERROR",
+    "EXIT_INTERRUPTED", "EXIT_CODES",
 ]
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = {EXIT_OK: "ok", EXIT_CHECK_FAILED: "a check failed (parity, data check, benchmark bar)",
+              EXIT_USER_ERROR: "user error (one 'error:' line)", EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+
+
+class CheckFailed(Exception):
+    """A check that ran and failed (an exported file's parity, a benchmark bar): exit code 1, one ``error:`` line.
+    Not a :class:`UserError`: the input was valid, the result was not good enough."""
 
 
 class UserError(Exception):
@@ -60,3 +75,19 @@ class EmbeddingError(UserError, ValueError):
 class DeployError(UserError, ValueError):
     """An export, quantization or ONNX prediction that cannot run as asked (an unknown format, an input size the
     backbone cannot take, an ONNX file without fgvc metadata); the message names the flag or file and the fix."""
+
+
+class PredictError(UserError, ValueError):
+    """A prediction request that cannot run as given (a missing path, a bad flag, a recipe instead of a run)."""
+
+
+class ServeError(UserError, ValueError):
+    """A server that cannot start as asked (a bad flag, a port in use, the serve extra missing)."""
+
+
+class PruningError(UserError, ValueError):
+    """A method, backbone or setting that structured pruning cannot handle; the message says why."""
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional package a command needs is not installed; the message names the pip command."""

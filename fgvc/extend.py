@@ -27,12 +27,13 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import add_new_run_arguments, friendly, run_logged
+from fgvc.continual.extend import ExtendRequest, extend_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-extend", description="Add classes to a trained run by weight imprinting "
                                                                  "(and an optional short fine-tune).")
-    ap.add_argument("run", help="the trained run directory")
+    add_new_run_arguments(ap)
     ap.add_argument("--add", required=True, metavar="ROOT",
                     help="data set with the new classes (any layout fgvc reads)")
     ap.add_argument("--add-set", dest="add_sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -54,16 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "(default), imprinted from centred embeddings (old and new classes) in the linear head "
                          "(more old images kept, fewer new ones with 5 shots), or the linear weights normalised "
                          "(which hands most images to the new classes)")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="the run's checkpoint to extend")
-    add_new_run_arguments(ap, "1e-4")
     return ap.parse_args(argv)
 
 
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.continual.extend import ExtendRequest, extend_run
-
     req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
                         args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights,
                         args.shot_seed)

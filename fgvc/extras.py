@@ -10,13 +10,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from fgvc.errors import UserError
+from fgvc.errors import MissingExtraError  # defined with every user error; importable here as before
 
 __all__ = ["MissingExtraError", "require"]
-
-
-class MissingExtraError(UserError, ImportError):
-    """An optional package a command needs is not installed; the message names the pip command."""
 
 
 def require(module: str, package: str, feature: str, extra: str | None = "explain") -> ModuleType:

@@ -20,31 +20,28 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import add_new_run_arguments, friendly, run_logged
+from fgvc.deploy.prune import PruneRequest, prune_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-prune", description="Structured channel pruning of a trained run "
                                                                 "(and an optional short fine-tune).")
-    ap.add_argument("run", help="the trained run directory")
+    add_new_run_arguments(ap)
     ap.add_argument("--amount", type=float, required=True,
                     help="fraction of the channels of every prunable channel group to remove, in (0, 1), e.g. 0.3")
     ap.add_argument("--finetune-epochs", type=int, default=0, metavar="E",
                     help="fine-tune epochs after pruning, with the run's recipe (default 0: prune only)")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="the run's checkpoint to prune")
     ap.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor"],
                     help="channel ranking: l1 / l2 norm of the weights, or taylor |w * dL/dw| on a few training "
                          "batches (default l1)")
     ap.add_argument("--latency-threads", type=int, default=None, metavar="N",
                     help="CPU threads for the batch-1 latency (default: the run's train.threads, else torch's)")
-    add_new_run_arguments(ap, "1e-3")
     return ap.parse_args(argv)
 
 
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.deploy.prune import PruneRequest, prune_run
-
     req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
                        args.importance, tuple(args.sets), args.latency_threads)
     run_logged(prune_run, req)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fgvc.engine.pruned import layer_attributes, record_changes
-from fgvc.errors import UserError
+from fgvc.errors import PruningError  # defined in fgvc.errors with every user error; importable here as before
 from fgvc.extras import require
 from fgvc.models.backbone import Backbone
 
@@ -51,10 +51,6 @@ log = logging.getLogger("fgvc")
 __all__ = ["PruningError", "PruneSummary", "IMPORTANCES", "prune_method", "backbones_of", "check_prunable"]
 
 IMPORTANCES = ("l1", "l2", "taylor")
-
-
-class PruningError(UserError, ValueError):
-    """A method, backbone or setting that structured pruning cannot handle; the message says why."""
 
 
 @dataclass

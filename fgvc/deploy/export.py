@@ -40,7 +40,7 @@ from fgvc.deploy.meta import TORCHSCRIPT_META, Preprocessing, run_metadata, set_
 from fgvc.deploy.parity import MAX_IMAGES, ParityReport, check_parity, parity_images
 from fgvc.deploy.runtime import OnnxModel, TorchScriptModel
 from fgvc.deploy.traceable import export_friendly
-from fgvc.errors import DeployError
+from fgvc.errors import CheckFailed, DeployError
 from fgvc.extras import require
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME", "PredictionHead", "ExportResult", "ParityError",
@@ -80,7 +80,7 @@ class ExportResult:
         return self.parity is None or self.parity.passed
 
 
-class ParityError(RuntimeError):
+class ParityError(CheckFailed, RuntimeError):
     """The exported file disagrees with the PyTorch model beyond the tolerance (not a user error: exit code 1)."""
 
     def __init__(self, result: ExportResult) -> None:
