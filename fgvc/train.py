@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fgvc import config
+from fgvc.hooks import training_hooks
 from fgvc.cli import friendly
 
 
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     # build data and model before anything is written: a run that cannot start leaves no directory behind
     log = setup_logging(None, env.is_main)
     with buffered_log() as held:
-        trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env, state=state)
+        trainer = Trainer(cfg, run_dir, resume=args.resume is not None, env=env, state=state,
+                          hooks=training_hooks(cfg))
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             if state is None and (run_dir / "metrics.jsonl").is_file():  # rows of a start killed before last.pt

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fgvc import config
+from fgvc.hooks import training_hooks
 from fgvc.data.check import detect_layout
 from fgvc.data.union import class_clashes, first_shots, part_root, read_union, short_classes
 from fgvc.engine import builder
@@ -233,7 +234,7 @@ def _has_split(part: dict[str, Any], split: str) -> bool:
 
 def _embed(run: TrainedRun, ds: Any) -> tuple[Tensor, Tensor]:
     """Embeddings ``N x D`` and labels of ``ds`` (eval-transformed) by the trained model, CPU float32."""
-    bs = run.cfg["eval"]["batch_size"] or run.cfg["train"]["batch_size"]
+    bs = config.eval_batch_size(run.cfg)
     loader = builder.make_loader(ds, bs, run.cfg["data"]["num_workers"], False, 0, DistEnv(), False)
     embs, labels = [], []
     for images, targets in loader:
@@ -331,12 +332,12 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     old = TrainedRun.load(req.run, req.checkpoint, req.overrides)
     attr, head = embedding_head(old, req.run / "checkpoints" / f"{req.checkpoint}.pt")
     new = added_part(req.add, req.add_overrides, old.cfg)
-    d = old.cfg["data"]
+    d, test_split = old.cfg["data"], config.scored_split(old.cfg)
     new_classes = _check_new_classes(old.class_names, new, d["train_split"], req)
     try:
-        read_union(".", d["test_split"], parts=[new])
+        read_union(".", test_split, parts=[new])
     except DataError as exc:
-        raise DataError(f"the added set {req.add} needs a '{d['test_split']}' split to score the new classes on: "
+        raise DataError(f"the added set {req.add} needs a '{test_split}' split to score the new classes on: "
                         f"{exc}") from None
     cfg = union_config(old.cfg, new, req)
     if cfg["data"]["val_split"] and not _has_split(new, cfg["data"]["val_split"]):
@@ -349,7 +350,7 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     head_name, scale = imp.head, imp.scale
     cfg["model"]["args"] = dict(cfg["model"]["args"], head=head_name, head_args=imp.head_args)
     config.validate(cfg)
-    with derived_trainer(cfg, req.output) as trainer:
+    with derived_trainer(cfg, req.output, training_hooks(cfg)) as trainer:
         if trainer.class_names != [*old.class_names, *new_classes]:  # the union reader puts the old classes first
             raise RuntimeError("the union's classes are not the old ones followed by the new ones")
         state = extended_state(old.method.state_dict(), trainer.method.state_dict(), attr, imp.rows, imp.means, k_old,
@@ -370,7 +371,7 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     old_top1, new_top1 = _old_new_top1(req.output / "eval" / "per_class.csv", k_old)
     before = read_final(req.run)[0] or {}  # {} when the run did not finish or its final.json is damaged
     final.update(old_top1=old_top1, new_top1=new_top1,
-                 old_top1_before=before.get("top1") if before.get("split") == d["test_split"] else None,
+                 old_top1_before=before.get("top1") if before.get("split") == test_split else None,
                  shots=req.shots, shot_seed=req.shots_seed(cfg), finetune_epochs=req.finetune_epochs,
                  forgetting=req.forgetting,
                  rehearsal=req.rehearsal, ewc_lambda=req.ewc, fisher_images=fisher_images, head=head_name,

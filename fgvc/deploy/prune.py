@@ -34,6 +34,8 @@ from typing import Any, Sequence
 
 import torch
 
+from fgvc import config
+from fgvc.hooks import training_hooks
 from fgvc.engine import builder
 from fgvc.deploy.channel_pruning import IMPORTANCES, PruningError, check_prunable, prune_method
 from fgvc.engine.derived import derived_trainer, finetune_config, load_weights, save_start
@@ -86,13 +88,13 @@ class PruneRequest:
 
 
 def _top1(run: TrainedRun, tta: bool, desc: str) -> float:
-    got = run.collect(run.cfg["data"]["test_split"], ["logits"], tta=tta, desc=desc)
+    got = run.collect(config.scored_split(run.cfg), ["logits"], tta=tta, desc=desc)
     return float(summarize(got.prediction, got.targets)["top1"])
 
 
 def _taylor_batches(run: TrainedRun) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ds = run.dataset(run.cfg["data"]["train_split"])
-    bs = run.cfg["eval"]["batch_size"] or run.cfg["train"]["batch_size"]
+    bs = config.eval_batch_size(run.cfg)
     loader = builder.make_loader(ds, bs, run.cfg["data"]["num_workers"], False, 0, DistEnv(), False)
     batches = []
     for images, targets in loader:
@@ -121,7 +123,7 @@ def prune_run(req: PruneRequest) -> dict[str, Any]:
     summary = prune_method(old.method, example, req.amount, req.importance, batches, name)
     after = measure_cost(old.method, img, threads, req.latency_repeats)
     new_cfg = finetune_config(cfg, req.finetune_epochs, req.overrides)
-    with derived_trainer(new_cfg, req.output) as trainer:
+    with derived_trainer(new_cfg, req.output, training_hooks(new_cfg)) as trainer:
         if trainer.class_names != old.class_names:
             raise PruningError(f"the data set of {req.run} no longer has the classes the run was trained on; prune "
                                "with the run's own data (drop --set data.root/data.name)")
@@ -131,7 +133,7 @@ def prune_run(req: PruneRequest) -> dict[str, Any]:
     report: dict[str, Any] = {
         "pruned_from": str(req.run), "checkpoint": req.checkpoint, "weights": weights, "method": name,
         "backbone": new_cfg["model"]["backbone"], **summary.to_dict(), "finetune_epochs": req.finetune_epochs,
-        "split": new_cfg["data"]["test_split"], "tta_flip": tta, "img_size": img, "latency_threads": threads,
+        "split": config.scored_split(new_cfg), "tta_flip": tta, "img_size": img, "latency_threads": threads,
         "latency_repeats": req.latency_repeats, "latency_device": "cpu", "latency_batch": 1,
         "torch_pruning": getattr(tp, "__version__", "?"), "before": before, "after_prune": after,
         "after_finetune": None,

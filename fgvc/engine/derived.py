@@ -20,16 +20,16 @@ from __future__ import annotations
 import contextlib
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from torch import Tensor
 
 from fgvc import config
 from fgvc.engine.distributed import DistEnv
+from fgvc.engine.hook import Hook
 from fgvc.engine.pruned import apply_pruned
-
-if TYPE_CHECKING:
-    from fgvc.engine.trainer import Trainer
+from fgvc.engine.rundir import attach_run_log, buffered_log
+from fgvc.engine.trainer import Trainer
 
 __all__ = ["FINETUNE_LR_SCALE", "finetune_config", "derived_trainer", "load_weights", "save_start"]
 
@@ -54,21 +54,18 @@ def finetune_config(cfg: dict[str, Any], epochs: int, overrides: Iterable[str] =
 
 
 @contextlib.contextmanager
-def derived_trainer(cfg: dict[str, Any], output: Path) -> Iterator["Trainer"]:
-    """``with derived_trainer(cfg, out) as trainer: load_weights(trainer, ...)``: see the module docstring. Nothing is
-    written when the block raises."""
-    from fgvc.engine.rundir import attach_run_log, buffered_log
-    from fgvc.engine.trainer import Trainer
-
+def derived_trainer(cfg: dict[str, Any], output: Path, hooks: Sequence[Hook] = ()) -> Iterator[Trainer]:
+    """``with derived_trainer(cfg, out, hooks) as trainer: load_weights(trainer, ...)``: see the module docstring
+    (``hooks``: :func:`fgvc.hooks.training_hooks`). Nothing is written when the block raises."""
     with buffered_log() as held:
-        trainer = Trainer(cfg, output, env=DistEnv())
+        trainer = Trainer(cfg, output, env=DistEnv(), hooks=hooks)
         yield trainer
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.yaml").write_text(config.dump(cfg))
         attach_run_log(output, held)
 
 
-def load_weights(trainer: "Trainer", weights: Mapping[str, Tensor],
+def load_weights(trainer: Trainer, weights: Mapping[str, Tensor],
                  pruned: Mapping[str, dict[str, Any]] | None = None) -> None:
     """``weights`` (a state dict of the method) into ``trainer.method`` and its EMA; with ``pruned`` (the record of
     :mod:`fgvc.engine.pruned`) both are first narrowed to that architecture."""
@@ -79,7 +76,7 @@ def load_weights(trainer: "Trainer", weights: Mapping[str, Tensor],
         module.load_state_dict(weights)
 
 
-def save_start(trainer: "Trainer") -> None:
+def save_start(trainer: Trainer) -> None:
     """Write ``checkpoints/last.pt`` at step 0 (optimizer and schedule of the first stage, nothing trained yet):
     ``--resume`` from it continues exactly as the uninterrupted fine-tune, whose :meth:`Trainer.fit` rebuilds the same
     optimizer."""

@@ -1,6 +1,8 @@
 """The training loop. A method owns its training step; the trainer owns everything else:
 devices, AMP, gradient accumulation and clipping, EMA, Mixup, stages, schedulers, checkpoints,
-resume, NaN guard, DDP, logging, metrics and the final test evaluation.
+resume, NaN guard, DDP and metrics.jsonl. Everything else plugs in as a hook (:mod:`fgvc.engine.hook`;
+:func:`fgvc.hooks.training_hooks` gives the standard ones): the end-of-training evaluation protocols, the fit
+verdict, TensorBoard.
 
 Exact resume: a checkpoint holds model, optimizer, scheduler, AMP scaler, EMA, method extra
 state, RNG states, the running epoch sums and the position in the epoch (stage, epoch, batch).
@@ -14,7 +16,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from timm.data import Mixup
@@ -28,20 +30,18 @@ from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
 from fgvc.engine.device_input import batch_format, to_model_input
 from fgvc.engine.distill import build_distiller
 from fgvc.engine.distributed import DistEnv, init_distributed, reduce_mean
+from fgvc.engine.hook import EpochLog, Hook
 from fgvc.engine.host_memory import keep_freed_memory
 from fgvc.engine.optim import build_stage_optimizer
-from fgvc.metrics.fit_verdict import analyse_run, describe as describe_fit
 from fgvc import config
 from fgvc.engine.inference import Runtime, TrainedRun, autocast, fitting_weights
 from fgvc.engine.resume_check import schedule_changed
 from fgvc.engine.pruned import pruned_layers, reshape_like
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
-from fgvc.hooks.tensorboard import open_tensorboard
 from fgvc.engine.validation import validate
 from fgvc.errors import ConfigError, TrainingDiverged
 from fgvc.methods.base import hard_labels
-from fgvc.protocols import build_protocol, split_roles
 
 log = logging.getLogger("fgvc")
 
@@ -50,8 +50,11 @@ __all__ = ["Trainer", "TrainingDiverged"]
 
 class Trainer:
     def __init__(self, cfg: dict[str, Any], run_dir: Path, resume: bool = False, env: DistEnv | None = None,
-                 state: dict[str, Any] | None = None) -> None:
-        """``resume``: continue from ``checkpoints/last.pt`` (``state``: that checkpoint, when already loaded)."""
+                 state: dict[str, Any] | None = None, hooks: Sequence[Hook] = ()) -> None:
+        """``resume``: continue from ``checkpoints/last.pt`` (``state``: that checkpoint, when already loaded).
+        ``hooks``: plug-ins of the loop (:mod:`fgvc.engine.hook`), after the built-in epoch log line; without the
+        protocols hook of :func:`fgvc.hooks.training_hooks`, ``final.json`` holds no test metrics."""
+        self.hooks: list[Hook] = [EpochLog(), *hooks]
         self.cfg, self.run_dir, self.tr = cfg, Path(run_dir), cfg["train"]
         self.device = builder.resolve_device(self.tr["device"])
         self.env = env or init_distributed(self.device.type)
@@ -80,11 +83,12 @@ class Trainer:
                 f"{self.cfg['data']['root']} has {len(self.class_names)} different ones "
                 f"({', '.join(self.class_names[:3])}...); resume with the run's own data (drop --set data.root=...) "
                 "or start a new run")
+        for hook in self.hooks:  # e.g. TensorBoard refuses here, before anything is written, when its package is missing
+            hook.setup(self)
 
     # ------------------------------------------------------------------ setup
     def _build(self) -> None:
         cfg, d = self.cfg, self.cfg["data"]
-        self.protocols = [build_protocol(name) for name in cfg["eval"]["protocols"]]  # unknown names fail here
         self.train_ds = builder.build_split(cfg, d["train_split"], True, None)
         self.class_names = list(self.train_ds.classes)
         # the train split's class frequencies reach a criterion that weights classes by them
@@ -99,7 +103,7 @@ class Trainer:
         self.val_ds = builder.build_split(cfg, d["val_split"], False, dc) if d["val_split"] else None
         if self.val_ds is not None:
             self.val_ds.bad_log = self.train_ds.bad_log
-        self.test_split = d["test_split"]
+        self.test_split = config.scored_split(cfg)
         self.channels_last = builder.resolve_channels_last(self.tr["channels_last"], self.method)
         self.method.to(self.device)
         if self.channels_last:
@@ -110,7 +114,7 @@ class Trainer:
             for m in self.method.modules():
                 if isinstance(m, Backbone):
                     m.compile_features()
-        per_rank = max(self.tr["batch_size"] // self.env.world_size, 1)
+        per_rank = config.train_batch_per_process(cfg, self.env.world_size)
         pin = self.device.type == "cuda"
         self.train_loader = builder.make_loader(self.train_ds, per_rank, d["num_workers"], True, self.cfg["seed"], self.env,
                                                 pin, pk=builder.pk_shape(cfg), channels_last=self.channels_last)
@@ -124,7 +128,6 @@ class Trainer:
         self.inference = TrainedRun(cfg, self._eval_model(), dc, self.class_names, runtime, self.run_dir)
         if self.val_ds is not None:
             self.inference.datasets[d["val_split"]] = self.val_ds
-        self.tb = open_tensorboard(cfg, self.run_dir, self.env, self.inference, self.val_ds)  # train.tensorboard
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.method.backward_part = builder.part_backward(self.scaler, self.tr["grad_accum"], self.env, self.distill)
         self.mixup = None
@@ -346,19 +349,13 @@ class Trainer:
         self.train_seconds += p["epoch_seconds"]
         if self.val_ds is not None and (last or (p["epoch"] + 1) % tr["eval_every"] == 0):
             row.update(validate(self.inference, self.cfg["data"]["val_split"]))  # val_top1, val_loss, heads
-        msg = (f"epoch {p['epoch'] + 1}/{self.total_epochs} [{row['stage']}] loss {row['loss']:.4f} "
-               f"train {row['train_top1']:.1f}%" + (f" val {row['val_top1']:.1f}%" if "val_top1" in row else "")
-               + f" lr {row['lr']:.2e} {row['epoch_seconds']:.1f}s {row['images_per_s']:.1f} img/s")
-        if "crop_area" in row:  # part attention at work: how much its crops zoom and its drops erase
-            msg += f" | crop box {row['crop_area']:.0%} of the image, dropped {row.get('drop_frac', 0.0):.0%}"
-        log.info(msg)
         is_best = "val_top1" in row and row["val_top1"] > self.best["val_top1"]
         if is_best:
             self.best = {"val_top1": row["val_top1"], "epoch": p["epoch"]}
         if self.env.is_main:
             append_metrics(self.run_dir, row)
-            if self.tb is not None:
-                self.tb.log_epoch(row, self.optimizer)
+            for hook in self.hooks:  # the epoch log line, TensorBoard ...
+                hook.after_epoch(self, row)
         # advance the position before saving: the checkpoint describes the start of the next epoch
         p["epoch"] += 1
         p["epoch_in_stage"] += 1
@@ -369,12 +366,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ final
     def final(self) -> dict[str, Any]:
-        """Final-epoch model on the test split, through every protocol of ``eval.protocols``: classification ->
-        final.json and eval/per_class.csv, confusion.csv; any other -> eval/<protocol>-<split>-last.json (never a
-        checkpoint chosen on test)."""
-        roles, tta = split_roles(self.cfg), self.cfg["eval"]["tta_flip"]
-        results = {proto.name: proto.evaluate(self.inference, roles, tta) for proto in self.protocols}
-        res = results["classification"].metrics
+        """``final.json`` of the final-epoch model (never a checkpoint chosen on test): what the hooks add (the
+        test metrics of the protocols hook, the fit verdict) and the run's own record (split, weights, epochs,
+        steps, time, best validation epoch, bad images); then the hooks' :meth:`~Hook.after_final` and the
+        training curves."""
+        res: dict[str, Any] = {}
+        for hook in self.hooks:
+            hook.final_metrics(self, res)
+        tta = self.cfg["eval"]["tta_flip"]
         res.update(split=self.test_split, weights="ema" if self.ema is not None else "model",
                    epochs=self.progress["epoch"], steps=self.progress["global_step"],
                    train_seconds=round(self.train_seconds, 1),
@@ -386,22 +385,10 @@ class Trainer:
             if res["bad_images"]:
                 log.warning(f"skipped {res['bad_images']} bad image(s) (data.on_bad_image=skip); they are listed in "
                             f"{self.run_dir / 'bad_images.tsv'}")
-            # over/underfitting verdict of metrics.jsonl (fgvc.metrics.fit_verdict); none for a model that was not trained
-            res["fit"] = analyse_run(self.run_dir) if self.progress["global_step"] else None
-            if res["fit"] is not None:
-                log.info(describe_fit(res["fit"]))
-            if self.tb is not None:
-                self.tb.close()
             write_json(self.run_dir / "final.json", res)
-            for proto in self.protocols:
-                result = results[proto.name]
-                if proto.name == "classification":
-                    result.write_tables(self.run_dir / "eval")
-                else:
-                    stem = proto.file_stem(self.test_split, "last", tta)
-                    write_json(self.run_dir / "eval" / f"{stem}.json", result.metrics)
-                    result.write_tables(self.run_dir / "eval", prefix=f"{stem}-")
-            plot_curves(self.run_dir, res["fit"])
+            for hook in self.hooks:  # the protocols' tables, TensorBoard's close ...
+                hook.after_final(self, res)
+            plot_curves(self.run_dir, res.get("fit"))
         return res
 
 

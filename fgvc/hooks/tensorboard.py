@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from fgvc.engine.hook import Hook
 from fgvc.extras import require
+from fgvc.vis.attention_figure import maps_or_cam
+from fgvc.vis.overlay import denormalize, heat_overlay, upsample_maps
 
 if TYPE_CHECKING:
-    from fgvc.engine.distributed import DistEnv
     from fgvc.engine.inference import TrainedRun
+    from fgvc.engine.trainer import Trainer
 
-__all__ = ["TensorBoardLog", "open_tensorboard", "N_IMAGES", "SCALARS"]
+__all__ = ["TensorBoardLog", "TensorBoard", "N_IMAGES", "SCALARS"]
 
 N_IMAGES = 4
 # metrics.jsonl key -> TensorBoard tag
@@ -73,8 +76,6 @@ class TensorBoardLog:
         without part maps the channel mean of the last feature map (``activation/val``, as fgvc.visualize draws it)."""
         if self.images is None:
             return None, ""
-        from fgvc.vis.attention_figure import maps_or_cam
-        from fgvc.vis.overlay import denormalize, heat_overlay, upsample_maps
 
         with torch.random.fork_rng(devices=[]):
             out = self.run.infer(self.images)
@@ -92,9 +93,21 @@ class TensorBoardLog:
             self.writer = None
 
 
-def open_tensorboard(cfg: dict[str, Any], run_dir: Path, env: "DistEnv", run: "TrainedRun", val_ds: Any | None
-                     ) -> TensorBoardLog | None:
-    """A :class:`TensorBoardLog` to ``RUN/tb`` when ``train.tensorboard`` is on and this is the main process."""
-    if not cfg["train"].get("tensorboard") or not env.is_main:
-        return None
-    return TensorBoardLog(Path(run_dir) / "tb", run, val_ds)
+class TensorBoard(Hook):
+    """The trainer's hook: a :class:`TensorBoardLog` to ``RUN/tb`` on the main process, when ``train.tensorboard``
+    is on."""
+
+    def __init__(self) -> None:
+        self.log: TensorBoardLog | None = None
+
+    def setup(self, trainer: "Trainer") -> None:
+        if trainer.cfg["train"].get("tensorboard") and trainer.env.is_main:
+            self.log = TensorBoardLog(Path(trainer.run_dir) / "tb", trainer.inference, trainer.val_ds)
+
+    def after_epoch(self, trainer: "Trainer", row: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.log_epoch(row, trainer.optimizer)
+
+    def after_final(self, trainer: "Trainer", results: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.close()
