@@ -131,6 +131,7 @@ def test_gradcam_of_a_cnn_peaks_on_the_planted_patch(cnn_run, planted) -> None:
     assert layer3.shape == (2, SIZE, SIZE)
 
 
+@pytest.mark.slow  # trains a ViT: ~3 s
 def test_gradcam_of_a_vit_peaks_on_the_planted_patch(vit_run, planted) -> None:
     _check_localises(vit_run, planted[1], "backbone.model.blocks.1.norm1", min_nonempty=0.5)
 
@@ -224,6 +225,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch) -> None:
         _cam_class("gradcam")
 
 
+@pytest.mark.slow  # a fresh interpreter: ~4 s
 def test_core_commands_do_not_import_the_explain_extra() -> None:
     code = ("import sys, fgvc.train, fgvc.evaluate, fgvc.visualize, fgvc.embed, fgvc.explain, fgvc.project; "
             "bad = [m for m in ('pytorch_grad_cam', 'umap', 'sklearn.manifold') if m in sys.modules]; "

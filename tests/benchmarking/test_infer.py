@@ -27,6 +27,7 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # every inference path: ~5 s
 def test_infer_table_has_every_path_checked_against_eager(run_dir, tmp_path, capsys):
     results = tmp_path / "speed.jsonl"
     paths = ["eager", "channels_last", "torchscript", "onnx", "bf16"]

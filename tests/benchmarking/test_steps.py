@@ -74,6 +74,7 @@ def test_steps_refuses_fp16_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFix
     assert "fp16 needs --device cuda" in capsys.readouterr().err and not results.exists()
 
 
+@pytest.mark.slow  # a process per row: ~8 s
 def test_isolate_times_every_row_in_a_process_of_its_own(tmp_path: Path) -> None:
     wsdan = _recipe(tmp_path / "wsdan.yaml", "{name: wsdan, backbone: resnet50, args: {num_attentions: 2}}")
     results = tmp_path / "speed.jsonl"

@@ -19,6 +19,7 @@ def _script():
     return module
 
 
+@pytest.mark.slow  # ~2 s
 def test_heads_only_step_leaves_the_backbone_out(monkeypatch):
     monkeypatch.chdir(REPO)
     floor = _script()

@@ -31,7 +31,9 @@ def test_every_registered_method_is_covered():
     assert {c.split("_")[0] for c in CASES} == set(METHODS.names())
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# one export is quick enough for the fast set; every other method: ~3-7 s each
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c == "baseline" else pytest.mark.slow)
+                                  for c in sorted(CASES)])
 def test_every_method_exports_to_onnx_with_parity(case, recipe, tmp_path, capsys):
     run = _untrained(recipe, case)
     result = export_run(run, "onnx", tmp_path / "m.onnx")
@@ -64,6 +66,7 @@ def test_torchscript_export_with_metadata(case, recipe, tmp_path):
         torch.testing.assert_close(module(x), run.method.infer(x).prediction, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # ~3 s
 def test_cli_export_metadata_and_preprocessing(deploy_run, tmp_path, capsys):
     out = tmp_path / "deep" / "model.onnx"
     assert export_main([str(deploy_run), "--out", str(out)]) == 0
@@ -147,6 +150,7 @@ def test_missing_run_and_recipe_are_refused(tmp_path, recipe, capsys):
     assert "no such run directory" in err and "is a recipe" in err
 
 
+@pytest.mark.slow  # ~3 s
 def test_parity_failure_exits_1_without_the_requested_file(deploy_run, tmp_path, monkeypatch, capsys):
     def failing(module, exported, images, batch_size=32):
         ref = module(images).detach().numpy()
@@ -200,6 +204,7 @@ def test_export_friendly_sketch_computes_the_original():
     assert CompactBilinearPooling.sketch is not gather_sketch and not hasattr(pool, "_export_bins")  # restored
 
 
+@pytest.mark.slow  # ~3 s
 def test_compact_bilinear_onnx_is_deterministic_on_two_threads(tmp_path):
     """ONNX Runtime's ScatterND(add) races on several threads; the exported sketch has none and always agrees."""
     torch.manual_seed(0)

@@ -35,6 +35,7 @@ def _evaluate(run_dir: Path, out: Path, capsys, *flags: str) -> tuple[dict, str,
     return json.loads((out / "classification-test-last.json").read_text()), captured.out, captured.err
 
 
+@pytest.mark.slow  # exports: ~3 s
 @needs_ort
 def test_evaluate_auto_exports_only_when_it_pays_and_reuses_a_cached_export(run_dir, tmp_path, capsys):
     small = ["--set", "eval.batch_size=2"]  # 6 test images in 3 batches
@@ -59,6 +60,7 @@ def test_evaluate_auto_exports_only_when_it_pays_and_reuses_a_cached_export(run_
     assert "inference: channels_last" in out and "less than its check on a batch" in out
 
 
+@pytest.mark.slow  # trains and exports twice: ~7 s
 @needs_ort
 def test_a_changed_checkpoint_is_exported_again(data_root, tiny_run, tmp_path):
     from fgvc.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -114,6 +116,7 @@ def test_a_disagreeing_path_is_never_used(run_dir, monkeypatch):
     assert backend.ran == "channels_last" and "disagreed with PyTorch on the first batch" in backend.describe()
 
 
+@pytest.mark.slow  # trains a multi-head run: ~6 s
 @needs_ort
 def test_a_multi_head_method_keeps_every_prediction_without_exporting(data_root, tiny_run, tmp_path):
     run_dir = tiny_run(data_root, "model.name=wsdan", "model.args={num_attentions: 4}")

@@ -39,6 +39,7 @@ def test_onnx_predicts_like_the_run(exported, deploy_run, photos, capsys):
         assert [t["prob"] for t in on_onnx[path]] == pytest.approx([t["prob"] for t in topk], abs=1e-5)
 
 
+@pytest.mark.slow  # quantizes: ~3 s
 def test_int8_file_predicts(deploy_run, photos, tmp_path, capsys):
     from fgvc.quantize import main as quantize_main
 

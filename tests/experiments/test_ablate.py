@@ -16,6 +16,7 @@ def data_root(synthetic_set):
     return synthetic_set(images_per_class=6, render_size=40)
 
 
+@pytest.mark.slow  # trains a study of runs: ~15 s
 def test_stopped_study_resumes_without_retraining(tmp_path, data_root, tiny_recipe, monkeypatch, crash_after_step,
                                                   capsys):
     recipe = tiny_recipe(tmp_path / "tiny.yaml", data_root)

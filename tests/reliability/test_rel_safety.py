@@ -161,7 +161,7 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.mark.parametrize("only", [None, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("only", [pytest.param(None, marks=pytest.mark.slow), 1, 2, 3, 4, 5])  # None (all): ~5 s
 def test_fetch_refuses_unsafe_archive_and_writes_nothing_outside(tmp_path, capsys, only):
     """``only``: an archive holding the safe member plus just that unsafe member (None: all of them, via the
     real command line in a subprocess)."""

@@ -20,6 +20,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--no-first-run"]
 
 
+@pytest.mark.slow  # a real server and Chromium: ~8 s
 def test_page_predicts_a_photo_in_chromium(live_server: LiveServer, serve_data: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 

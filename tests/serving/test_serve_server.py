@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from serve_helpers import LiveServer
 from serve_helpers import image_bytes, truncated_jpeg
+
+pytestmark = pytest.mark.slow  # a real server process on a freshly trained run: ~5-40 s each
 
 
 def photos(data: Path, k: int = 8) -> list[tuple[str, bytes]]:
