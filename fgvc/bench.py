@@ -13,7 +13,7 @@
     appends one JSON line with the machine (platform, CPU count, torch version, device name), the date and
     the command to ``benchmarks/results/speed.jsonl`` (or ``--results``).
 
-``python -m fgvc.bench pipeline|steps|infer ...`` (:mod:`fgvc.benchmarking.pipeline`, ``bench_steps``, ``bench_infer``)
+``python -m fgvc.bench pipeline|steps|infer ...`` (:mod:`fgvc.benchmarking.pipeline`, ``.steps``, ``.infer``)
     fgvc side by side with a reference: its data loaders against a torchvision loader, each method's training step
     against the plain baseline's, each inference path against eager fp32; one table each, recorded through
     :mod:`fgvc.benchmarking.results`. ``python -m fgvc.bench tables`` writes ``benchmarks/results/speed.md`` from them.
@@ -21,139 +21,91 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib
-import json
 import shlex
 import sys
-from pathlib import Path
-from typing import Any
 
-from fgvc.cli import friendly
-from fgvc.benchmarking.published import (PUBLISHED_COLUMNS, Report, ReportRow, compare_runs, is_subset, load_published,
-                                match_published, read_run)
-from fgvc.benchmarking.results import RESULTS, write_speed_md
+import torch
+
+from fgvc.benchmarking import infer, pipeline, steps
+from fgvc.benchmarking.infer import InferOptions
+from fgvc.benchmarking.pipeline import PipelineOptions
+from fgvc.benchmarking.published import (PUBLISHED_COLUMNS, compare_runs, is_subset, load_published,
+                                         match_published, read_run)
+from fgvc.benchmarking.published_report import draw_chart, format_markdown, write_report
+from fgvc.benchmarking.results import RESULTS, append_rows, write_speed_md
 from fgvc.benchmarking.speed import SpeedSpec, measure_speed
+from fgvc.benchmarking.steps import StepsOptions
+from fgvc.cli import friendly
+from fgvc.deploy.fast_infer import PATHS
 from fgvc.errors import BenchError, SpeedError
 
-# the report's computing part lives in fgvc.benchmarking.published; its names stay importable from here
+# the report's library lives in fgvc.benchmarking.published (computing) and .published_report (Markdown, chart);
+# its names stay importable from here
 __all__ = ["load_published", "read_run", "match_published", "is_subset", "write_report", "main", "compare_runs",
            "format_markdown", "draw_chart", "speed_spec", "PUBLISHED_COLUMNS", "BenchError", "SpeedError"]
 
-# subcommand -> (module, help); each module has add_arguments(parser) and run(args, command) -> int, and records its
+# subcommand -> help; each is measured by fgvc.benchmarking.<subcommand>.run(options, command), which records its
 # table through fgvc.benchmarking.results.finish_table (kind, batch, name, images_per_s, ratio, machine, command)
 SUBCOMMANDS = {
-    "pipeline": ("fgvc.benchmarking.pipeline", "images/s of fgvc's train/eval loaders vs a torchvision reference"),
-    "steps": ("fgvc.benchmarking.steps", "each method's training step time vs the plain baseline's"),
-    "infer": ("fgvc.benchmarking.infer", "inference paths (eager, channels-last, compile, TorchScript, ORT) vs eager"),
+    "pipeline": "images/s of fgvc's train/eval loaders vs a torchvision reference",
+    "steps": "each method's training step time vs the plain baseline's",
+    "infer": "inference paths (eager, channels-last, compile, TorchScript, ORT) vs eager",
 }
-
-TABLE_HEAD = ["run", "method", "backbone", "dataset (root)", "img", "epochs", "steps", "top-1", "top-5", "mean/class",
-              "train s", "train img/s", "published", "gap"]
-
-
-# ------------------------------------------------------------------- report
-def _fmt(v: Any, nd: int = 2) -> str:
-    if v is None or v == "":
-        return ""
-    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
-
-
-def _cells(r: ReportRow) -> list[str]:
-    """One table row: our numbers, the published number with its citation, the gap."""
-    marks = (" †" if r.subset else "") + ("" if r.finished else " ‡")
-    pub_cell = ""
-    if r.match in ("backbone", "other-backbone"):
-        pub_cell = f"{r.published:.1f}" + ("" if r.match == "backbone" else f" ({r.published_row['backbone']})")
-        pub_cell += f" [{r.cite}]"
-    elif r.match == "no-number":
-        pub_cell = f"n/a [{r.cite}]"  # the paper gives no number for this data set; the source list says why
-    return [f"`{r.run}`{marks}", r.method, r.backbone, f"{r.dataset} ({r.root})", _fmt(r.img_size),
-            _fmt(r.epochs), _fmt(r.steps), _fmt(r.top1), _fmt(r.top5), _fmt(r.mean_class_acc),
-            _fmt(r.train_seconds, 0), _fmt(r.images_per_s, 1), pub_cell,
-            f"{r.gap:+.1f}" if r.gap is not None else ""]
-
-
-def format_markdown(report: Report, generated: dt.datetime | None = None) -> str:
-    """The report's Markdown: the table, the honesty notes and the numbered published sources."""
-    generated = generated or dt.datetime.now()
-    lines = [
-        "# fgvc benchmark report", "",
-        f"Generated {generated.isoformat(timespec='seconds')} by `python -m fgvc.bench report` from "
-        f"{len(report.rows)} run(s); published numbers from `{report.published_csv}`. Accuracies in %, test split, "
-        "final-epoch model (final.json). `gap` = ours - published.", "",
-        "| " + " | ".join(TABLE_HEAD) + " |", "|" + "|".join("---" for _ in TABLE_HEAD) + "|",
-    ]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in report.rows]
-    lines.append("")
-    if report.any_subset:
-        lines += ["**† Not a like-for-like comparison.** These runs use a subset, mini or synthetic data set "
-                  "(`data.root` contains 'mini' or `data.name` is 'synthetic'): fewer classes and images, often "
-                  "lower resolution and far shorter schedules than the papers. Their accuracy and the gap say "
-                  "nothing about how the method compares with the published full-data-set number; they only show "
-                  "that the pipeline runs end to end.", ""]
-    if report.any_unfinished:
-        lines += ["‡ No final.json: the run did not finish (or its final evaluation failed); accuracy cells are "
-                  "empty.", ""]
-    notes = [f"`{r.run}`: trained at {r.img_size} px, the published number at {r.published_row['img_size']} px."
-             for r in report.rows if r.img_size_differs]
-    if notes:
-        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
-    if report.sources:
-        lines += ["Published numbers:", ""]
-        for i, row in enumerate(report.sources, start=1):
-            num = "no number" if row["top1"] is None else f"{row['top1']:.1f}"
-            size = f" at {row['img_size']} px" if row.get("img_size") else ""
-            venue = f", {row['venue']}" if row.get("venue") else ""
-            lines.append(f"{i}. {row['method']} / {row['backbone']} / {row['dataset']}{size}: {num}. "
-                         f"{row['source']}{venue}. {row['notes']}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def draw_chart(report: Report, path: str | Path) -> Path:
-    """Bar chart PNG of our test top-1 next to the published number, per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = report.rows
-    labels = [f"{r.run[:28]}{' †' if r.subset else ''}" for r in runs]
-    xs = range(len(runs))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(runs) + 2), 3.6))
-    w = 0.38
-    ax.bar([x - w / 2 for x in xs], [r.top1 or 0 for r in runs], w, label="ours (test top-1)")
-    ax.bar([x + w / 2 for x in xs], [r.published or 0 for r in runs], w, label="published", color="grey")
-    for x, r in zip(xs, runs):
-        for dx, v in ((-w / 2, r.top1), (w / 2, r.published)):
-            if v is None:
-                ax.text(x + dx, 1, "n/a", ha="center", fontsize=7, rotation=90)
-    ax.set_xticks(list(xs), labels, rotation=20, ha="right", fontsize=7)
-    ax.set_ylabel("top-1 (%)")
-    ax.set_ylim(0, 115)
-    ax.set_yticks(range(0, 101, 20))
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", ncol=2, frameon=False)
-    if report.any_subset:
-        ax.set_title("† subset/mini/synthetic data: not comparable with the published numbers", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_report(run_dirs: list[str | Path], published_csv: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Markdown table + bar chart (``out`` with ``.png``); returns both paths."""
-    report = compare_runs(run_dirs, published_csv)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(format_markdown(report))
-    return out, draw_chart(report, out.with_suffix(".png"))
 
 
 # ---------------------------------------------------------------------- CLI
+def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe YAML whose data section (data set, root, sizes, augmentation) is measured")
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override dotted recipe keys, e.g. --set data.root=../shared/data/flowers102-mini")
+    p.add_argument("--images", type=int, default=256, help="images per timed pass of each loader (default 256)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default data.num_workers)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default train.batch_size)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per row; the median is reported (default 3)")
+    p.add_argument("--levers", choices=["all", "none"], default="all",
+                   help="all: also time fgvc's train loader with each lever off (default); none: the four main rows")
+    p.add_argument("--label", default="", help="a label stored with every row (e.g. the data set)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where batches go (and uint8 batches are normalised): cpu (default) or cuda")
+
+
+def _steps_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe YAMLs whose methods are timed")
+    p.add_argument("--backbone", default=None, help="timm model name (default: the first recipe's model.backbone)")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: the first recipe's data.img_size)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the first recipe's train.batch_size)")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype (default fp32)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last layout (default: the first recipe's train.channels_last; auto is on for CNNs)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds, one step per row each (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
+    p.add_argument("--isolate", action="store_true",
+                   help="time each row in a process of its own in every round (see the module docstring)")
+    p.add_argument("--steps-per-process", type=int, default=3,
+                   help="with --isolate: timed steps per row and round, after --warmup (default 3)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--num-classes", type=int, default=200, help="classifier outputs (default 200, CUB's)")
+    p.add_argument("--label", default="", help="a label stored with every row (e.g. the backbone and size)")
+
+
+def _infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="run directory (or checkpoint file), or a recipe (.yaml: its pretrained or "
+                                   "random-init weights, untrained head)")
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override recipe keys, e.g. data.root=../shared/data/flowers102-mini")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
+    p.add_argument("--images", type=int, default=64, help="real test images timed and compared (default 64)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="paths to measure (default all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=0, help="timed calls per round (0: 20 at batch 1, else 5)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the row is their median")
+    p.add_argument("--label", default=None, help="a label stored with every row (default: the target as given), "
+                                                 "so that tables of different models stay apart in speed.md")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-bench", description="fgvc benchmark report and speed measurement.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -175,9 +127,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sp.add_argument("--compile", action="store_true", help="torch.compile the method (compile time is in the warm-up)")
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--results", default="benchmarks/results/speed.jsonl", help="JSON lines file to append to")
-    for name, (module, help_) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_)
-        importlib.import_module(module).add_arguments(p)
+    for name, add in (("pipeline", _pipeline_arguments), ("steps", _steps_arguments), ("infer", _infer_arguments)):
+        p = sub.add_parser(name, help=SUBCOMMANDS[name])
+        add(p)
         p.add_argument("--results", default=RESULTS, help=f"JSON lines file to append to (default {RESULTS})")
     tp = sub.add_parser("tables", help="write speed.md from the latest pipeline/steps/infer tables")
     tp.add_argument("--results", default=RESULTS, help="JSON lines file to read")
@@ -199,6 +151,28 @@ def speed_spec(args: argparse.Namespace) -> SpeedSpec:
                      channels_last=args.channels_last, compile=args.compile, num_classes=args.num_classes)
 
 
+def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
+    """The :class:`PipelineOptions` of parsed ``pipeline`` arguments."""
+    return PipelineOptions(recipe=args.recipe, sets=args.sets, images=args.images, workers=args.workers,
+                           batch=args.batch, repeats=args.repeats, levers=args.levers, label=args.label,
+                           device=args.device, results=args.results)
+
+
+def steps_options(args: argparse.Namespace) -> StepsOptions:
+    """The :class:`StepsOptions` of parsed ``steps`` arguments."""
+    return StepsOptions(recipes=args.recipes, backbone=args.backbone, img_size=args.img_size, batch=args.batch,
+                        amp=args.amp, channels_last=args.channels_last, device=args.device, repeats=args.repeats,
+                        warmup=args.warmup, isolate=args.isolate, steps_per_process=args.steps_per_process,
+                        threads=args.threads, num_classes=args.num_classes, label=args.label, results=args.results)
+
+
+def infer_options(args: argparse.Namespace) -> InferOptions:
+    """The :class:`InferOptions` of parsed ``infer`` arguments."""
+    return InferOptions(target=args.target, sets=args.sets, checkpoint=args.checkpoint, images=args.images,
+                        batches=args.batches, paths=args.paths, device=args.device, threads=args.threads,
+                        repeats=args.repeats, rounds=args.rounds, label=args.label, results=args.results)
+
+
 @friendly  # BenchError / SpeedError (user errors) -> one "error: ..." line, exit 2
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -211,21 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "tables":
         print(write_speed_md(args.results, args.out))
         return 0
-    if args.cmd in SUBCOMMANDS:
-        return int(importlib.import_module(SUBCOMMANDS[args.cmd][0]).run(args, "python -m fgvc.bench " + shlex.join(argv)))
-    import torch
-
+    command = "python -m fgvc.bench " + shlex.join(argv)
+    if args.cmd == "pipeline":
+        return pipeline.run(pipeline_options(args), command)
+    if args.cmd == "steps":
+        return steps.run(steps_options(args), command)
+    if args.cmd == "infer":
+        return infer.run(infer_options(args), command)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rec = measure_speed(speed_spec(args), command="python -m fgvc.bench " + shlex.join(argv))
+    rec = measure_speed(speed_spec(args), command=command)
     print(f"{rec['method']} / {rec['backbone']} at {rec['img_size']} px, batch {rec['batch']}, amp {rec['amp']}, "
           f"channels_last {rec['channels_last']}, compile {rec['compile']} on {rec['machine']['device_name']}: "
           f"train {rec['train_images_per_s']:.1f} img/s, inference {rec['infer_images_per_s']:.1f} img/s")
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-    print(path)
+    print(append_rows(args.results, [rec]))
     return 0
 
 

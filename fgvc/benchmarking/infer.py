@@ -18,10 +18,10 @@ a row with ``note`` instead of numbers, and the command goes on.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,36 +29,39 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fgvc.benchmarking.results import RESULTS, finish_table
+from fgvc.benchmarking.speed import machine_info
+from fgvc.deploy.fast_infer import PATHS, InferPath, auto_choice, build_path
+from fgvc.deploy.model_cost import median_ms
+from fgvc.deploy.parity import compare, parity_images, rel_tol_for
+from fgvc.engine.inference import TrainedRun
 from fgvc.errors import BenchError
 
-__all__ = ["add_arguments", "run", "measure", "time_paths"]
+__all__ = ["InferOptions", "run", "measure", "time_paths"]
 
 DEFAULT_REPEATS = {1: 20}  # timed calls per round at batch 1; 5 at larger batches
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from fgvc.deploy.fast_infer import PATHS
+@dataclass(frozen=True)
+class InferOptions:
+    """What ``python -m fgvc.bench infer`` measures (its flags, parsed by :mod:`fgvc.bench`)."""
 
-    p.add_argument("target", help="run directory (or checkpoint file), or a recipe (.yaml: its pretrained or "
-                                   "random-init weights, untrained head)")
-    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override recipe keys, e.g. data.root=../shared/data/flowers102-mini")
-    p.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
-    p.add_argument("--images", type=int, default=64, help="real test images timed and compared (default 64)")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
-    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="paths to measure (default all)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: torch's default)")
-    p.add_argument("--repeats", type=int, default=0, help="timed calls per round (0: 20 at batch 1, else 5)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the row is their median")
-    p.add_argument("--label", default=None, help="a label stored with every row (default: the target as given), "
-                                                 "so that tables of different models stay apart in speed.md")
+    target: str  # run directory, checkpoint file or recipe
+    sets: list[str] = field(default_factory=list)  # recipe overrides
+    checkpoint: str = "last"
+    images: int = 64  # real test images timed and compared
+    batches: list[int] = field(default_factory=lambda: [1, 32])
+    paths: list[str] = field(default_factory=lambda: list(PATHS))
+    device: str = "auto"
+    threads: int = 0  # torch and ONNX Runtime threads (0: torch's default)
+    repeats: int = 0  # timed calls per round (0: 20 at batch 1, else 5)
+    rounds: int = 3
+    label: str | None = None  # stored with every row (None: the target as given)
+    results: str | None = RESULTS  # JSON lines file appended to (None: not written)
 
 
 def time_paths(fns: dict[str, Callable[[Tensor], Any]], x: Tensor, repeats: int, rounds: int) -> dict[str, float]:
     """Median ms per call of each ``fns`` on ``x``: ``rounds`` interleaved rounds of :func:`median_ms`."""
-    from fgvc.deploy.model_cost import median_ms
-
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(max(rounds, 1)):
         for name, fn in fns.items():
@@ -84,9 +87,6 @@ def measure(trained: Any, images: Tensor, batches: list[int], paths: list[str], 
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """The rows of one table: ``images`` (``N, 3, S, S``, normalised, on the run's device) through each of ``paths``
     of ``trained`` (a :class:`TrainedRun`) at each batch size (see the module doc)."""
-    from fgvc.deploy.parity import compare, rel_tol_for
-    from fgvc.deploy.fast_infer import InferPath, auto_choice, build_path
-
     chunk = max(batches)
     built: dict[str, InferPath] = {}
     notes: dict[str, str] = {}
@@ -149,12 +149,8 @@ def _fastest_line(rows: list[dict[str, Any]], batch: int) -> str:
     return line
 
 
-def run(args: argparse.Namespace, command: str) -> int:
-    from fgvc.deploy.parity import parity_images
-    from fgvc.benchmarking.results import finish_table
-    from fgvc.engine.inference import TrainedRun
-    from fgvc.benchmarking.speed import machine_info
-
+def run(args: InferOptions, command: str) -> int:
+    """Measure, print and record the table of ``args`` (``command``: the command line stored with each row)."""
     if args.images < 1 or min(args.batches) < 1 or args.repeats < 0 or args.rounds < 1:
         raise BenchError("--images, --batches and --rounds must be >= 1 and --repeats >= 0")
     if not Path(args.target).exists():

@@ -29,40 +29,51 @@ falls on all rows alike. ``per_core`` divides by the worker processes (1 with ``
 """
 from __future__ import annotations
 
-import argparse
+import copy
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 
-__all__ = ["add_arguments", "run", "reference_transform", "ReferenceImages", "time_loader"]
+from fgvc import config
+from fgvc.benchmarking.results import RESULTS, finish_table
+from fgvc.benchmarking.speed import machine_info
+from fgvc.config import resolved_resize
+from fgvc.data import decode
+from fgvc.data.cache import open_cache
+from fgvc.engine import builder
+from fgvc.engine.device_input import batch_format, to_model_input
+from fgvc.engine.distributed import DistEnv
+from fgvc.engine.host_memory import keep_freed_memory
+from fgvc.errors import BenchError
+
+__all__ = ["PipelineOptions", "run", "reference_transform", "ReferenceImages", "time_loader"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe YAML whose data section (data set, root, sizes, augmentation) is measured")
-    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override dotted recipe keys, e.g. --set data.root=../shared/data/flowers102-mini")
-    p.add_argument("--images", type=int, default=256, help="images per timed pass of each loader (default 256)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default data.num_workers)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default train.batch_size)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes per row; the median is reported (default 3)")
-    p.add_argument("--levers", choices=["all", "none"], default="all",
-                   help="all: also time fgvc's train loader with each lever off (default); none: the four main rows")
-    p.add_argument("--label", default="", help="a label stored with every row (e.g. the data set)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="where batches go (and uint8 batches are normalised): cpu (default) or cuda")
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What ``python -m fgvc.bench pipeline`` measures (its flags, parsed by :mod:`fgvc.bench`)."""
+
+    recipe: str  # recipe YAML whose data section is measured
+    sets: list[str] = field(default_factory=list)  # recipe overrides
+    images: int = 256  # images per timed pass of each loader
+    workers: int | None = None  # DataLoader worker processes (None: data.num_workers)
+    batch: int | None = None  # batch size (None: train.batch_size)
+    repeats: int = 3  # timed passes per row; the median is reported
+    levers: str = "all"  # all: also each lever off; none: the main rows
+    label: str = ""  # stored with every row
+    device: str = "cpu"  # where batches go (and uint8 batches are normalised)
+    results: str | None = RESULTS  # JSON lines file appended to (None: not written)
 
 
 # ------------------------------------------------------------------ reference
 def reference_transform(cfg: dict[str, Any], train: bool, mean: Sequence[float], std: Sequence[float]) -> Any:
     """The torchvision pipeline a user would write for the recipe's sizes and augmentation."""
-    from torchvision import transforms as T
-
-    from fgvc.config import resolved_resize
-
     d, aug = cfg["data"], cfg["data"]["augment"]
     ops: list[Any]
     if train:
@@ -85,8 +96,6 @@ class ReferenceImages(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         path, label = self.items[i]
         with open(path, "rb") as f:
             img = Image.open(f).convert("RGB")
@@ -143,24 +152,15 @@ LEVERS = (Variant("fgvc"), Variant("fgvc, uint8 batches", uint8=True), Variant("
 def _fgvc_loader(cfg: dict[str, Any], split: str, train: bool, dc: dict[str, Any], v: Variant, n: int, batch: int,
                  workers: int, device: torch.device, channels_last: bool) -> tuple[DataLoader, Any]:
     """fgvc's loader for ``split`` as the trainer/evaluator builds it, restricted to its first ``n`` images."""
-    import copy
-
-    from fgvc.engine import builder
-    from fgvc.engine.distributed import DistEnv
-
     cfg = copy.deepcopy(cfg)
     cfg["data"]["reduced_decode"] = cfg["data"]["reduced_decode"] if v.reduced is None else v.reduced
     if not v.cache:
         cfg["data"]["cache"] = "off"
     ds = builder.build_split(cfg, split, train, None)
     ds.samples = _first(ds.samples, n)
-    from fgvc.engine.device_input import batch_format
-
     output = batch_format(device) if v.uint8 is None else "uint8" if v.uint8 else "float"
     ds.transform = builder.build_transform(cfg, train, dc, output=output)
     if ds.cache is not None:  # re-open on the subset: the lookup table then holds only these images
-        from fgvc.data.cache import open_cache
-
         ds.cache = open_cache(cfg["data"]["cache"] if cfg["data"]["cache"] is not True else "auto", cfg["data"]["root"],
                               [s.path for s in ds.samples])
     cl = channels_last and v.channels_last
@@ -168,21 +168,12 @@ def _fgvc_loader(cfg: dict[str, Any], split: str, train: bool, dc: dict[str, Any
                                channels_last=cl), ds
 
 
-def run(args: argparse.Namespace, command: str) -> int:
-    from fgvc import config
-    from fgvc.data import decode
-    from fgvc.engine import builder
-    from fgvc.benchmarking.results import finish_table
-    from fgvc.engine.device_input import batch_format, to_model_input
-    from fgvc.benchmarking.speed import machine_info
-    from fgvc.errors import BenchError
-
+def run(args: PipelineOptions, command: str) -> int:
+    """Measure, print and record the table of ``args`` (``command``: the command line stored with each row)."""
     for key in ("images", "repeats"):
         if getattr(args, key) < 1:
             raise BenchError(f"--{key} must be >= 1, got {getattr(args, key)}")
     cfg, _ = config.load_recipe(args.recipe, args.sets)
-    from fgvc.engine.host_memory import keep_freed_memory
-
     keep_freed_memory(args.device)  # as the trainer's process (CPU)
     cfg["model"]["pretrained"] = False  # only the backbone's data config (mean, std, input scale) is needed
     probe = builder.build_split(cfg, cfg["data"]["train_split"], False, None)
@@ -258,8 +249,6 @@ class _Entry:
 def _measure(entries: Sequence[_Entry], repeats: int, device: torch.device) -> None:
     """Each repeat times every loader once (interleaved: the load of a shared machine drifts over all rows alike);
     sets each row's ``images`` and median ``images_per_s``."""
-    from fgvc.data import decode
-
     for _ in range(max(repeats, 1)):
         for e in entries:
             previous = decode.use_simplejpeg(e.simplejpeg)  # forked workers and the main process decode alike
@@ -274,8 +263,6 @@ def _measure(entries: Sequence[_Entry], repeats: int, device: torch.device) -> N
 
 def _has_cache(cfg: dict[str, Any], split: str, train: bool, dc: dict[str, Any]) -> bool:
     """Whether a pre-resized cache would serve fgvc's loader of ``split`` (so a "no cache" row means something)."""
-    from fgvc.engine import builder
-
     ds = builder.build_split(cfg, split, train, None)
     if ds.cache is None:
         return False

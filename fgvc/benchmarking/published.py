@@ -3,7 +3,7 @@
 :func:`compare_runs` reads run directories and the published table and returns a :class:`Report`: one
 :class:`ReportRow` per run (our metrics, the matched published row, the gap, the subset / unfinished flags)
 and the published rows cited, numbered in order of first citation. Writing it as Markdown and drawing the
-bar chart is :mod:`fgvc.bench`'s job; nothing here imports torch or matplotlib.
+bar chart is :mod:`fgvc.benchmarking.published_report`'s job; nothing here imports matplotlib.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from fgvc.engine.rundir import read_metrics
 from fgvc.errors import BenchError
 
 __all__ = [
@@ -96,8 +97,6 @@ def match_published(rows: list[dict[str, Any]], method: str, backbone: str, data
 # --------------------------------------------------------------------- runs
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """config.yaml, final.json (None when absent) and metrics.jsonl rows of one run directory."""
-    from fgvc.engine.rundir import read_metrics
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():

@@ -19,13 +19,16 @@ import shlex
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import Any, Callable, Literal
 
+import torch
+
+from fgvc.engine.builder import build_method_from_cfg, part_backward, resolve_device
+from fgvc.engine.distributed import DistEnv
 from fgvc.engine.host_memory import keep_freed_memory
+from fgvc.engine.optim import build_stage_optimizer
 from fgvc.errors import SpeedError
-
-if TYPE_CHECKING:
-    import torch
+from fgvc.methods import build_method
 
 __all__ = ["SpeedError", "SpeedSpec", "Workload", "machine_info", "build_workload", "time_steps", "speed_record",
            "measure_speed"]
@@ -83,8 +86,6 @@ def _cpu_name() -> str:
 
 
 def machine_info(device: Any) -> dict[str, Any]:
-    import torch
-
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -105,9 +106,6 @@ class Workload:
 def _recipe_method(spec: SpeedSpec, recipe: dict[str, Any]) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The recipe's method on ``spec.backbone`` with random weights, in its one-stage objective ``main``, with the
     recipe's loss, ``loss.aux`` and optimizer (type, lr, momentum, weight decay), as the trainer builds them."""
-    from fgvc.engine.builder import build_method_from_cfg
-    from fgvc.engine.optim import build_stage_optimizer
-
     model = {**recipe["model"], "name": spec.method, "backbone": spec.backbone, "pretrained": False,
              "pretrained_file": None}
     method = build_method_from_cfg({**recipe, "model": model}, spec.num_classes, [1] * spec.num_classes)
@@ -119,12 +117,6 @@ def build_workload(spec: SpeedSpec, recipe: dict[str, Any] | None = None) -> Wor
 
     ``recipe`` (a loaded recipe): ``spec.method`` gets the recipe's model arguments, loss and optimizer
     (:func:`_recipe_method`); without one it has its default arguments, cross-entropy and SGD (momentum 0.9)."""
-    import torch
-
-    from fgvc.engine.builder import part_backward, resolve_device
-    from fgvc.engine.distributed import DistEnv
-    from fgvc.methods import build_method
-
     device = resolve_device(spec.device)
     keep_freed_memory(device)  # as the trainer does on the CPU (fgvc.engine.host_memory)
     if spec.amp == "fp16" and device.type != "cuda":

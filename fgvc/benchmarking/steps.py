@@ -24,40 +24,43 @@ busy machine).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
+import multiprocessing as mp
 import statistics
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from fgvc.config import load_recipe
-from fgvc.benchmarking.results import finish_table
+from fgvc.benchmarking.results import RESULTS, finish_table
 from fgvc.benchmarking.speed import SpeedSpec, Workload, build_workload, machine_info, time_steps
+from fgvc.config import load_recipe
 from fgvc.errors import SpeedError
+from fgvc.models.backbone import is_transformer_name
 
-__all__ = ["add_arguments", "run", "step_rows", "time_alone", "time_in_fresh_process"]
+__all__ = ["StepsOptions", "run", "step_rows", "time_alone", "time_in_fresh_process"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe YAMLs whose methods are timed")
-    p.add_argument("--backbone", default=None, help="timm model name (default: the first recipe's model.backbone)")
-    p.add_argument("--img-size", type=int, default=None, help="input size (default: the first recipe's data.img_size)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default: the first recipe's train.batch_size)")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype (default fp32)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last layout (default: the first recipe's train.channels_last; auto is on for CNNs)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds, one step per row each (default 5)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
-    p.add_argument("--isolate", action="store_true",
-                   help="time each row in a process of its own in every round (see the module docstring)")
-    p.add_argument("--steps-per-process", type=int, default=3,
-                   help="with --isolate: timed steps per row and round, after --warmup (default 3)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--num-classes", type=int, default=200, help="classifier outputs (default 200, CUB's)")
-    p.add_argument("--label", default="", help="a label stored with every row (e.g. the backbone and size)")
+@dataclass(frozen=True)
+class StepsOptions:
+    """What ``python -m fgvc.bench steps`` measures (its flags, parsed by :mod:`fgvc.bench`)."""
+
+    recipes: list[str]  # recipe YAMLs whose methods are timed
+    backbone: str | None = None  # timm model name (None: the first recipe's model.backbone)
+    img_size: int | None = None  # input size (None: the first recipe's data.img_size)
+    batch: int | None = None  # batch size (None: the first recipe's train.batch_size)
+    amp: str = "none"  # autocast dtype: none (fp32), bf16, fp16
+    channels_last: bool | None = None  # None: the first recipe's train.channels_last (auto: on for CNNs)
+    device: str = "auto"
+    repeats: int = 5  # timed rounds, one step per row each
+    warmup: int = 2  # untimed steps per row first
+    isolate: bool = False  # each row in a process of its own in every round (see the module docstring)
+    steps_per_process: int = 3  # with isolate: timed steps per row and round, after the warm-up
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    num_classes: int = 200  # classifier outputs (CUB's)
+    label: str = ""  # stored with every row
+    results: str | None = RESULTS  # JSON lines file appended to (None: not written)
 
 
 def _baseline_recipe(first: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +71,8 @@ def _baseline_recipe(first: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _specs(args: argparse.Namespace, first: dict[str, Any]) -> tuple[str, int, int, bool]:
+def _specs(args: StepsOptions, first: dict[str, Any]) -> tuple[str, int, int, bool]:
     """Backbone, input size, batch and layout: the flags, else the first recipe's."""
-    from fgvc.models.backbone import is_transformer_name
-
     backbone = args.backbone or first["model"]["backbone"]
     size = first["data"]["img_size"] if args.img_size is None else args.img_size
     batch = first["train"]["batch_size"] if args.batch is None else args.batch
@@ -117,13 +118,11 @@ def time_alone(spec: SpeedSpec, cfg: dict[str, Any], warmup: int, steps: int, th
 def time_in_fresh_process(spec: SpeedSpec, cfg: dict[str, Any], warmup: int, steps: int, threads: int = 0,
                           prepare: Callable[[Workload], None] | None = None) -> float:
     """:func:`time_alone` in a freshly spawned interpreter: nothing inherited from this process's heap."""
-    import multiprocessing as mp
-
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(time_alone, (spec, cfg, warmup, steps, threads, prepare))
 
 
-def _time_isolated(specs: list[SpeedSpec], cfgs: list[dict[str, Any]], args: argparse.Namespace
+def _time_isolated(specs: list[SpeedSpec], cfgs: list[dict[str, Any]], args: StepsOptions
                    ) -> list[list[float]]:
     """Seconds of a step of each row in each of ``args.repeats`` rounds, every row and round in its own process."""
     if args.steps_per_process < 1:
@@ -143,7 +142,7 @@ def _step_key(cfg: dict[str, Any]) -> str:
                       sort_keys=True, default=str)
 
 
-def step_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def step_rows(args: StepsOptions) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The table's rows (the baseline first) and the machine they were measured on. A recipe whose step is the
     plain one (or an earlier recipe's: same method, arguments, loss and optimizer) shares that row."""
     recipes = [load_recipe(path)[0] for path in args.recipes]
@@ -184,7 +183,8 @@ def step_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
     return rows, machine_info(device)
 
 
-def run(args: argparse.Namespace, command: str) -> int:
+def run(args: StepsOptions, command: str) -> int:
+    """Measure, print and record the table of ``args`` (``command``: the command line stored with each row)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     rows, machine = step_rows(args)
