@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from fgvc import config
 from fgvc.deploy.files import Staged, size_mb
 from fgvc.deploy.meta import Preprocessing, read_onnx_metadata
 from fgvc.deploy.runtime import OnnxModel, default_threads, latency_ms, top1_many
@@ -276,12 +277,12 @@ def quantize_run(run: Any, out: str | Path | None = None, *, fp32: str | Path | 
     if out.resolve() == fp32.resolve():
         raise DeployError(f"--out {out} is the fp32 file itself: choose another name")
     prep = Preprocessing.from_metadata(read_onnx_metadata(fp32), fp32)
-    datasets = {}
-    for split in (run.cfg["data"]["train_split"], run.cfg["data"]["test_split"]):
+    datasets, test_split = {}, config.scored_split(run.cfg)
+    for split in (run.cfg["data"]["train_split"], test_split):
         ds = copy.copy(run.dataset(split))
         ds.transform = prep.transform()  # the file's own preprocessing (its --img-size)
         datasets[split] = ds
-    train, test = datasets[run.cfg["data"]["train_split"]], datasets[run.cfg["data"]["test_split"]]
+    train, test = datasets[run.cfg["data"]["train_split"]], datasets[test_split]
     base = OnnxModel(fp32, threads)
     stages = {STATIC: Staged(out), DYNAMIC: Staged(out.with_name(f"{out.stem}.dynamic{out.suffix}"))}
     with stages[STATIC] as static_tmp, stages[DYNAMIC] as dynamic_tmp:
@@ -292,7 +293,7 @@ def quantize_run(run: Any, out: str | Path | None = None, *, fp32: str | Path | 
                     per_channel)
             _dynamic(pre, fp32, dynamic_tmp, per_channel)
         models = {FP32: base, STATIC: OnnxModel(static_tmp, threads), DYNAMIC: OnnxModel(dynamic_tmp, threads)}
-        log(f"top-1 on split '{run.cfg['data']['test_split']}' and latency ({threads} intra-op thread(s)) ...")
+        log(f"top-1 on split '{test_split}' and latency ({threads} intra-op thread(s)) ...")
         scores = top1_many(models, test, limit=test_images, num_workers=run.cfg["data"]["num_workers"])
         rows = [measure(v, m, scores[v], repeats, name="(discarded)" if v != FP32 else None)
                 for v, m in models.items()]

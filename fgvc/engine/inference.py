@@ -251,7 +251,7 @@ class TrainedRun:
             raise ValueError(f"unknown output field(s) {unknown}; choose from {OUTPUT_FIELDS}")
         ds = self.dataset(split, same_classes)
         env = self.runtime.env
-        bs = self.cfg["eval"]["batch_size"] or max(self.cfg["train"]["batch_size"] // env.world_size, 1)
+        bs = config.eval_batch_size(self.cfg, env.world_size)
         loader = builder.make_loader(_uint8_view(ds, self.data_config), bs, self.cfg["data"]["num_workers"],
                                      False, 0, env, self.runtime.device.type == "cuda",
                                      channels_last=self.runtime.channels_last)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
+from fgvc.config import scored_split
 from fgvc.registry import PROTOCOLS
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def build_protocol(name: str) -> Protocol:
 def split_roles(cfg: dict[str, Any], test_split: str | None = None) -> dict[str, str]:
     """The recipe's splits by role; ``test_split`` (e.g. ``--split val``) replaces the scored one."""
     d = cfg["data"]
-    roles = {"train": d["train_split"], "test": test_split or d["test_split"]}
+    roles = {"train": d["train_split"], "test": scored_split(cfg, test_split)}
     if d["val_split"]:
         roles["val"] = d["val_split"]
     return roles
