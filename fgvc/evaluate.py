@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import add_run_arguments, friendly
-from fgvc.deploy.fast_infer import add_backend_argument
+from fgvc.deploy.fast_infer import add_backend_argument, use_backend
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     split = roles["test"]
     tta = args.tta or run.cfg["eval"]["tta_flip"]
     dataset = run.dataset(split, protocol.needs_run_classes)
-    run.use_backend(args.backend, n_images=len(dataset))  # auto exports only where this many images repay it
+    use_backend(run, args.backend, n_images=len(dataset))  # auto exports only where this many images repay it
     for warning in flip_warnings(dataset, {"eval.tta_flip (--tta)": tta}):
         print(f"warning: {warning}", file=sys.stderr)
     result = protocol.evaluate(run, roles, tta)

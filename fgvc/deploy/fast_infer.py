@@ -8,7 +8,7 @@ The ways (:data:`PATHS`), each ``normalised images B, 3, S, S -> headline logits
 * ``torchscript`` / ``onnx``: the file :mod:`fgvc.deploy.export` writes, run by ``torch.jit`` / ONNX Runtime (CPU);
 * ``bf16`` / ``fp16``: PyTorch under autocast (approximate: never exact, never chosen; bench rows only).
 
-:class:`Backend` is what :meth:`TrainedRun.use_backend` installs for ``fgvc.evaluate`` and ``fgvc.predict``
+:class:`Backend` is what :func:`use_backend` installs on a :class:`~fgvc.engine.inference.TrainedRun` for ``fgvc.evaluate`` and ``fgvc.predict``
 (``--backend``, default ``auto``). ``auto`` considers ``onnx`` for a trained run evaluated on the CPU in fp32, the
 fastest exact path ``fgvc.bench infer`` measured there (tf_efficientnet_lite0, 160 px, 2 cores), and runs it only
 where it pays back (:mod:`fgvc.deploy.auto_backend`): a file already cached for these weights, or enough images that
@@ -44,10 +44,16 @@ import torch
 from torch import Tensor
 
 from fgvc.deploy.auto_backend import decide, export_seconds, record_export_seconds
+from fgvc.deploy.export import FORMATS, PredictionHead, export_run
+from fgvc.deploy.meta import Preprocessing
+from fgvc.deploy.model_cost import logits_fn
+from fgvc.deploy.runtime import OnnxModel, TorchScriptModel
+from fgvc.deploy.parity import compare, rel_tol_for
+from fgvc.engine.inference import TrainedRun, flip_average
 from fgvc.errors import DeployError
 from fgvc.methods.base import Outputs
 
-__all__ = ["PATHS", "BACKENDS", "InferPath", "PathUnavailable", "pytorch_path", "auto_choice", "weights_key",
+__all__ = ["use_backend", "PATHS", "BACKENDS", "InferPath", "PathUnavailable", "pytorch_path", "auto_choice", "weights_key",
            "cached_file", "exported_file", "build_path", "check_available", "Backend", "add_backend_argument"]
 
 PATHS = ("eager", "channels_last", "compile", "torchscript", "onnx", "bf16", "fp16")
@@ -113,15 +119,11 @@ def _temp_folder() -> Path:
 
 def _cache_paths(run: Any, fmt: str, folder: Path) -> tuple[Path, Path]:
     """``folder/<checkpoint>-<weights>.<ext>`` and the ``.key`` file beside it."""
-    from fgvc.deploy.export import FORMATS
-
     path = folder / f"{run.checkpoint}-{run.weights}{FORMATS[fmt]}"
     return path, path.with_name(path.name + ".key")
 
 
 def _run_key(run: Any, fmt: str) -> str:
-    from fgvc.deploy.meta import Preprocessing
-
     return weights_key(run, fmt, Preprocessing.from_run(run).img_size)
 
 
@@ -144,8 +146,6 @@ def exported_file(run: Any, fmt: str, folder: Path | None = None, cache: bool = 
     temporary folder). ``cache``: reuse ``<checkpoint>-<weights>.<ext>`` in ``folder`` when its key
     (:func:`weights_key`) matches (:func:`cached_file`), else export it, write the key beside it and record the
     export's seconds (:func:`fgvc.deploy.auto_backend.record_export_seconds`)."""
-    from fgvc.deploy.export import export_run
-
     folder = folder or _temp_folder()
     path, key_file = _cache_paths(run, fmt, folder)
     key = _run_key(run, fmt) if cache else ""  # hashed once: the check and the key written after the export
@@ -164,9 +164,6 @@ def exported_file(run: Any, fmt: str, folder: Path | None = None, cache: bool = 
 
 def _compiled(run: Any) -> Callable[[Tensor], Tensor]:
     """``torch.compile`` of the run's headline in its own layout (compiled at the first call of each input shape)."""
-    from fgvc.deploy.export import PredictionHead
-    from fgvc.deploy.meta import Preprocessing
-
     rt = run.runtime
     layout = torch.channels_last if rt.channels_last else torch.contiguous_format
     size = Preprocessing.from_run(run).img_size
@@ -182,8 +179,6 @@ def _compiled(run: Any) -> Callable[[Tensor], Tensor]:
 
 
 def _file_fn(run: Any, fmt: str, path: Path) -> Callable[[Tensor], Tensor]:
-    from fgvc.deploy.runtime import OnnxModel, TorchScriptModel
-
     model = OnnxModel(path, run.runtime.threads or None) if fmt == "onnx" else TorchScriptModel(path)
 
     def fn(images: Tensor) -> Tensor:
@@ -196,8 +191,6 @@ def build_path(run: Any, name: str, folder: Path | None = None, cache: bool = Fa
     """The path ``name`` (:data:`PATHS`) of ``run``; the PyTorch ones work on copies of the method, ``compile`` and
     the exported files on the run's own (``folder`` / ``cache``: see :func:`exported_file`).
     :class:`PathUnavailable` when it cannot run here."""
-    from fgvc.deploy.model_cost import logits_fn
-
     device = run.runtime.device
     if name in ("eager", "channels_last"):
         return InferPath(name, logits_fn(run.method, device, name == "channels_last"),
@@ -308,13 +301,11 @@ class Backend:
         self.why, self.state = f"{self.name} {why}: PyTorch ran instead", "failed"
 
     def _fast(self, images: Tensor, tta: bool) -> Outputs:
-        from fgvc.engine.inference import _flip_average
-
         x = self.run.inputs(images)
         out = Outputs({self.headline: self.path.fn(x)}, self.headline, None, None)  # type: ignore[union-attr,arg-type]
         if tta:
             flipped = self.path.fn(torch.flip(x, dims=[3]))  # type: ignore[union-attr]
-            out = _flip_average(out, Outputs({self.headline: flipped}, self.headline, None, None))  # type: ignore
+            out = flip_average(out, Outputs({self.headline: flipped}, self.headline, None, None))  # type: ignore
         return out
 
     def outputs(self, images: Tensor, tta: bool = False, every_head: bool = False) -> Outputs:
@@ -340,8 +331,6 @@ class Backend:
             except Exception as e:
                 self._fail(f"failed on the first batch ({_first_line(e)})")
                 return ref
-            from fgvc.deploy.parity import compare, rel_tol_for
-
             self.report = compare(ref.prediction.float().cpu().numpy(), got.numpy(),
                                   rel_tol_for(self.run.runtime.device))
             if self.report.passed:
@@ -370,3 +359,13 @@ class Backend:
         elif self.why:
             line += f"; {self.why}"
         return line
+
+
+def use_backend(run: TrainedRun, name: str = "auto", n_images: int | None = None,
+                log: Callable[[str], None] | None = None) -> Backend:
+    """Compute ``run``'s logits-only passes (:meth:`~fgvc.engine.inference.TrainedRun.infer_logits`, ``collect`` of
+    ``logits`` alone) on the inference path ``name`` (:data:`BACKENDS`; ``auto``: the fastest exact one that pays
+    back for ``n_images`` images, :mod:`fgvc.deploy.auto_backend`; ``log``: where its choice is said, default
+    stderr); returns the :class:`Backend`, also kept as ``run.backend``."""
+    run.backend = Backend(run, name, n_images, log)
+    return run.backend

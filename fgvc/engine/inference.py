@@ -97,7 +97,7 @@ class Collected:
         return self.logits[self.headline]
 
 
-def _flip_average(out: Outputs, flipped: Outputs) -> Outputs:
+def flip_average(out: Outputs, flipped: Outputs) -> Outputs:
     """TTA: logits as the log of the mean of both views' probabilities, embeddings averaged; the rest unflipped."""
     logits = {k: (v.float().softmax(1) + flipped.logits[k].float().softmax(1)).log() for k, v in out.logits.items()}
     emb = None if out.embedding is None else (out.embedding.float() + flipped.embedding.float()) / 2
@@ -118,7 +118,7 @@ class TrainedRun:
         self.class_names, self.run_dir = list(class_names), run_dir
         self.checkpoint, self.weights, self.recipe = checkpoint, weights, recipe
         self.datasets: dict[str, Any] = {}  # eval-transformed splits, built once
-        self.backend: Any = None  # fgvc.deploy.fast_infer.Backend set by use_backend (None: infer() throughout)
+        self.backend: Any = None  # a fgvc.deploy.fast_infer.Backend, installed by fgvc.deploy.fast_infer.use_backend (None: infer() throughout)
 
     @classmethod
     def load(cls, target: str | Path, checkpoint: str = "last", overrides: Iterable[str] = (),
@@ -212,7 +212,7 @@ class TrainedRun:
         with autocast(self.runtime.device, self.runtime.amp):
             out = self.method.infer(x)
             if tta:
-                out = _flip_average(out, self.method.infer(torch.flip(x, dims=[3])))
+                out = flip_average(out, self.method.infer(torch.flip(x, dims=[3])))
         return out
 
     def inputs(self, images: Tensor) -> Tensor:
@@ -223,20 +223,9 @@ class TrainedRun:
         return to_model_input(images, self.runtime.device, self.data_config["mean"], self.data_config["std"],
                               self.runtime.channels_last)
 
-    def use_backend(self, name: str = "auto", n_images: int | None = None,
-                    log: Callable[[str], None] | None = None) -> Any:
-        """Compute logits-only passes (:meth:`infer_logits`, ``collect`` of ``logits`` alone) on the inference path
-        ``name`` (:data:`fgvc.deploy.fast_infer.BACKENDS`; ``auto``: the fastest exact one that pays back for
-        ``n_images`` images, :mod:`fgvc.deploy.auto_backend`; ``log``: where its choice is said, default stderr);
-        returns the Backend."""
-        from fgvc.deploy.fast_infer import Backend
-
-        self.backend = Backend(self, name, n_images, log)
-        return self.backend
-
     def infer_logits(self, images: Tensor, tta: bool = False, every_head: bool = False) -> Outputs:
         """:class:`Outputs` of one batch where only the headline logits (``every_head``: all logits) are needed, on the
-        backend of :meth:`use_backend` (its other fields may be None), else :meth:`infer`'s."""
+        backend that :func:`fgvc.deploy.fast_infer.use_backend` installed (its other fields may be None), else :meth:`infer`'s."""
         if self.backend is None:
             return self.infer(images, tta)
         return self.backend.outputs(images, tta, every_head)

@@ -14,7 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+import torch
+from PIL import Image
 from torch import Tensor
+
+from fgvc.deploy.fast_infer import use_backend
+from fgvc.deploy.meta import Preprocessing
+from fgvc.deploy.predictor import OnnxPredictor
+from fgvc.deploy.run_predictor import RunModel
+from fgvc.engine.environment import package_version
+from fgvc.engine.inference import TrainedRun
+from fgvc.vis.cam import cam_maps
+from fgvc.vis.overlay import denormalize, heat_overlay
 
 __all__ = ["ServedModel", "load_model", "cam_data_url"]
 
@@ -39,12 +51,6 @@ class ServedModel:
 def cam_data_url(run: Any, image: Tensor) -> str:
     """The Grad-CAM overlay (:func:`fgvc.vis.cam.cam_maps`, the predicted class) of one preprocessed ``image``
     (``3 x S x S``) on the image itself, as a ``data:image/png;base64,...`` URL."""
-    import numpy as np
-    from PIL import Image
-
-    from fgvc.vis.cam import cam_maps
-    from fgvc.vis.overlay import denormalize, heat_overlay
-
     heat = cam_maps(run, image[None], None, "gradcam")[0]  # S, S in [0, 1]
     picture = denormalize(image, run.data_config["mean"], run.data_config["std"])  # S, S, 3 in [0, 1]
     overlay = (np.clip(heat_overlay(picture, heat), 0.0, 1.0) * 255).round().astype(np.uint8)
@@ -54,8 +60,6 @@ def cam_data_url(run: Any, image: Tensor) -> str:
 
 
 def _version() -> str:
-    from fgvc.engine.environment import package_version
-
     return package_version("fgvc") or "unknown"  # None: a source checkout on PYTHONPATH, not installed
 
 
@@ -65,8 +69,6 @@ def load_model(target: Path, checkpoint: str = "last", sets: Sequence[str] = (),
     """Load ``target`` (a run directory / checkpoint, or an ``.onnx`` file) as ``fgvc.predict`` does; ``threads``:
     ONNX Runtime's intra-op threads for a file, torch's for a run (default: torch's thread count)."""
     if target.suffix.lower() == ".onnx" and target.is_file():
-        from fgvc.deploy.predictor import OnnxPredictor
-
         onnx = OnnxPredictor(target, **(onnx_options or {}), threads=threads)
         meta = onnx.meta
         info = {"target": target.name, "format": "onnx", "method": meta.get("fgvc_method"),
@@ -74,16 +76,10 @@ def load_model(target: Path, checkpoint: str = "last", sets: Sequence[str] = (),
                 "backend": onnx.describe(), "version": _version(), "cam": False}
         return ServedModel(onnx.transform, list(onnx.class_names), onnx.probabilities, info, onnx.prep.img_size)
 
-    import torch
-
-    from fgvc.deploy.meta import Preprocessing
-    from fgvc.engine.inference import TrainedRun
-    from fgvc.predict import RunModel
-
     if threads is not None:
         torch.set_num_threads(threads)
     trained = TrainedRun.load(target, checkpoint, list(sets), weights)
-    trained.use_backend(backend)  # the number of images is not known: auto runs a cached export or PyTorch
+    use_backend(trained, backend)  # the number of images is not known: auto runs a cached export or PyTorch
     run = RunModel(trained)
     img_size = Preprocessing.from_run(trained).img_size
     info = {"target": target.name, "format": "run", "method": trained.cfg["model"]["name"],

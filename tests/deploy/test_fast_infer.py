@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fgvc.deploy.fast_infer import use_backend
 from fgvc.engine.inference import TrainedRun
 from fgvc.evaluate import main as evaluate_main
 from fgvc.predict import main as predict_main
@@ -108,7 +109,7 @@ def test_a_disagreeing_path_is_never_used(run_dir, monkeypatch):
 
     monkeypatch.setattr(fast_infer, "build_path", wrong)
     run = TrainedRun.load(run_dir)
-    backend = run.use_backend("compile")
+    backend = use_backend(run, "compile")
     images = torch.stack([run.dataset("test")[i][0] for i in range(4)])
     reference = run.infer(images).prediction
     for _ in range(2):
@@ -122,7 +123,7 @@ def test_a_multi_head_method_keeps_every_prediction_without_exporting(data_root,
     run_dir = tiny_run(data_root, "model.name=wsdan", "model.args={num_attentions: 4}")
     run = TrainedRun.load(run_dir)
     eager = run.collect("test", ["logits"])
-    backend = run.use_backend("onnx")
+    backend = use_backend(run, "onnx")
     got = run.collect("test", ["logits"])
     assert set(got.logits) == {"refined", "raw"} and torch.equal(got.prediction, eager.prediction)
     assert backend.ran == "channels_last" and "computes the headline only" in backend.describe()
