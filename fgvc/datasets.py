@@ -24,6 +24,19 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from fgvc.config import parse_yaml
+from fgvc.data import DataError, build_dataset
+from fgvc.data.audit import audit_dataset
+from fgvc.data.cache import build_cache, check_cache
+from fgvc.data.check import check_dataset, detect_layout, summarize
+from fgvc.data.convert import convert
+from fgvc.data.download import fetch
+from fgvc.data.phash import DEFAULT_MAX_DISTANCE
+from fgvc.data.synthetic import make_synthetic
+from fgvc.errors import UserError
+from fgvc.protocols.mislabel_check import load_audit_run, model_mislabels
+from fgvc.vis.audit_report import summary_paragraph, write_all
+
 __all__ = ["main"]
 
 NAMES = ("cub200", "flowers102", "folder", "csv", "synthetic")
@@ -127,9 +140,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _data_args(items: Sequence[str]) -> dict[str, Any]:
     """``--arg KEY=VALUE`` items as data.args (values parsed as YAML)."""
-    from fgvc.config import parse_yaml
-    from fgvc.data import DataError
-
     kwargs: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -140,15 +150,11 @@ def _data_args(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from fgvc.data.download import fetch
-
     fetch(a.name, a.root, a.archive, progress=not a.no_progress, force=a.force)
     return 0
 
 
 def _make_synthetic(a: argparse.Namespace) -> int:
-    from fgvc.data.synthetic import make_synthetic
-
     out = make_synthetic(a.output, a.num_classes, a.images_per_class, a.render_size, a.part_size_frac,
                          a.test_fraction, a.seed, progress=not a.no_progress)
     print(f"synthetic set written to {out} (read it with data.name=cub200 or synthetic, data.root={out})")
@@ -156,8 +162,6 @@ def _make_synthetic(a: argparse.Namespace) -> int:
 
 
 def _check(a: argparse.Namespace) -> int:
-    from fgvc.data.check import check_dataset, detect_layout, summarize
-
     name = detect_layout(Path(a.root)) if a.name == "auto" else a.name
     kwargs: dict[str, Any] = {"manifest": a.manifest} if a.manifest else {}
     print(f"checking {name} at {a.root}", file=sys.stderr)
@@ -174,8 +178,6 @@ def _check(a: argparse.Namespace) -> int:
 
 
 def _info(a: argparse.Namespace) -> int:
-    from fgvc.data import DataError, build_dataset
-
     kwargs = _data_args(a.arg)
     sets = {}
     for split in ("train", "val", "test", "trainval"):
@@ -199,68 +201,16 @@ def _info(a: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(a: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
-    """The run of ``--run`` (through TrainedRun) reading ROOT in full, its data set name and its data.args."""
-    import json
-
-    from fgvc.data import DataError
-    from fgvc.engine.inference import TrainedRun
-
-    overrides = [f"data.root={json.dumps(str(a.root))}", "data.max_images=null", "data.on_bad_image=skip"]
-    run = TrainedRun.load(a.run, a.checkpoint, overrides + [f"data.args.{item}" for item in a.arg])
-    name = run.cfg["data"]["name"]
-    if a.name not in ("auto", name):
-        raise DataError(f"--run {a.run} was trained on data set '{name}', not '{a.name}': audit it as "
-                        f"`audit auto {a.root} --run {a.run}` (or `audit {name} ...`)")
-    return run, name, dict(run.cfg["data"]["args"])
-
-
-def _mislabels(run: Any, audit: Any, a: argparse.Namespace) -> list[Any]:
-    """One pass of the run over every audited split; :func:`fgvc.data.audit.mislabel_findings` on its outputs."""
-    import os
-
-    import numpy as np
-
-    from fgvc.data import DataError
-    from fgvc.data.audit import mislabel_findings
-
-    items = audit.items
-    row = {(it.split, os.path.abspath(it.path)): i for i, it in enumerate(items)}
-    probs = np.zeros((len(items), len(run.class_names)), dtype=np.float32)
-    emb: Any = None
-    valid = np.zeros(len(items), dtype=bool)
-    for split in dict.fromkeys(it.split for it in items):
-        ds = run.dataset(split)  # the run's classes, or a ConfigError
-        ds.bad_log = None  # unreadable images are the audit's findings, not the run's log
-        got = run.collect(split, ("logits", "embedding"), desc=f"model on {split}")
-        if got.embedding is None:
-            raise DataError(f"--run {a.run}: the method gives no embeddings, so no neighbours can be compared")
-        emb = np.zeros((len(items), got.embedding.shape[1]), dtype=np.float32) if emb is None else emb
-        p, e = got.prediction.float().softmax(1).numpy(), got.embedding.numpy()
-        for r, s in enumerate(ds.samples):
-            i = row.get((split, os.path.abspath(s.path)))
-            if i is not None and audit.infos[i].error is None:  # a bad image's row holds the next image's outputs
-                probs[i], emb[i], valid[i] = p[r], e[r], True
-    train = {os.path.abspath(s.path) for s in run.dataset(run.cfg["data"]["train_split"]).samples}
-    gallery = np.array([os.path.abspath(it.path) in train for it in items])
-    return mislabel_findings(items, probs, emb, valid, gallery, run.class_names, a.k, a.confidence, a.min_agree)
-
-
 def _audit(a: argparse.Namespace) -> int:
-    from fgvc.data.audit import audit_dataset
-    from fgvc.vis.audit_report import summary_paragraph, write_all
-    from fgvc.data.phash import DEFAULT_MAX_DISTANCE
-
-    run, name, kwargs = _load_run(a) if a.run else (None, a.name, _data_args(a.arg))
+    run, name, kwargs = (load_audit_run(a.run, a.checkpoint, a.root, a.name, a.arg) if a.run
+                         else (None, a.name, _data_args(a.arg)))
     distance = DEFAULT_MAX_DISTANCE if a.max_distance is None else a.max_distance
     if name == "auto":
-        from fgvc.data.check import detect_layout
-
         name = detect_layout(a.root)
     print(f"auditing {name} at {a.root}", file=sys.stderr)
     audit = audit_dataset(name, a.root, kwargs, distance, progress=not a.no_progress, workers=a.workers)
     if run is not None:
-        audit.findings += _mislabels(run, audit, a)
+        audit.findings += model_mislabels(run, audit, a.k, a.confidence, a.min_agree, a.run)
         audit.settings["mislabel"] = {"run": str(a.run), "checkpoint": a.checkpoint, "confidence": a.confidence,
                                       "k": a.k, "min_agree": a.min_agree}
     out = write_all(audit, a.output)
@@ -269,8 +219,6 @@ def _audit(a: argparse.Namespace) -> int:
 
 
 def _cache(a: argparse.Namespace) -> int:
-    from fgvc.data.cache import build_cache, check_cache
-
     if a.check:
         report = check_cache(a.root, a.max_side, a.output)
         print("\n".join(report.lines()))
@@ -286,16 +234,12 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _convert(a: argparse.Namespace) -> int:
-    from fgvc.data.convert import convert
-
     print("\n".join(convert(a.name, a.root, a.to, a.output, copy=a.copy).lines()))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from fgvc.errors import UserError
-
     handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info,
                "audit": _audit, "cache": _cache, "convert": _convert}[args.command]
     try:
