@@ -29,9 +29,11 @@ import socket
 import sys
 from typing import Any, Iterator
 
-from fgvc.cli import friendly
-from fgvc.errors import UserError
-from fgvc.predict import add_model_source_arguments, model_source
+from fgvc.cli import add_model_source_arguments, add_threads, friendly, model_source
+from fgvc.errors import ServeError  # defined with every user error; importable here as before
+from fgvc.extras import require
+from fgvc.serving.limits import Limits
+from fgvc.serving.model import load_model
 
 __all__ = ["ServeError", "main", "parse_args", "TOKEN_ENV"]
 
@@ -39,17 +41,11 @@ TOKEN_ENV = "FGVC_SERVE_TOKEN"
 GRACEFUL_S = 30  # seconds in-flight requests get to finish after SIGTERM
 
 
-class ServeError(UserError, ValueError):
-    """A server that cannot start as asked (a bad flag, a port in use, the serve extra missing)."""
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from fgvc.serving.limits import Limits
-
     d = Limits()
     ap = argparse.ArgumentParser(prog="fgvc-serve", description="Serve a trained fgvc run (or its .onnx export) "
                                  "over HTTP, with dynamic batching and a web page.")
-    ap.add_argument("target", help="run directory (or a checkpoint file) of a trained run, or an .onnx file")
+    add_model_source_arguments(ap)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one, printed)")
     ap.add_argument("--max-batch", type=int, default=32, help="images per forward pass at most (default 32)")
@@ -65,13 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"images per request at most (default {d.max_files})")
     ap.add_argument("--token", default=None,
                     help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV} when set, else none)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="threads of a forward pass: ONNX Runtime's intra-op threads for an .onnx file, torch's for a "
-                         "run (default: torch's thread count, the machine's cores)")
+    add_threads(ap, "of a forward pass: ONNX Runtime's intra-op threads for an .onnx file, torch's for a run")
     ap.add_argument("--decode-threads", type=int, default=None, help="threads decoding uploads (default: cores, <= 4)")
     ap.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn's log level (default warning; info logs every request)")
-    add_model_source_arguments(ap)
     return ap.parse_args(argv)
 
 
@@ -144,8 +137,6 @@ def _server_class() -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _check(args)
-    from fgvc.extras import require
-
     require("fastapi", "fastapi", "serving a model", extra="serve")
     require("uvicorn", "uvicorn", "serving a model", extra="serve")
     require("python_multipart", "python-multipart", "serving a model", extra="serve")
@@ -155,9 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvicorn
 
+        # fgvc.serving.app imports fastapi, an optional package (the serve extra): imported once require() found it
         from fgvc.serving.app import Settings, create_app, default_decode_threads
-        from fgvc.serving.limits import Limits
-        from fgvc.serving.model import load_model
 
         onnx_options = {"img_size": args.img_size, "mean": args.mean, "std": args.std, "crop_pct": args.crop_pct,
                         "classes": args.classes}

@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.datastructures import Headers, UploadFile
 
 from fgvc.errors import UserError
-from fgvc.predict import Item
+from fgvc.deploy.run_predictor import Item
 from fgvc.serving.batching import Batcher
 from fgvc.serving.limits import Limits, UploadError, decode_upload, upload_label
 from fgvc.serving.metrics import Metrics
