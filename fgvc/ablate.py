@@ -18,7 +18,11 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import friendly
+from fgvc.engine.rundir import setup_logging
 from fgvc.errors import ConfigError
+from fgvc.experiments.ablate import describe_plan, measure, plan_runs, run_study
+from fgvc.experiments.plan import parse_step, resolve_rows, steps_from_file
+from fgvc.experiments.table import collect, markdown, write_tables
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,11 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from fgvc.engine.rundir import setup_logging
-    from fgvc.experiments.ablate import describe_plan, measure, plan_runs, run_study
-    from fgvc.experiments.plan import parse_step, resolve_rows, steps_from_file
-    from fgvc.experiments.table import collect, markdown, write_tables
-
     setup_logging(None)
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
