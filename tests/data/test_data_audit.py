@@ -147,6 +147,7 @@ def test_mislabelled_needs_a_confident_model_and_agreeing_neighbours():
     assert mislabel_findings(lone, p, e, np.ones(3, bool), np.ones(3, bool), ["c0", "c1"], k=1, min_agree=1) == []
 
 
+@pytest.mark.slow  # hashes the real mini set: ~1-4 s
 def test_real_cub_mini_claims_no_near_duplicates(shared_data):
     """cub200-mini (1,188 real photos): no duplicate pairs at the default distance (inspected: its closest distinct
     photos, two Scissor-tailed Flycatchers, are 8 bits apart), nothing unreadable, no size outliers."""

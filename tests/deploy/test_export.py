@@ -87,6 +87,7 @@ def test_cli_export_metadata_and_preprocessing(deploy_run, tmp_path, capsys):
     torch.testing.assert_close(Preprocessing.from_metadata(meta, out).transform()(image), expected)
 
 
+@pytest.mark.slow  # ~3-6 s
 def test_static_batch_and_img_size(deploy_run, tmp_path, capsys):
     out = tmp_path / "static.onnx"
     assert export_main([str(deploy_run), "--static-batch", "4", "--img-size", "64", "--out", str(out)]) == 0
@@ -99,6 +100,7 @@ def test_static_batch_and_img_size(deploy_run, tmp_path, capsys):
     assert meta["batch"] == 4 and meta["img_size"] == 64 and meta["resize"] == 72  # the run's crop share kept
 
 
+@pytest.mark.slow  # ~3-5 s
 def test_static_batch_parity_runs_pytorch_batched(deploy_run, tmp_path, monkeypatch):
     """A --static-batch 1 file is checked against PyTorch run on the parity images in one batch (not one pass per
     image, which made a static export of lite0 several times slower than a dynamic one), every PyTorch batch before

@@ -66,6 +66,7 @@ def test_pruned_run_is_smaller_loads_and_evaluates_as_reported(run_dir, pruned, 
     assert evaluated["top1"] == pytest.approx(after["top1"]) == pytest.approx(final["top1"])
 
 
+@pytest.mark.slow  # trains twice: ~2-4 s
 def test_fine_tune_trains_and_resumes_exactly(run_dir, tmp_path, crash_after_step, capsys):
     args = [str(run_dir), "--amount", "0.3", "--finetune-epochs", "2", "--set", "train.checkpoint_every_steps=1"]
     full, part = tmp_path / "full", tmp_path / "part"

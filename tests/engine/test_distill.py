@@ -190,6 +190,7 @@ def test_distill_keys_are_set_one_by_one_and_default(tmp_path, data_root, tiny_r
 
 
 # ------------------------------------------------------------------------ (d) resume
+@pytest.mark.slow  # trains twice: ~1-3 s
 def test_a_distilled_run_resumes_exactly(tmp_path, data_root, teacher, tiny_recipe, crash_after_step):
     recipe = _student(tmp_path, data_root, tiny_recipe, teacher, "")
     sets = ["--set", "train.epochs=2", "train.checkpoint_every_steps=1"]

@@ -105,6 +105,7 @@ def test_predict_gives_the_old_probabilities_without_the_data(tmp_path, capsys):
     assert_same_predictions(capsys.readouterr().out.splitlines())
 
 
+@pytest.mark.slow  # an ONNX export: ~3-6 s
 def test_export_to_onnx_and_predict_with_it(tmp_path, data_root, capsys):
     pytest.importorskip("onnx", reason="the deploy extra (onnx) is not installed")
     pytest.importorskip("onnxruntime", reason="the deploy extra (onnxruntime) is not installed")

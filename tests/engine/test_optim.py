@@ -93,6 +93,7 @@ def test_bad_decay_values_are_refused(bad) -> None:
         apply_layer_decay(mark_backbone_layers(m.optimizer_groups("main", 1.0), m), bad, LR)
 
 
+@pytest.mark.slow  # trains: ~1-3 s
 def test_the_recipe_key_and_the_training_log(synthetic_set, tiny_recipe, tiny_run, tmp_path) -> None:
     root = synthetic_set(images_per_class=4)
     cfg, _ = config.load_recipe(tiny_recipe(tmp_path / "r.yaml", root), ["train.layer_decay=0.65"])

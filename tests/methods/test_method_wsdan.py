@@ -108,6 +108,7 @@ def test_top_channels_init_selects_the_most_active_feature_channels():
     m.training_step(x, torch.tensor([0, 1, 2, 3]))  # later steps train it, never re-select
 
 
+@pytest.mark.slow  # builds Inception-v3: ~1-4 s
 def test_pretrained_layer_init_copies_inception_mixed7a_reduction(tmp_path):
     """Inception-v3 (the paper's backbone): the attention conv + BN are the first M channels of Mixed_7a's
     768 -> 192 reduction, read from the weight file (the features_only model drops Mixed_7a)."""

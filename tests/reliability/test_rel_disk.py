@@ -39,7 +39,8 @@ class _FullDisk:
         return getattr(self.f, name)
 
 
-@pytest.mark.parametrize("fail_at", [4, 6])  # a step checkpoint, and the epoch-end save after step 5
+# fail_at: a step checkpoint, and the epoch-end save after step 5 (each trains: ~1.5-3 s)
+@pytest.mark.parametrize("fail_at", [4, pytest.param(6, marks=pytest.mark.slow)])
 def test_full_disk_while_saving_keeps_previous_checkpoint(tmp_path, capsys, monkeypatch, torch_globals, fail_at):
     cfg = base_recipe(copy_data(tmp_path / "data"))
     cfg["train"].update(checkpoint_every_steps=1, scheduler="none")

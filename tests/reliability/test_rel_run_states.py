@@ -248,6 +248,7 @@ def test_resume_changes_sorts_keys_into_allowed_and_refused():
     assert [k for k, _, _ in refused] == ["data.val_split", "train.stages", "model.args.num_parts"]
 
 
+@pytest.mark.slow  # trains a study: ~2-6 s
 def test_ablate_resumes_a_run_whose_final_json_or_config_is_damaged(world, tmp_path, monkeypatch, capsys,
                                                                    torch_globals):
     from fgvc.ablate import main as ablate_main
