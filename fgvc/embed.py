@@ -14,7 +14,7 @@ import io
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_run_arguments, friendly
+from fgvc.cli import add_run_arguments, friendly, split_of
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from fgvc.protocols.embeddings import split_embeddings
 
     run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
-    split = args.split or run.cfg["data"]["test_split"]
+    split = split_of(run, args.split)
     ds = run.dataset(split, same_classes=False)
     if len(ds) == 0:
         raise DataError(f"split '{split}' of {run.cfg['data']['root']} has no images to embed; choose another --split")

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_run_arguments, friendly
+from fgvc.cli import add_run_arguments, friendly, split_of
 from fgvc.deploy.fast_infer import add_backend_argument, use_backend
 
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  inference: {run.backend.describe()}")
     final = run.run_dir / "final.json"
     if (protocol.name == "classification" and run.recipe is None and run.run_dir.is_dir() and args.checkpoint == "last"
-            and split == run.cfg["data"]["test_split"]):
+            and split == split_of(run, None)):
         line = _reproduces(final, metrics, tta, args.sets)
         if line:
             print(line)

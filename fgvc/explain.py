@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from fgvc.cli import add_run_arguments, friendly
+from fgvc.cli import add_run_arguments, friendly, split_of
 
 __all__ = ["main", "parse_args"]
 
@@ -81,7 +81,7 @@ def _select(run: Any, args: argparse.Namespace) -> tuple[Any, Any, list[str], st
 
     if args.images:
         return _load_photos(run, args.images), None, [Path(p).name for p in args.images], f"{len(args.images)} photos"
-    split = args.split or run.cfg["data"]["test_split"]
+    split = split_of(run, args.split)
     ds = run.dataset(split)
     indices = evenly_spaced(len(ds), args.n)
     if not indices:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fgvc.cli import add_run_arguments, friendly
+from fgvc.cli import add_run_arguments, friendly, split_of
 
 __all__ = ["main", "parse_args", "load_npz", "run_embeddings"]
 
@@ -71,7 +71,7 @@ def _run_confusion(run: Any, split: str, checkpoint: str, collected: Any, classe
     # fgvc.evaluate's file (and its name before the one naming scheme, for older runs)
     candidates = [run.run_dir / "eval" / f"classification-{split}-{checkpoint}-confusion.csv",
                   run.run_dir / "eval" / f"{split}-{checkpoint}-confusion.csv"] if run.run_dir else []
-    if run.run_dir and run.recipe is None and split == run.cfg["data"]["test_split"] and checkpoint == "last":
+    if run.run_dir and run.recipe is None and split == split_of(run, None) and checkpoint == "last":
         candidates.append(run.run_dir / "eval" / "confusion.csv")
     for path in candidates:
         cm = read_confusion_csv(path, classes)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         from fgvc.engine.inference import TrainedRun
 
         run = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
-        split = args.split or run.cfg["data"]["test_split"]
+        split = split_of(run, args.split)
         emb, labels, classes, cm, source = run_embeddings(run, split, args.checkpoint)
         if cm is None:  # other species than the model's: no predictions to confuse
             cm, source = knn_confusion(emb, labels, len(classes)), "kNN confusions (k=5)"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fgvc.cli import add_run_arguments, friendly
+from fgvc.cli import add_run_arguments, friendly, split_of
 from fgvc.vis.report_html import Markup, Section, esc, figure_uri, img, jpeg_uri, render_page, table
 
 __all__ = ["main", "build_report", "SECTION_TITLES"]
@@ -268,7 +268,7 @@ def build_report(run: Any, args: argparse.Namespace, tmp: Path) -> str:
 
     t0 = time.time()
     run_dir, cfg, names = run.run_dir, run.cfg, list(run.class_names)
-    split = args.split or cfg["data"]["test_split"]
+    split = split_of(run, args.split)
     from fgvc.engine.run_state import read_final
 
     final, missing = read_final(run_dir)  # an interrupted or damaged run: report what exists, say what is missing

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fgvc.cli import add_run_arguments, friendly
+from fgvc.cli import add_run_arguments, friendly, split_of
 from fgvc.vis.attention_figure import MAP_MODES, draw_attention
 
 __all__ = ["evenly_spaced", "display_maps", "MAP_SOURCES", "main"]
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --n must be >= 1 (the number of images to draw)", file=sys.stderr)
         return 2
     run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
-    split = args.split or run.cfg["data"]["test_split"]
+    split = split_of(run, args.split)
     ds = run.dataset(split)
     indices = args.indices if args.indices else evenly_spaced(len(ds), args.n)
     bad = [i for i in indices if not 0 <= i < len(ds)]

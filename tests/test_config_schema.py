@@ -89,6 +89,20 @@ def test_scored_split_defaults_to_data_test_split(tmp_path):
     assert config.scored_split(cfg, "val") == "val"
 
 
+# every reader of these keys goes through the one function above (fgvc/reference holds generated pages)
+SOLE_READER = {r"\[[\"']eval[\"']\]\[[\"']batch_size[\"']\]": "eval_batch_size",
+               r"\[[\"']test_split[\"']\]": "scored_split",
+               r"batch_size[\"']\] // .*world_size": "train_batch_per_process"}
+
+
+@pytest.mark.parametrize("pattern", sorted(SOLE_READER))
+def test_derived_keys_are_read_only_by_their_resolver(pattern):
+    readers = [f"{p.relative_to(REPO)}:{i}" for p in sorted((REPO / "fgvc").rglob("*.py"))
+               if "reference" not in p.relative_to(REPO / "fgvc").parts[:1] and p.name != "config_schema.py"
+               for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(pattern, line)]
+    assert readers == [], f"read these through fgvc.config.{SOLE_READER[pattern]}"
+
+
 def test_resolving_leaves_the_stored_config_as_written(tmp_path):
     cfg, _ = config.load_recipe(_recipe(tmp_path))
     stored = yaml.safe_load(config.dump(cfg))  # what a new run's config.yaml holds

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from fgvc.benchmarking.results import RESULTS, finish_table
 from fgvc.benchmarking.speed import machine_info
+from fgvc.config import scored_split
 from fgvc.deploy.fast_infer import PATHS, InferPath, auto_choice, build_path
 from fgvc.deploy.model_cost import median_ms
 from fgvc.deploy.parity import compare, parity_images, rel_tol_for
@@ -165,7 +166,7 @@ def run(args: InferOptions, command: str) -> int:
     paths = ["eager"] + [p for p in args.paths if p != "eager"]
     if trained.runtime.device.type != "cuda" and "fp16" in paths:
         paths.remove("fp16")  # fp16 autocast is a CUDA path
-    split = trained.cfg["data"]["test_split"]
+    split = scored_split(trained.cfg)
     images = trained.runtime.inputs(parity_images(trained.dataset(split), args.images)).float().contiguous()
     print(f"fgvc.bench infer: {trained.describe()}, {len(images)} {split} images at {images.shape[-1]} px, "
           f"{trained.runtime.device.type}, {torch.get_num_threads()} threads")

@@ -194,7 +194,7 @@ def run(args: PipelineOptions, command: str) -> int:
     common = {"channels_last": cl, "workers": workers, "main_threads": 1, "img_size": cfg["data"]["img_size"],
               "dataset": cfg["data"]["name"],
               "root": str(cfg["data"]["root"]), "label": args.label}
-    for split, train in ((cfg["data"]["train_split"], True), (cfg["data"]["test_split"], False)):
+    for split, train in ((cfg["data"]["train_split"], True), (config.scored_split(cfg), False)):
         kind = "train" if train else "eval"
         entries: list[_Entry] = []
         seen: set[tuple[Any, ...]] = set()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fgvc.cli.flags import ONNX_FLAGS
+from fgvc.config import scored_split
 from fgvc.engine.inference import RECIPE_SUFFIXES, TrainedRun
 from fgvc.engine.rundir import close_file_logging, setup_logging
 from fgvc.errors import UserError
@@ -22,7 +23,7 @@ def load_run(args: argparse.Namespace, target: str | Path | None = None) -> Trai
 
 def split_of(run: TrainedRun, split: str | None) -> str:
     """``--split``, or the recipe's ``data.test_split`` when it was not given."""
-    return split or run.cfg["data"]["test_split"]
+    return scored_split(run.cfg, split)
 
 
 def trained_target(target: str | Path, error: type[UserError]) -> Path:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from fgvc.config import scored_split
 from fgvc.deploy.files import Staged
 from fgvc.deploy.meta import TORCHSCRIPT_META, Preprocessing, run_metadata, set_onnx_metadata
 from fgvc.deploy.parity import MAX_IMAGES, ParityReport, check_parity, parity_images
@@ -186,7 +187,7 @@ def _export(run: Any, fmt: str, out: str | Path | None, opset: int | None, img_s
     headline, keys = _probe(method, prep, native, backbone)
     images = None
     if n_parity > 0:  # read the images before exporting: a missing data set fails fast, with nothing written
-        dataset = copy.copy(run.dataset(split or run.cfg["data"]["test_split"]))
+        dataset = copy.copy(run.dataset(scored_split(run.cfg, split)))
         dataset.transform = prep.transform()
         images = parity_images(dataset, n_parity)
     example = torch.zeros(static_batch or EXAMPLE_BATCH, 3, prep.img_size, prep.img_size)
