@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fgvc import config_schema, docs_gen
+from fgvc.reference import key_pages
 from fgvc.__main__ import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def test_recipe_key_page_lists_every_schema_key_with_type_and_default() -> None:
     assert "| `train.lr` | float | `0.01` |" in text
     assert "| `train.amp` | str: `none`, `auto`, `bf16`, `fp16` | `none` |" in text
     assert "| `data.resize` | int or null | `null` |" in text
-    for key, _ in docs_gen._flatten(config_schema.DEFAULTS):
+    for key, _ in key_pages.flatten(config_schema.DEFAULTS):
         assert f"| `{key}` |" in text
 
 
