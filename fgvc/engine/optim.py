@@ -101,12 +101,10 @@ def mark_backbone_layers(groups: list[dict[str, Any]], method: nn.Module) -> lis
 def apply_layer_decay(groups: list[dict[str, Any]], decay: float | None, lr: float) -> list[dict[str, Any]]:
     """``groups`` with each group marked by :func:`mark_backbone_layers` split into one group per backbone layer,
     ``"<name>.layer<i>"`` at ``lr_scale x decay ** (L - i)``; the other groups unchanged. ``decay`` None: ``groups``
-    as given. Logs the resulting groups at base learning rate ``lr``."""
+    as given (its range, (0, 1], is checked when the recipe loads: :data:`fgvc.config_schema.RANGES`). Logs the
+    resulting groups at base learning rate ``lr``."""
     if decay is None:
         return groups
-    if isinstance(decay, bool) or not 0.0 < float(decay) <= 1.0:
-        raise ConfigError(f"train.layer_decay must be a number in (0, 1] (e.g. 0.75 for a ViT-B) or null, "
-                          f"got {decay!r}")
     out: list[dict[str, Any]] = []
     for g in groups:
         layers: BackboneLayers | None = g.get("layers")

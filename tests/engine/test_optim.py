@@ -87,10 +87,11 @@ def test_cnns_with_a_group_matcher_decay_too_and_a_features_only_tap_is_refused(
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.5, -0.2, True])
-def test_bad_decay_values_are_refused(bad) -> None:
-    with pytest.raises(ConfigError, match=r"train.layer_decay must be a number in \(0, 1\]"):
-        m = _method()
-        apply_layer_decay(mark_backbone_layers(m.optimizer_groups("main", 1.0), m), bad, LR)
+def test_bad_decay_values_are_refused_when_the_recipe_loads(bad, tmp_path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("{}\n")
+    with pytest.raises(ConfigError, match=r"'train.layer_decay'.* must be (in \(0, 1\] or null|float or int or null)"):
+        config.load_recipe(recipe, [f"train.layer_decay={str(bad).lower()}"])
 
 
 @pytest.mark.slow  # trains: ~1-3 s
