@@ -22,7 +22,7 @@ from fgvc.errors import BenchError
 __all__ = [
     "PUBLISHED_COLUMNS", "DATASET_ALIASES", "norm_dataset", "norm_backbone", "load_published", "method_key",
     "match_published", "read_run", "is_subset", "ReportRow", "Report", "summarize_run", "build_report",
-    "compare_runs",
+    "compare_runs", "compare_run",
 ]
 
 PUBLISHED_COLUMNS = ("method", "backbone", "dataset", "img_size", "top1", "source", "venue", "notes")
@@ -228,3 +228,12 @@ def compare_runs(run_dirs: list[str | Path], published_csv: str | Path) -> Repor
     """Read the run directories and the published table; the :class:`Report` to write or draw."""
     published = load_published(published_csv)
     return build_report([read_run(d) for d in run_dirs], published, str(published_csv))
+
+
+def compare_run(run_dir: str | Path, published_csv: str | Path) -> ReportRow | str:
+    """One run next to the published table (``python -m fgvc.report``'s Results section), or why not, as a
+    sentence: the run or the table cannot be read."""
+    try:
+        return summarize_run(read_run(run_dir), load_published(published_csv))
+    except BenchError as exc:
+        return str(exc)

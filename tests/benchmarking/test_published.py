@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from fgvc import config
-from fgvc.benchmarking.published import compare_runs
-from fgvc.report import results_section
+from fgvc.benchmarking.published import compare_run, compare_runs
+from fgvc.vis.run_report import results_section
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "benchmarks" / "published.csv"
@@ -36,8 +36,18 @@ def test_gap_only_in_the_published_setting(tmp_path: Path) -> None:
     assert not r_mini.comparable and r_mini.published == 89.4
     assert len(r_mini.caveats) == 3 and "128 px" in r_mini.caveats[2] and "subset" in r_mini.caveats[0]
 
-    html = results_section(mini, {"top1": 89.12}, HERE, str(PUBLISHED)).body
+    html = results_section(mini, {"top1": 89.12}, HERE, str(PUBLISHED), compare_run(mini, PUBLISHED)).body
     assert "NOT comparable" in html and "-0.28" not in html and "gap -" not in html
     assert "tf_efficientnet_lite0" in html and "128 px" in html
-    html = results_section(same, {"top1": 83.0}, HERE, str(PUBLISHED)).body
+    html = results_section(same, {"top1": 83.0}, HERE, str(PUBLISHED), compare_run(same, PUBLISHED)).body
     assert "gap -1.50 points" in html and "NOT comparable" not in html
+
+
+def test_no_comparison_says_why(tmp_path: Path) -> None:
+    """A table that cannot be read: the Results section says so instead of a comparison."""
+    run = fake_run(tmp_path, "same", "baseline", "resnet50", "datasets/CUB_200_2011", 448, 83.0)
+    why = compare_run(run, tmp_path / "none.csv")
+    assert isinstance(why, str) and "published results table not found" in why
+    html = results_section(run, {"top1": 83.0}, HERE, str(tmp_path / "none.csv"), why).body
+    assert "published results table not found" in html and "gap" not in html
+
