@@ -5,8 +5,11 @@
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+
+from fgvc.errors import exit_codes_text
 
 __all__ = ["COMMANDS", "main"]
 
@@ -30,7 +33,7 @@ COMMANDS: dict[str, str] = {
     "bench": "speed tables and runs against published numbers",
 }
 
-EXIT_CODES = "exit codes: 0 ok, 1 a check failed (parity, data check), 2 user error (one 'error:' line), 130 interrupted"
+EXIT_CODES = exit_codes_text()  # the one table of fgvc.errors: 0 ok, 1 a check failed, 2 user error, 130 interrupted
 
 
 def usage() -> str:
@@ -47,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        import difflib
-
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         print(f"error: unknown command '{name}'{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)

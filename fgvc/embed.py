@@ -1,4 +1,4 @@
-"""``python -m fgvc.embed RUN_DIR_OR_RECIPE [--split test] [--checkpoint last|best] [--tta] [--set ...] --out FILE.npz``
+"""``python -m fgvc.embed RUN_DIR_OR_RECIPE [--split test] [--checkpoint last|best] [--tta] [--set ...] --output FILE.npz``
 
 Writes the embedding (``Method.infer(...).embedding``) of every image of a split, in dataset order, to one
 ``.npz`` file: ``embeddings`` (N x D float32), ``labels`` (N int64, indices into ``classes``), ``paths``
@@ -14,28 +14,27 @@ import io
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_run_arguments, friendly, split_of
+import numpy as np
+
+from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.engine.checkpoint import atomic_write_bytes
+from fgvc.errors import DataError
+from fgvc.protocols.embeddings import split_embeddings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-embed", description="Write the embeddings of a split to a .npz file.")
-    add_run_arguments(ap, "split to embed")
+    add_run_arguments(ap)
     ap.add_argument("--tta", action="store_true", help="average with the embedding of the horizontally flipped image")
-    ap.add_argument("--out", required=True, help="output .npz file (embeddings, labels, paths, classes)")
+    add_output(ap, "output .npz file (embeddings, labels, paths, classes)", required=True, metavar="FILE.npz",
+               old_out=True)
     return ap.parse_args(argv)
 
 
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import numpy as np
-
-    from fgvc.engine.checkpoint import atomic_write_bytes
-    from fgvc.engine.inference import TrainedRun
-    from fgvc.errors import DataError
-    from fgvc.protocols.embeddings import split_embeddings
-
-    run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
+    run = load_run(args)
     split = split_of(run, args.split)
     ds = run.dataset(split, same_classes=False)
     if len(ds) == 0:
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     buf = io.BytesIO()
     np.savez(buf, embeddings=emb, labels=labels, paths=np.array([str(Path(s.path).absolute()) for s in ds.samples]),
              classes=np.array([str(c) for c in ds.classes]))
-    out = Path(args.out)
+    out = Path(args.output)
     atomic_write_bytes(out, buf.getvalue())
     print(f"{split} ({run.describe()}): {emb.shape[0]} images x {emb.shape[1]} dimensions, {len(ds.classes)} classes")
     print(f"wrote {out}")

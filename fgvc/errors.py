@@ -15,12 +15,17 @@ __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
     "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError", "PredictError", "ServeError",
     "PruningError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_USER_ERROR",
-    "EXIT_INTERRUPTED", "EXIT_CODES",
+    "EXIT_INTERRUPTED", "EXIT_CODES", "exit_codes_text",
 ]
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = {EXIT_OK: "ok", EXIT_CHECK_FAILED: "a check failed (parity, data check, benchmark bar)",
               EXIT_USER_ERROR: "user error (one 'error:' line)", EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+
+
+def exit_codes_text() -> str:
+    """One line: ``exit codes: 0 ok, 1 a check failed (...), 2 user error (...), 130 interrupted (...)``."""
+    return "exit codes: " + ", ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
 
 
 class CheckFailed(Exception):

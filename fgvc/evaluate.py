@@ -23,27 +23,29 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_run_arguments, friendly, split_of
-from fgvc.deploy.fast_infer import add_backend_argument, use_backend
+from fgvc.cli import add_backend, add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.deploy.fast_infer import use_backend
+from fgvc.engine.builder import flip_warnings
+from fgvc.engine.rundir import write_json
+from fgvc.engine.run_state import read_final
+from fgvc.protocols import build_protocol, split_roles
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-evaluate", description="Evaluate a trained fgvc run on a split.")
-    add_run_arguments(ap, "split to evaluate")
+    add_run_arguments(ap)
     ap.add_argument("--protocol", default="classification",
                     help="registered evaluation protocol: classification (default), retrieval, knn, linear")
     ap.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    add_backend_argument(ap)
-    ap.add_argument("--output", default=None,
-                    help="directory for the results (default RUN/eval; recipe: <output.root>/<recipe>-frozen/eval)")
+    add_backend(ap)
+    add_output(ap, "directory for the results (default RUN/eval; recipe: <output.root>/<recipe>-frozen/eval)",
+               metavar="DIR")
     return ap.parse_args(argv)
 
 
 def _reproduces(final: Path, metrics: dict, tta: bool, sets: list[str]) -> str | None:
     """One line comparing ``metrics`` with the run's final.json (None when final.json was made with other TTA; a note
     when it is missing or damaged)."""
-    from fgvc.engine.run_state import read_final
-
     ref, note = read_final(final.parent)
     if ref is None:
         return f"  note: {note}"
@@ -59,13 +61,8 @@ def _reproduces(final: Path, metrics: dict, tta: bool, sets: list[str]) -> str |
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.engine.builder import flip_warnings
-    from fgvc.engine.inference import TrainedRun
-    from fgvc.engine.rundir import write_json
-    from fgvc.protocols import build_protocol, split_roles
-
     protocol = build_protocol(args.protocol)
-    run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
+    run = load_run(args)
     roles = split_roles(run.cfg, args.split)
     split = roles["test"]
     tta = args.tta or run.cfg["eval"]["tta_flip"]

@@ -26,17 +26,27 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from fgvc.cli import add_run_arguments, friendly, split_of
+import torch
+
+from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.data.base import BadImageError, load_image
+from fgvc.engine.builder import build_transform
+from fgvc.errors import ConfigError, DataError
+from fgvc.extras import require
+from fgvc.methods.base import Outputs
+from fgvc.vis.attention_figure import draw_attention
+from fgvc.vis.cam import CAM_CHOICES, CAM_METHODS, cam_maps, cam_name, default_layer, first_pass_key
+from fgvc.vis.cam_figure import CamPanel, draw_cam_grid, draw_cam_image
+from fgvc.vis.overlay import denormalize
+from fgvc.visualize import evenly_spaced
 
 __all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from fgvc.vis.cam import CAM_CHOICES
-
     ap = argparse.ArgumentParser(
         prog="fgvc-explain", description="Class activation maps (Grad-CAM, Grad-CAM++, Score-CAM) of a trained run.")
-    add_run_arguments(ap, "split to explain images of")
+    add_run_arguments(ap)
     ap.add_argument("--n", type=int, default=16, help="number of images, evenly spaced over the split (default 16)")
     ap.add_argument("--images", nargs="+", default=None, metavar="PATH",
                     help="explain these image files instead (the run's eval transform; true class unknown)")
@@ -46,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="class to explain: the predicted (default) or the true one")
     ap.add_argument("--layer", default=None, metavar="NAME",
                     help="target layer, a dotted module name of the method (default: the backbone's last stage)")
-    ap.add_argument("--output", required=True, metavar="DIR", help="folder for the PNGs (one per image + grid.png)")
+    add_output(ap, "folder for the PNGs (one per image + grid.png)", required=True, metavar="DIR")
     return ap.parse_args(argv)
 
 
@@ -56,12 +66,6 @@ def _safe(name: str) -> str:
 
 def _load_photos(run: Any, paths: Sequence[str]) -> Any:
     """The photos at ``paths`` as one normalised batch ``B, 3, S, S`` (the run's eval transform)."""
-    import torch
-
-    from fgvc.data.base import BadImageError, load_image
-    from fgvc.engine.builder import build_transform
-    from fgvc.errors import DataError
-
     transform = build_transform(run.cfg, False, run.data_config)
     images = []
     for p in paths:
@@ -74,11 +78,6 @@ def _load_photos(run: Any, paths: Sequence[str]) -> Any:
 
 def _select(run: Any, args: argparse.Namespace) -> tuple[Any, Any, list[str], str]:
     """(images, true labels or None, names, where): the split's evenly spaced images or the given photos."""
-    import torch
-
-    from fgvc.errors import ConfigError
-    from fgvc.visualize import evenly_spaced
-
     if args.images:
         return _load_photos(run, args.images), None, [Path(p).name for p in args.images], f"{len(args.images)} photos"
     split = split_of(run, args.split)
@@ -94,8 +93,6 @@ def _select(run: Any, args: argparse.Namespace) -> tuple[Any, Any, list[str], st
 
 def _headline(run: Any, images: Any, batch: int = 32) -> tuple[Any, Any]:
     """(probabilities of the predicted class, predicted class) of the headline logits, on the CPU."""
-    import torch
-
     probs = torch.cat([run.infer(images[i:i + batch]).prediction.float().softmax(1).cpu()
                        for i in range(0, len(images), batch)])
     conf, pred = probs.max(1)
@@ -104,11 +101,6 @@ def _headline(run: Any, images: Any, batch: int = 32) -> tuple[Any, Any]:
 
 def _draw_attention(run: Any, images: Any, labels: Any, names: list[str], out_dir: Path, title: str) -> list[Path]:
     """``--cam attention``: the figure of ``fgvc.visualize`` per image and for all (``grid.png``)."""
-    import torch
-
-    from fgvc.methods.base import Outputs
-    from fgvc.vis.attention_figure import draw_attention
-
     out = run.infer(images)
     classes = list(run.class_names)
     if labels is None:  # unknown true class: a "?" class after the model's
@@ -129,10 +121,6 @@ def _draw_attention(run: Any, images: Any, labels: Any, names: list[str], out_di
 
 def _draw_cams(run: Any, args: argparse.Namespace, images: Any, labels: Any, names: list[str], out_dir: Path,
                title: str) -> list[Path]:
-    from fgvc.vis.cam import cam_maps, cam_name, default_layer
-    from fgvc.vis.cam_figure import CamPanel, draw_cam_grid, draw_cam_image
-    from fgvc.vis.overlay import denormalize
-
     conf, pred = _headline(run, images)
     targets = labels if args.explain == "true" else pred
     heats = cam_maps(run, images, targets, args.cam, args.layer)  # B, H, W in [0, 1]
@@ -151,9 +139,6 @@ def _draw_cams(run: Any, args: argparse.Namespace, images: Any, labels: Any, nam
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.engine.inference import TrainedRun
-    from fgvc.errors import ConfigError
-    from fgvc.vis.cam import CAM_METHODS, first_pass_key
 
     if args.n < 1:
         raise ConfigError("--n must be >= 1 (the number of images to explain)")
@@ -164,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--layer applies to gradcam, gradcam++ and scorecam, not to --cam attention (the method's "
                           "own maps)")
     if args.cam in CAM_METHODS:
-        from fgvc.extras import require
-
         require("pytorch_grad_cam", "grad-cam", f"--cam {args.cam}")  # fail before loading anything
-    run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
+    run = load_run(args)
     images, labels, names, where = _select(run, args)
     out_dir = Path(args.output)
     model = run.cfg["model"]

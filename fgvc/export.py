@@ -1,5 +1,5 @@
 """``python -m fgvc.export RUN_DIR --format onnx|torchscript [--opset N] [--img-size S] [--static-batch [N]]
-[--checkpoint last|best] [--out FILE]``
+[--checkpoint last|best] [--output FILE]``
 
 Writes the run's headline prediction (``Method.infer(images).logits[headline]``, what ``final.json``'s top-1 scores)
 as an ONNX file (torch's dynamo exporter, opset 18 by default, dynamic batch axis unless ``--static-batch``) or a
@@ -19,8 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import friendly, trained_target
-from fgvc.errors import DeployError
+from fgvc.cli import add_checkpoint, add_output, add_set, add_split, add_weights, friendly, load_run, trained_target
+from fgvc.deploy.export import FORMATS, export_run
+from fgvc.errors import CheckFailed, DeployError
 
 __all__ = ["main", "parse_args"]
 
@@ -35,31 +36,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="input side of the exported model (default: the run's eval input size)")
     ap.add_argument("--static-batch", type=int, nargs="?", const=1, default=None, metavar="N",
                     help="fix the batch axis at N (default 1 when given without N), e.g. for TensorRT; ONNX only")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
-    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
-                    help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
-    ap.add_argument("--split", default=None, help="split of the parity images (default: the run's test split)")
+    add_checkpoint(ap)
+    add_weights(ap)
+    add_split(ap)
     ap.add_argument("--parity-images", type=int, default=64, metavar="N",
                     help="images for the parity check (default 64; 0 skips it)")
-    ap.add_argument("--out", type=Path, default=None, help="output file (default RUN/export/model.onnx|.pt)")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys, e.g. data.root=/data/CUB (where the parity images are)")
+    add_output(ap, "output file (default RUN/export/model.onnx|.pt)", metavar="FILE", old_out=True)
+    add_set(ap)
     return ap.parse_args(argv)
 
 
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.deploy.export import FORMATS, export_run
-    from fgvc.engine.inference import TrainedRun
-
     if args.format not in FORMATS:
         raise DeployError(f"unknown --format '{args.format}': choose {' or '.join(FORMATS)}")
     target = trained_target(args.target, DeployError)
     if args.parity_images < 0:
         raise DeployError(f"--parity-images must be >= 0, got {args.parity_images}")
-    run = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
-    result = export_run(run, args.format, args.out, opset=args.opset, img_size=args.img_size,
+    run = load_run(args, target)
+    result = export_run(run, args.format, Path(args.output) if args.output else None, opset=args.opset, img_size=args.img_size,
                         static_batch=args.static_batch, split=args.split, n_parity=args.parity_images)
     meta = result.metadata
     dynamic = meta["batch"] == "dynamic"
@@ -75,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(result.parity.line())
     if not result.passed:
-        print(f"error: the exported file disagrees with the PyTorch model beyond the tolerance; it is kept as "
-              f"{result.path} for inspection, not as the requested file", file=sys.stderr)
-        return 1
+        raise CheckFailed(f"the exported file disagrees with the PyTorch model beyond the tolerance; it is kept as "
+                          f"{result.path} for inspection, not as the requested file")
     return 0
 
 

@@ -28,8 +28,8 @@ import json
 import sys
 from typing import Any
 
-from fgvc.deploy.fast_infer import use_backend
 from fgvc.cli import add_batch_size, add_model_source_arguments, friendly, load_run, model_source
+from fgvc.deploy.fast_infer import use_backend
 from fgvc.deploy.predictor import OnnxPredictor
 from fgvc.deploy.run_predictor import IMAGE_EXTENSIONS, Item, RunModel, find_images, format_line, predict_items
 from fgvc.errors import PredictError

@@ -1,5 +1,5 @@
 """``python -m fgvc.project RUN_DIR_OR_NPZ [--split test] [--method tsne|umap|pca] [--checkpoint last|best]
-[--seed 0] [--top 5] --out FIG.png``
+[--seed 0] [--top 5] --output FIG.png``
 
 A 2-D map of a split's embeddings, coloured by class: t-SNE (van der Maaten & Hinton 2008, scikit-learn),
 UMAP (McInnes et al. 2018, umap-learn when installed) or PCA (:mod:`fgvc.vis.projection`), drawn by
@@ -20,7 +20,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fgvc.cli import add_run_arguments, friendly, split_of
+import numpy as np
+
+from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.errors import ConfigError, DataError, EmbeddingError
+from fgvc.metrics.accuracy import confusion_matrix
+from fgvc.metrics.confusions import confused_pairs, knn_confusion, read_confusion_csv
+from fgvc.vis.embedding_map import draw_embedding_map
+from fgvc.vis.projection import PROJECTIONS, project_embeddings
 
 __all__ = ["main", "parse_args", "load_npz", "run_embeddings"]
 
@@ -28,22 +35,20 @@ NPZ_KEYS = ("embeddings", "labels", "classes")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from fgvc.vis.projection import PROJECTIONS
 
     ap = argparse.ArgumentParser(prog="fgvc-project", description="Draw a 2-D map (t-SNE, UMAP, PCA) of embeddings.")
-    add_run_arguments(ap, "split to embed (with a run)")
+    add_run_arguments(ap, "run directory, checkpoint file or recipe (the embeddings of one pass), or the .npz file "
+                          "that fgvc embed writes")
     ap.add_argument("--method", default="tsne", choices=PROJECTIONS, help="projection (default tsne)")
     ap.add_argument("--seed", type=int, default=0, help="random seed of t-SNE / UMAP (default 0)")
     ap.add_argument("--top", type=int, default=5, help="most-confused class pairs to mark (default 5; 0: none)")
-    ap.add_argument("--out", required=True, metavar="FIG.png", help="output figure (PNG)")
+    add_output(ap, "output figure (PNG)", required=True, metavar="FIG.png", old_out=True)
     return ap.parse_args(argv)
 
 
 def load_npz(path: str | Path) -> tuple[Any, Any, list[str]]:
     """(embeddings ``N, D``, labels ``N``, class names) of an ``fgvc.embed`` file; a clear error otherwise."""
-    import numpy as np
 
-    from fgvc.errors import EmbeddingError
 
     path = Path(path)
     try:
@@ -65,9 +70,6 @@ def load_npz(path: str | Path) -> tuple[Any, Any, list[str]]:
 
 def _run_confusion(run: Any, split: str, checkpoint: str, collected: Any, classes: list[str]) -> tuple[Any, str]:
     """The run's confusion matrix of ``split`` and where it came from (a CSV, or this pass's predictions)."""
-    from fgvc.metrics.accuracy import confusion_matrix
-    from fgvc.metrics.confusions import read_confusion_csv
-
     # fgvc.evaluate's file (and its name before the one naming scheme, for older runs)
     candidates = [run.run_dir / "eval" / f"classification-{split}-{checkpoint}-confusion.csv",
                   run.run_dir / "eval" / f"{split}-{checkpoint}-confusion.csv"] if run.run_dir else []
@@ -83,8 +85,6 @@ def _run_confusion(run: Any, split: str, checkpoint: str, collected: Any, classe
 
 def run_embeddings(run: Any, split: str, checkpoint: str) -> tuple[Any, Any, list[str], Any, str]:
     """(embeddings, labels, classes, confusion matrix or None, its source) of one pass over ``split``."""
-    from fgvc.errors import DataError
-
     ds = run.dataset(split, same_classes=False)
     if len(ds) == 0:
         raise DataError(f"split '{split}' of {run.cfg['data']['root']} has no images; choose another --split")
@@ -98,24 +98,17 @@ def run_embeddings(run: Any, split: str, checkpoint: str) -> tuple[Any, Any, lis
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.errors import ConfigError
-    from fgvc.metrics.confusions import confused_pairs, knn_confusion
-    from fgvc.vis.embedding_map import draw_embedding_map
-    from fgvc.vis.projection import project_embeddings
-
     target = Path(args.target)
     if args.top < 0:
         raise ConfigError("--top must be >= 0 (the number of confused pairs to mark)")
     if target.suffix == ".npz":
         if args.split or args.checkpoint != "last" or args.sets:
             raise ConfigError(f"--split, --checkpoint and --set apply to a run; {target} already holds the embeddings "
-                              "of one split (python -m fgvc.embed RUN --split ... --out FILE.npz makes another)")
+                              "of one split (python -m fgvc.embed RUN --split ... --output FILE.npz makes another)")
         emb, labels, classes = load_npz(target)
         cm, source, where = knn_confusion(emb, labels, len(classes)), "kNN confusions (k=5)", target.name
     else:
-        from fgvc.engine.inference import TrainedRun
-
-        run = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
+        run = load_run(args, target)
         split = split_of(run, args.split)
         emb, labels, classes, cm, source = run_embeddings(run, split, args.checkpoint)
         if cm is None:  # other species than the model's: no predictions to confuse
@@ -125,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     points = project_embeddings(emb, args.method, args.seed)
     title = f"{where}: {args.method.upper() if args.method != 'tsne' else 't-SNE'} of {len(emb)} embeddings " \
             f"({emb.shape[1]}-d), {len(set(labels.tolist()))} classes"
-    out = draw_embedding_map(points, labels, classes, args.out, pairs, title, source)
+    out = draw_embedding_map(points, labels, classes, args.output, pairs, title, source)
     for r, (i, j, n) in enumerate(p.unordered() for p in pairs):
         print(f"{r + 1}. {classes[i]} <-> {classes[j]}: {n} {source}")
     print(out)

@@ -1,4 +1,4 @@
-"""``python -m fgvc.quantize RUN_DIR_OR_ONNX [--calib 256] [--per-channel | --per-tensor] [--out FILE] [--threads N]``
+"""``python -m fgvc.quantize RUN_DIR_OR_ONNX [--calib 256] [--per-channel | --per-tensor] [--output FILE] [--threads N]``
 
 INT8 ONNX for CPU inference with ONNX Runtime (:mod:`fgvc.deploy.quantize`). Given a run directory, the fp32 ONNX
 file is exported first (``RUN/export/model.onnx``, exactly as ``fgvc.export`` does, parity-checked); given an ONNX
@@ -11,8 +11,8 @@ file written by ``fgvc.export``, its metadata names the run whose images are use
 * dynamic INT8 (``quantize_dynamic``),
 
 and a table of file size, top-1 on the test split and median batch-1 / batch-32 latency (``--threads`` intra-op
-threads, default torch's thread count) for the three files, printed and written next to ``--out`` as ``.md`` and
-``.json``. Kept as ``--out`` (default ``<fp32 stem>.int8.onnx``): the faster INT8 file that is within 1 point of
+threads, default torch's thread count) for the three files, printed and written next to ``--output`` as ``.md`` and
+``.json``. Kept as ``--output`` (default ``<fp32 stem>.int8.onnx``): the faster INT8 file that is within 1 point of
 fp32 top-1, else the more accurate one; the table says which and why. Exit code 0, 1 when the fp32 export fails
 its parity check, 2 for a usage error.
 """
@@ -22,8 +22,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import friendly
-from fgvc.errors import DeployError
+from fgvc.cli import add_checkpoint, add_output, add_set, add_threads, add_weights, friendly, load_run
+from fgvc.deploy.export import ParityError
+from fgvc.deploy.quantize import quantize_run, run_of_onnx
+from fgvc.errors import CheckFailed, DeployError
 
 __all__ = ["main", "parse_args"]
 
@@ -38,27 +40,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="per-channel weight quantization (the default: on lite0, per-tensor static INT8 lost 6.1 "
                          "points of CUB top-1, per-channel 0.3; benchmarks/results/deploy.md)")
     ap.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one scale per weight tensor")
-    ap.add_argument("--out", type=Path, default=None, help="the kept INT8 file (default <fp32 stem>.int8.onnx)")
-    ap.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="ONNX Runtime intra-op threads for the latency (default: torch's thread count)")
+    add_output(ap, "the kept INT8 file (default <fp32 stem>.int8.onnx)", metavar="FILE", old_out=True)
+    add_threads(ap, "ONNX Runtime's intra-op threads for the latency")
     ap.add_argument("--repeats", type=int, default=20, metavar="N", help="timed runs per latency (default 20)")
     ap.add_argument("--test-images", type=int, default=None, metavar="N",
                     help="score top-1 on the first N test images only (default: the whole split)")
-    ap.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with a run directory")
-    ap.add_argument("--weights", default="auto", choices=["auto", "ema", "model"],
-                    help="auto: EMA weights when the run kept an EMA (as final.json did), else the model's")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override recipe keys, e.g. data.root=/data/CUB (where the images are)")
+    add_checkpoint(ap)
+    add_weights(ap)
+    add_set(ap)
     return ap.parse_args(argv)
 
 
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.deploy.export import ParityError
-    from fgvc.deploy.quantize import quantize_run, run_of_onnx
-    from fgvc.engine.inference import TrainedRun
-
     target = Path(args.target)
     if not target.exists():
         raise DeployError(f"no such run directory or ONNX file: {target}")
@@ -67,15 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     if target.suffix.lower() == ".onnx":
         run, fp32 = run_of_onnx(target, args.sets), target
     elif target.is_dir():
-        run, fp32 = TrainedRun.load(target, args.checkpoint, args.sets, args.weights), None
+        run, fp32 = load_run(args, target), None
     else:
         raise DeployError(f"{target} is neither a run directory nor an .onnx file")
     try:
-        result = quantize_run(run, args.out, fp32=fp32, calib=args.calib, per_channel=args.per_channel,
+        result = quantize_run(run, Path(args.output) if args.output else None, fp32=fp32, calib=args.calib, per_channel=args.per_channel,
                               threads=args.threads, repeats=args.repeats, test_images=args.test_images)
     except ParityError as e:
-        print(f"error: the fp32 export disagrees with the PyTorch model, nothing quantized: {e}", file=sys.stderr)
-        return 1
+        raise CheckFailed(f"the fp32 export disagrees with the PyTorch model, nothing quantized: {e}") from e
     print(result.table_md.read_text().rstrip())
     print(f"wrote {result.out}, {result.table_md.name}, {result.table_json.name}")
     return 0

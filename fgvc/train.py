@@ -11,17 +11,27 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from fgvc import config
+from fgvc.cli import add_output, add_set, friendly
+from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.distributed import init_distributed
+from fgvc.engine.environment import environment
+from fgvc.engine.inference import require_keys
+from fgvc.engine.resume_check import check_resume
+from fgvc.engine.run_state import locate_checkpoint, read_saved_config
+from fgvc.engine.rundir import (attach_run_log, buffered_log, close_file_logging, new_run_dir, setup_logging,
+                                write_json)
+from fgvc.engine.trainer import Trainer
 from fgvc.hooks import training_hooks
-from fgvc.cli import friendly
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-train", description="Train a fine-grained classifier from a YAML recipe.")
     ap.add_argument("recipe", nargs="?", help="recipe YAML, e.g. recipes/cub200_wsdan.yaml (optional with --resume RUN_DIR)")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override dotted recipe keys, e.g. --set train.lr=0.01 data.img_size=224")
-    ap.add_argument("--output", help="run directory (default: <output.root>/<recipe>-<time>)")
+    add_set(ap)
+    add_output(ap, "run directory (default: <output.root>/<recipe>-<time>)", metavar="DIR")
     ap.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
                     help="continue a run from its checkpoints/last.pt")
     return ap.parse_args(argv)
@@ -45,11 +55,6 @@ def _find_run(args: argparse.Namespace) -> Path:
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fgvc.engine.distributed import init_distributed
-    from fgvc.engine.environment import environment
-    from fgvc.engine.rundir import attach_run_log, buffered_log, new_run_dir, setup_logging, write_json
-    from fgvc.engine.trainer import Trainer
-
     state = None
     if args.resume is not None:
         run_dir = _find_run(args)
@@ -93,18 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                  if k in ("top1", "top5", "mean_class_acc", "n_images", "best_val_top1", "train_seconds")}))
             log.info(f"wrote {run_dir}/final.json, metrics.jsonl, curves.png, eval/per_class.csv, checkpoints/")
     finally:
-        from fgvc.engine.rundir import close_file_logging
-
         close_file_logging()
     return 0
 
 
 def _resume_state(run_dir: Path) -> dict:
     """The run's checkpoints/last.pt, loaded and checked, or a one-line error saying why there is none to resume."""
-    from fgvc.engine.checkpoint import load_checkpoint
-    from fgvc.engine.inference import require_keys
-    from fgvc.engine.run_state import locate_checkpoint
-
     if run_dir.exists() and not run_dir.is_dir():
         raise config.ConfigError(f"--resume {run_dir}: give the run directory (the folder fgvc.train wrote), not a file")
     if (run_dir / "checkpoints").is_dir() and not (run_dir / "checkpoints" / "last.pt").is_file() \
@@ -119,9 +118,6 @@ def _resume_state(run_dir: Path) -> dict:
 def _resume_config(args: argparse.Namespace, run_dir: Path, state: dict) -> dict:
     """The config to go on with: the RECIPE given (else the run's config.yaml, else the checkpoint's own config when
     config.yaml is missing or damaged) with ``--set``, refused when it changes what the checkpoint trained."""
-    from fgvc.engine.resume_check import check_resume
-    from fgvc.engine.run_state import read_saved_config
-
     saved = config.from_saved(state["config"])
     sets = f" and --set {' '.join(args.sets)}" if args.sets else ""
     if args.recipe:
@@ -142,7 +138,6 @@ def _resume_config(args: argparse.Namespace, run_dir: Path, state: dict) -> dict
 
 
 def _cuda() -> bool:
-    import torch
 
     return torch.cuda.is_available()
 

@@ -1,5 +1,5 @@
 """``python -m fgvc.visualize RUN_DIR_OR_CHECKPOINT [--split test] [--n 8] [--indices 0 5 9] [--maps mean|all|top4]
-[--map-source auto|method|rollout|features] [--out PATH.png] [--checkpoint last|best] [--set k=v ...]``
+[--map-source auto|method|rollout|features] [--output PATH.png] [--checkpoint last|best] [--set k=v ...]``
 
 Draws what a trained method looks at: for N images of a split (evenly spaced over the split, or the given
 ``--indices``), one PNG with a row per image: the de-normalised input, the mean attention map as a jet heat
@@ -23,10 +23,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from dataclasses import replace
 
-from fgvc.cli import add_run_arguments, friendly, split_of
+import numpy as np
+import torch
+
+from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.engine.inference import autocast
+from fgvc.errors import ConfigError
 from fgvc.vis.attention_figure import MAP_MODES, draw_attention
+from fgvc.vis.rollout import ROLLOUT_LABEL, ROLLOUT_NOTE, class_token_maps, rollout_unsupported
 
 __all__ = ["evenly_spaced", "display_maps", "MAP_SOURCES", "main"]
 
@@ -44,43 +50,37 @@ def evenly_spaced(n_total: int, n: int) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-visualize", description="Draw the attention maps of a trained fgvc run.")
-    add_run_arguments(ap, "split to draw from")
+    add_run_arguments(ap)
     ap.add_argument("--n", type=int, default=8, help="number of images, evenly spaced over the split (default 8)")
     ap.add_argument("--indices", type=int, nargs="+", default=None, help="draw these dataset indices instead of --n")
     ap.add_argument("--maps", default="mean", choices=MAP_MODES, help="mean map only, + the 4 largest, or + all maps")
     ap.add_argument("--map-source", default="auto", choices=MAP_SOURCES,
                     help="the method's maps, attention rollout of a ViT's class token, or the feature mean (auto: the "
                          "method's maps, else rollout for a class-token transformer, else the feature mean)")
-    ap.add_argument("--out", default=None, help="output PNG (default RUN/vis/attention-<split>-<checkpoint>-<maps>.png)")
+    add_output(ap, "output PNG (default RUN/vis/attention-<split>-<checkpoint>-<maps>.png)", metavar="FILE.png",
+               old_out=True)
     return ap.parse_args(argv)
 
 
 @friendly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
-
-    from fgvc.engine.inference import TrainedRun
-    from fgvc.vis.rollout import ROLLOUT_LABEL, ROLLOUT_NOTE
-
     if args.n < 1:
-        print("error: --n must be >= 1 (the number of images to draw)", file=sys.stderr)
-        return 2
-    run = TrainedRun.load(args.target, args.checkpoint, args.sets, args.weights)
+        raise ConfigError("--n must be >= 1 (the number of images to draw)")
+    run = load_run(args)
     split = split_of(run, args.split)
     ds = run.dataset(split)
     indices = args.indices if args.indices else evenly_spaced(len(ds), args.n)
     bad = [i for i in indices if not 0 <= i < len(ds)]
     if bad or not indices:
-        print(f"error: --indices {bad or indices} out of range: split '{split}' of {run.cfg['data']['root']} has "
-              f"{len(ds)} images (valid indices 0..{len(ds) - 1})", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--indices {bad or indices} out of range: split '{split}' of {run.cfg['data']['root']} has "
+                          f"{len(ds)} images (valid indices 0..{len(ds) - 1})")
     samples = [ds[i] for i in indices]
     images = torch.stack([s[0] for s in samples])  # B, 3, H, W
     targets = torch.tensor([int(s[1]) for s in samples])
     source = "" if args.map_source == "auto" else f"-{args.map_source}"
     name = f"attention-{split}-{args.checkpoint}-{args.maps}{source}.png"
-    out = Path(args.out) if args.out else run.run_dir / "vis" / name
+    out = Path(args.output) if args.output else run.run_dir / "vis" / name
     model = run.cfg["model"]
     title = f"{run.run_dir.name}: {model['name']} / {model['backbone']}, {split} {indices}"
     outputs, map_name, note = display_maps(run, images, run.infer(images), args.map_source)
@@ -97,11 +97,6 @@ def display_maps(run: Any, images: Any, out: Any, source: str = "auto") -> tuple
     """``(outputs, map_name, note)``: ``out`` (the :class:`~fgvc.methods.base.Outputs` of ``images``) with the maps
     ``source`` asks for (see the module docstring), the overlay's label (None: the figure's own) and why rollout was
     not drawn where it was asked for (None otherwise)."""
-    from dataclasses import replace
-
-    from fgvc.engine.inference import autocast
-    from fgvc.vis.rollout import ROLLOUT_NOTE, class_token_maps, rollout_unsupported
-
     if source not in MAP_SOURCES:
         raise ValueError(f"source must be one of {MAP_SOURCES}, got {source!r}")
     if source == "method" or (source == "auto" and out.maps is not None):

@@ -21,17 +21,13 @@ import re
 import sys
 from typing import Callable
 
-from fgvc.errors import EXIT_CHECK_FAILED, EXIT_CODES, EXIT_INTERRUPTED, EXIT_USER_ERROR, CheckFailed, UserError
+from fgvc.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_USER_ERROR, CheckFailed, UserError,
+                         exit_codes_text)
 
 __all__ = ["friendly", "worker_error", "disk_error", "exit_codes_text"]
 
 _WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 _LAST = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.*)$")
-
-
-def exit_codes_text() -> str:
-    """One line: ``exit codes: 0 ok, 1 a check failed (...), 2 user error (...), 130 interrupted (...)``."""
-    return "exit codes: " + ", ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
 
 
 def _subclass_names(types: tuple[type[BaseException], ...]) -> set[str]:
