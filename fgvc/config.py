@@ -12,8 +12,8 @@ the component they configure (see :mod:`fgvc.registry`).
 Values a recipe leaves to be derived are resolved by one function each, defined beside the defaults in
 :mod:`fgvc.config_schema` and exported here, which every reader calls (the stored config, and so a run directory's
 ``config.yaml``, keeps the recipe's own values): :func:`resolved_resize` (``data.resize: null``),
-:func:`eval_batch_size` (``eval.batch_size: 0``, per process), :func:`train_batch_per_process` and
-:func:`scored_split` (``--split`` or ``data.test_split``).
+:func:`input_geometry` (crop and resize at a method's input scale), :func:`eval_batch_size` (``eval.batch_size: 0``,
+per process), :func:`train_batch_per_process` and :func:`scored_split` (``--split`` or ``data.test_split``).
 """
 from __future__ import annotations
 
@@ -27,14 +27,15 @@ import yaml
 
 from fgvc.config_schema import (
     AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM, RANGES, NoneType, STAGE_KEYS,
-    STAGE_REQUIRED, TYPES, crop_pct_resize, eval_batch_size, resolved_resize, scored_split, train_batch_per_process,
+    STAGE_REQUIRED, TYPES, crop_pct_resize, eval_batch_size, input_geometry, resolved_resize, scored_split,
+    train_batch_per_process,
 )
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
 
 __all__ = [
     "ConfigError", "DEFAULTS", "load_recipe", "apply_overrides", "validate", "migrate", "from_saved", "get", "dump",
-    "resolved_resize", "crop_warnings", "train_batch_per_process", "eval_batch_size", "scored_split",
+    "resolved_resize", "input_geometry", "crop_warnings", "train_batch_per_process", "eval_batch_size", "scored_split",
 ]
 
 log = logging.getLogger("fgvc")

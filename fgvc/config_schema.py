@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["DEFAULTS", "TYPES", "CHOICES", "RANGES", "Range", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS",
-           "AUX_REQUIRED", "DISTILL_KEYS", "DISTILL_DEFAULTS", "NoneType", "resolved_resize", "crop_pct_resize",
+           "AUX_REQUIRED", "DISTILL_KEYS", "DISTILL_DEFAULTS", "NoneType", "resolved_resize", "input_geometry", "crop_pct_resize",
            "train_batch_per_process", "eval_batch_size", "scored_split"]
 
 NoneType = type(None)
@@ -191,6 +191,13 @@ def resolved_resize(data: dict[str, Any]) -> int:
     it, else ``round(img_size / crop_pct)`` (timm's convention; 448 / 0.875 = 512). The one place the null of
     ``data.resize`` is resolved."""
     return int(data["resize"]) if data["resize"] is not None else crop_pct_resize(data)
+
+
+def input_geometry(data: dict[str, Any], scale: float = 1.0) -> tuple[int, int]:
+    """``(crop, resize)`` of a run's transforms: the network's input side ``data.img_size`` and the shorter side
+    images are resized to before that crop (:func:`resolved_resize`), both times ``scale`` (a method's
+    ``input_scale``, e.g. WS-DAN's ``zoom_source``: larger images, the same geometry)."""
+    return round(data["img_size"] * scale), round(resolved_resize(data) * scale)
 
 
 def crop_pct_resize(data: dict[str, Any]) -> int:

@@ -83,6 +83,14 @@ def test_eval_batch_size_zero_resolves_in_one_function(tmp_path):
     assert [config.eval_batch_size(cfg, w) for w in (1, 2, 4)] == [5, 5, 5]  # set: already per process
 
 
+def test_input_geometry_scales_crop_and_derived_resize_alike(tmp_path):
+    cfg, _ = config.load_recipe(_recipe(tmp_path), ["data.img_size=448"])
+    assert config.input_geometry(cfg["data"]) == (448, 512)  # resize: 448 / 0.875
+    assert config.input_geometry(cfg["data"], 1.5) == (672, 768)  # e.g. WS-DAN's zoom_source
+    cfg, _ = config.load_recipe(_recipe(tmp_path), ["data.img_size=32", "data.resize=36"])
+    assert config.input_geometry(cfg["data"], 2.0) == (64, 72)
+
+
 def test_scored_split_defaults_to_data_test_split(tmp_path):
     cfg, _ = config.load_recipe(_recipe(tmp_path), ["data.test_split=holdout"])
     assert config.scored_split(cfg) == "holdout" and config.scored_split(cfg, None) == "holdout"

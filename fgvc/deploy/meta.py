@@ -52,11 +52,11 @@ class Preprocessing:
         """The eval transform of a :class:`~fgvc.engine.inference.TrainedRun` (as
         :func:`fgvc.engine.builder.build_transform` makes it), optionally at another input side ``img_size`` with
         the same crop share."""
-        from fgvc.config import resolved_resize
+        from fgvc.config import input_geometry
 
         d = run.cfg["data"]
         scale = float(run.data_config.get("input_scale", 1.0))
-        own = cls(round(d["img_size"] * scale), round(resolved_resize(d) * scale),
+        own = cls(*input_geometry(d, scale),
                   _three(run.data_config["mean"]), _three(run.data_config["std"]))
         if img_size is None or img_size == own.img_size:
             return own

@@ -12,7 +12,7 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, Dataset
 
 from fgvc.engine.distributed import DistEnv, EpochSampler, ShardSampler
-from fgvc.config import resolved_resize
+from fgvc.config import input_geometry
 from fgvc.errors import ConfigError
 
 log = logging.getLogger("fgvc")
@@ -81,9 +81,9 @@ def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any
     from fgvc.data import build_transforms
 
     d, aug = cfg["data"], cfg["data"]["augment"]
-    scale = float(data_config.get("input_scale", 1.0))  # e.g. WS-DAN's zoom_source: larger images, same geometry
+    crop, resize = input_geometry(d, float(data_config.get("input_scale", 1.0)))  # e.g. WS-DAN's zoom_source
     return build_transforms(
-        img_size=round(d["img_size"] * scale), resize=round(resolved_resize(d) * scale), mean=data_config["mean"], std=data_config["std"], train=train,
+        img_size=crop, resize=resize, mean=data_config["mean"], std=data_config["std"], train=train,
         hflip=aug["hflip"], color_jitter=aug["color_jitter"], random_resized_crop=aug["random_resized_crop"],
         rrc_scale=tuple(aug["rrc_scale"]), output=output, reduced_decode=d.get("reduced_decode", False),
     )

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fgvc.config import input_geometry
 from fgvc.engine.inference import Runtime, TrainedRun
 from fgvc.engine.state import capture_rng, restore_rng
 from fgvc.errors import ConfigError
@@ -181,7 +182,7 @@ def build_distiller(cfg: dict[str, Any], device: torch.device, amp: str, student
     teacher.runtime.prepare(teacher.method).eval()
     teacher.method.requires_grad_(False)
     scale = float(teacher.data_config.get("input_scale", 1.0))  # e.g. a WS-DAN teacher's zoom_source
-    size = round(teacher.cfg["data"]["img_size"] * scale)
+    size = input_geometry(teacher.cfg["data"], scale)[0]
     log.info(f"distilling from {run_dir} ({teacher.cfg['model']['name']} on {teacher.cfg['model']['backbone']}, "
              f"{spec['checkpoint']} checkpoint, {teacher.weights} weights, {size} px): alpha {spec['alpha']:g}, "
              f"temperature {spec['temperature']:g}")
