@@ -56,7 +56,8 @@ def test_a_recipe_key_without_a_meaning_is_refused(monkeypatch: pytest.MonkeyPat
 
 def test_recipe_key_page_lists_every_schema_key_with_type_and_default() -> None:
     text = docs_gen.recipe_keys_markdown()
-    assert "| `train.lr` | float | `0.01` |" in text
+    assert "| `train.lr` | float, > 0 | `0.01` |" in text
+    assert "| `train.layer_decay` | float or int or null, in (0, 1] | `null` |" in text  # the ranges checked at load
     assert "| `train.amp` | str: `none`, `auto`, `bf16`, `fp16` | `none` |" in text
     assert "| `data.resize` | int or null | `null` |" in text
     for key, _ in key_pages.flatten(config_schema.DEFAULTS):

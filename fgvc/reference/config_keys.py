@@ -86,7 +86,7 @@ MEANINGS: dict[str, str] = {
     "train.tensorboard": "per-epoch scalars and attention maps of 4 validation images to RUN/tb/ (needs the "
                          "explain extra)",
     "eval.tta_flip": "average the predictions of the image and its horizontal flip",
-    "eval.batch_size": "evaluation batch size; 0: train.batch_size",
+    "eval.batch_size": "images per evaluation batch in each process; 0: train.batch_size split over the processes",
     "eval.protocols": "evaluation protocols run on the test split after training: classification, retrieval, "
                       "knn, linear",
     "output.root": "folder the run directories go to",

@@ -10,7 +10,7 @@ import json
 from typing import Any, Iterator
 
 from fgvc.config_schema import (AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM,
-                                STAGE_KEYS, STAGE_REQUIRED, TYPES)
+                                RANGES, STAGE_KEYS, STAGE_REQUIRED, TYPES)
 from fgvc.reference.command_page import cell
 from fgvc.reference.config_keys import MEANINGS, SUB_KEY_MEANINGS
 from fgvc.reference.run_files import TABLES
@@ -41,7 +41,7 @@ def recipe_keys_markdown() -> str:
     if stale:
         raise KeyError(f"fgvc/reference/config_keys.py MEANINGS names keys the schema does not have: {', '.join(stale)}")
     out = ["# Recipe keys", "",
-           "Generated from `fgvc/config_schema.py` (types, defaults, choices) and `fgvc/reference/config_keys.py` "
+           "Generated from `fgvc/config_schema.py` (types, defaults, choices, ranges) and `fgvc/reference/config_keys.py` "
            "(meanings) by `python -m fgvc.docs_gen`; do not edit by hand. Any key can be set on the command line "
            "with `--set key.sub=value`.", ""]
     section = None
@@ -54,6 +54,8 @@ def recipe_keys_markdown() -> str:
         kind = _type_name(types)
         if dotted in CHOICES:
             kind += ": " + ", ".join(f"`{c}`" for c in CHOICES[dotted])
+        if dotted in RANGES:  # checked when a recipe loads
+            kind += ", " + RANGES[dotted].text()
         shown = default if isinstance(default, str) else json.dumps(default)  # YAML spelling: null, true, [...]
         out.append(f"| `{dotted}` | {cell(kind)} | `{cell(shown)}` | {cell(MEANINGS[dotted])} |")
     for title, spec, required, defaults, prefix in (
