@@ -24,9 +24,9 @@ from fgvc.benchmarking.published import compare_run
 from fgvc.cli import add_run_arguments, friendly, split_of
 from fgvc.engine.inference import TrainedRun
 from fgvc.errors import ConfigError
-from fgvc.vis.run_report import SECTION_TITLES, ReportOptions, build_report
+from fgvc.vis.run_report import SECTION_TITLES, ReportOptions, build_page
 
-__all__ = ["main", "build_report", "SECTION_TITLES"]
+__all__ = ["main", "SECTION_TITLES"]
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.csv"
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                          projection=args.projection, worst=args.worst, pairs=args.pairs, audit=not args.no_audit)
     comparison = compare_run(run.run_dir, args.published)
     with tempfile.TemporaryDirectory() as tmp:
-        page = build_report(run, opts, comparison, Path(tmp))
+        page = build_page(run, opts, comparison, Path(tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")

@@ -1,9 +1,10 @@
 """The computing part of ``python -m fgvc.bench report``: runs next to the published numbers.
 
-:func:`compare_runs` reads run directories and the published table and returns a :class:`Report`: one
-:class:`ReportRow` per run (our metrics, the matched published row, the gap, the subset / unfinished flags)
-and the published rows cited, numbered in order of first citation. Writing it as Markdown and drawing the
-bar chart is :mod:`fgvc.benchmarking.published_report`'s job; nothing here imports matplotlib.
+:func:`compare_runs` reads run directories and the published table and returns a :class:`Comparison`:
+one :class:`ComparedRun` per run (our metrics, the matched published row, the gap, the subset / unfinished flags)
+and the published rows cited, numbered in order of first citation; :func:`compare_run` gives one run's row.
+Writing it as Markdown and drawing the bar chart is :mod:`fgvc.benchmarking.published_report`'s job; nothing here
+imports matplotlib.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from fgvc.errors import BenchError
 
 __all__ = [
     "PUBLISHED_COLUMNS", "DATASET_ALIASES", "norm_dataset", "norm_backbone", "load_published", "method_key",
-    "match_published", "read_run", "is_subset", "ReportRow", "Report", "summarize_run", "build_report",
-    "compare_runs", "compare_run",
+    "match_published", "read_run", "is_subset", "ComparedRun", "Comparison", "summarize_run",
+    "build_comparison", "compare_runs", "compare_run",
 ]
 
 PUBLISHED_COLUMNS = ("method", "backbone", "dataset", "img_size", "top1", "source", "venue", "notes")
@@ -123,7 +124,7 @@ def is_subset(cfg: dict[str, Any]) -> bool:
 
 # ------------------------------------------------------------------- report
 @dataclass(frozen=True)
-class ReportRow:
+class ComparedRun:
     """One run of the report: our numbers, the matched published row (``match`` says how) and the gap."""
 
     run: str  # the run directory's name
@@ -145,7 +146,7 @@ class ReportRow:
     gap: float | None  # ours - published (shown only when ``comparable``)
     subset: bool  # subset / mini / synthetic data: not comparable with the papers
     finished: bool  # final.json exists
-    cite: int | None = None  # 1-based number of published_row in Report.sources, None when not cited
+    cite: int | None = None  # 1-based number of published_row in Comparison.sources, None when not cited
 
     @property
     def img_size_differs(self) -> bool:
@@ -176,8 +177,10 @@ class ReportRow:
 
 
 @dataclass(frozen=True)
-class Report:
-    rows: list[ReportRow]
+class Comparison:
+    """The runs next to the published numbers (``python -m fgvc.bench report``), with the sources they cite."""
+
+    rows: list[ComparedRun]
     sources: list[dict[str, Any]] = field(default_factory=list)  # published rows cited, [1], [2], ... in order
     published_csv: str = ""
 
@@ -190,7 +193,7 @@ class Report:
         return any(not r.finished for r in self.rows)
 
 
-def summarize_run(run: dict[str, Any], published: list[dict[str, Any]]) -> ReportRow:
+def summarize_run(run: dict[str, Any], published: list[dict[str, Any]]) -> ComparedRun:
     """One :func:`read_run` result matched to ``published`` (not yet numbered for citation)."""
     cfg, final, rows = run["cfg"], run["final"] or {}, run["metrics"]
     data, model = cfg.get("data", {}), cfg.get("model", {})
@@ -199,7 +202,7 @@ def summarize_run(run: dict[str, Any], published: list[dict[str, Any]]) -> Repor
     pub, how = match_published(published, method, model.get("backbone", ""), data.get("name", ""))
     ours = final.get("top1")
     pub_top1 = pub["top1"] if pub else None
-    return ReportRow(
+    return ComparedRun(
         run=run["dir"].name, method=method, backbone=model.get("backbone", ""),
         dataset=data.get("name", ""), root=data.get("root", ""), img_size=data.get("img_size"),
         epochs=final.get("epochs", 1 + max((int(r.get("epoch", 0)) for r in rows), default=-1)),
@@ -211,7 +214,8 @@ def summarize_run(run: dict[str, Any], published: list[dict[str, Any]]) -> Repor
     )
 
 
-def build_report(runs: list[dict[str, Any]], published: list[dict[str, Any]], published_csv: str = "") -> Report:
+def build_comparison(runs: list[dict[str, Any]], published: list[dict[str, Any]],
+                     published_csv: str = "") -> Comparison:
     """Rows of :func:`read_run` results matched to ``published``; the cited rows numbered in row order."""
     rows, sources = [], []
     for run in runs:
@@ -221,16 +225,16 @@ def build_report(runs: list[dict[str, Any]], published: list[dict[str, Any]], pu
                 sources.append(row.published_row)
             row = replace(row, cite=sources.index(row.published_row) + 1)
         rows.append(row)
-    return Report(rows=rows, sources=sources, published_csv=published_csv)
+    return Comparison(rows=rows, sources=sources, published_csv=published_csv)
 
 
-def compare_runs(run_dirs: list[str | Path], published_csv: str | Path) -> Report:
-    """Read the run directories and the published table; the :class:`Report` to write or draw."""
+def compare_runs(run_dirs: list[str | Path], published_csv: str | Path) -> Comparison:
+    """Read the run directories and the published table; the :class:`Comparison` to write or draw."""
     published = load_published(published_csv)
-    return build_report([read_run(d) for d in run_dirs], published, str(published_csv))
+    return build_comparison([read_run(d) for d in run_dirs], published, str(published_csv))
 
 
-def compare_run(run_dir: str | Path, published_csv: str | Path) -> ReportRow | str:
+def compare_run(run_dir: str | Path, published_csv: str | Path) -> ComparedRun | str:
     """One run next to the published table (``python -m fgvc.report``'s Results section), or why not, as a
     sentence: the run or the table cannot be read."""
     try:

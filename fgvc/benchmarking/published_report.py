@@ -1,5 +1,5 @@
-"""The written form of ``python -m fgvc.bench report``: a :class:`~fgvc.benchmarking.published.Report` as Markdown
-and as a bar chart PNG.
+"""The written form of ``python -m fgvc.bench report``: a :class:`~fgvc.benchmarking.published.Comparison` as
+Markdown and as a bar chart PNG.
 
 :func:`format_markdown` gives the table of our test top-1 / top-5 / mean per-class accuracy, training time and
 throughput next to the matched published number and the gap, with the honesty notes (subset data, unfinished runs,
@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from fgvc.benchmarking.published import Report, ReportRow, compare_runs
+from fgvc.benchmarking.published import Comparison, ComparedRun, compare_runs
 
 __all__ = ["TABLE_HEAD", "format_markdown", "draw_chart", "write_report"]
 
@@ -26,7 +26,7 @@ def _fmt(v: Any, nd: int = 2) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
-def _cells(r: ReportRow) -> list[str]:
+def _cells(r: ComparedRun) -> list[str]:
     """One table row: our numbers, the published number with its citation, the gap."""
     marks = (" †" if r.subset else "") + ("" if r.finished else " ‡")
     pub_cell = ""
@@ -41,7 +41,7 @@ def _cells(r: ReportRow) -> list[str]:
             f"{r.gap:+.1f}" if r.gap is not None else ""]
 
 
-def format_markdown(report: Report, generated: dt.datetime | None = None) -> str:
+def format_markdown(report: Comparison, generated: dt.datetime | None = None) -> str:
     """The report's Markdown: the table, the honesty notes and the numbered published sources."""
     generated = generated or dt.datetime.now()
     lines = [
@@ -78,7 +78,7 @@ def format_markdown(report: Report, generated: dt.datetime | None = None) -> str
     return "\n".join(lines)
 
 
-def draw_chart(report: Report, path: str | Path) -> Path:
+def draw_chart(report: Comparison, path: str | Path) -> Path:
     """Bar chart PNG of our test top-1 next to the published number, per run."""
     import matplotlib  # heavy third-party import, loaded only when a chart is drawn
 

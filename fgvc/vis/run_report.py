@@ -1,4 +1,4 @@
-"""The sections of ``python -m fgvc.report``'s HTML run report, and the page (:func:`build_report`).
+"""The sections of ``python -m fgvc.report``'s HTML run report, and the page (:func:`build_page`).
 
 Each ``*_section`` builds one :class:`~fgvc.vis.report_html.Section` from what the run left on disk or from one
 :class:`~fgvc.engine.inference.TrainedRun` pass over the split: the recipe; the environment it trained in; the final
@@ -37,7 +37,7 @@ from fgvc.vis.projection import project_embeddings
 from fgvc.vis.report_figures import confusion_figure, photo, seen_by_model
 from fgvc.vis.report_html import Markup, Section, esc, figure_uri, img, jpeg_uri, png_uri, render_page, table
 
-__all__ = ["SECTION_TITLES", "ReportOptions", "build_report", "recipe_section", "environment_section",
+__all__ = ["SECTION_TITLES", "ReportOptions", "build_page", "recipe_section", "environment_section",
            "results_section", "curves_section", "per_class_section", "confusion_section", "mistakes_section",
            "embedding_section", "audit_section"]
 
@@ -100,7 +100,7 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 def results_section(run_dir: Path, final: dict[str, Any], here: dict[str, Any], published_csv: str,
                     comparison: Any) -> Section:
     """final.json's metrics, this report's own pass, and ``comparison``: the run next to the published number (a
-    :class:`fgvc.benchmarking.published.ReportRow`) or, as a string, why there is none."""
+    :class:`fgvc.benchmarking.published.ComparedRun`) or, as a string, why there is none."""
     keys = ("top1", "top5", "mean_class_acc", "n_images", "epochs", "best_val_top1", "best_val_epoch", "tta_flip")
     rows = [(k, final.get(k)) for k in keys if k in final]
     body = "<h3>final.json (test split, final-epoch weights)</h3>" + table(["metric", "value"], rows)
@@ -241,7 +241,7 @@ def _noted(section: Section, note: str | None) -> Section:
                                             section.anchor)
 
 
-def build_report(run: TrainedRun, opts: ReportOptions, comparison: Any, tmp: Path) -> str:
+def build_page(run: TrainedRun, opts: ReportOptions, comparison: Any, tmp: Path) -> str:
     """The page's HTML for the trained ``run``: one pass over ``opts.split``, then every section (``comparison``: see
     :func:`results_section`; ``tmp``: a folder for the embedding map's PNG)."""
     t0 = time.time()
@@ -260,7 +260,8 @@ def build_report(run: TrainedRun, opts: ReportOptions, comparison: Any, tmp: Pat
     here = {"what": run.describe(), "split": split, "n": len(targets),
             "top1": 100.0 * float((probs.argmax(1) == targets).mean()) if len(targets) else 0.0}
     sections = [recipe_section(run_dir), environment_section(run_dir, final.get("train_seconds")),
-                _noted(results_section(run_dir, final, here, opts.published, comparison), missing), curves_section(run_dir),
+                _noted(results_section(run_dir, final, here, opts.published, comparison), missing),
+                curves_section(run_dir),
                 per_class_section(cm, names), confusion_section(cm, names, probs, targets, ds, opts.pairs),
                 mistakes_section(run, ds, probs, targets, names, opts.worst, opts.cam)]
     if opts.projection != "none" and got.embedding is not None and len(targets) > 5:
