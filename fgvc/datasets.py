@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from fgvc.cli import add_checkpoint, add_output, friendly
 from fgvc.config import parse_yaml
 from fgvc.data import DataError, build_dataset
 from fgvc.data.audit import audit_dataset
@@ -33,7 +34,6 @@ from fgvc.data.convert import convert
 from fgvc.data.download import fetch
 from fgvc.data.phash import DEFAULT_MAX_DISTANCE
 from fgvc.data.synthetic import make_synthetic
-from fgvc.errors import UserError
 from fgvc.protocols.mislabel_check import load_audit_run, model_mislabels
 from fgvc.vis.audit_report import summary_paragraph, write_all
 
@@ -97,11 +97,11 @@ def _parser() -> argparse.ArgumentParser:
                                       "--run) likely mislabelled images -> findings.csv, summary.json, audit.html")
     au.add_argument("name", metavar="NAME_OR_AUTO", choices=["auto", *NAMES])
     au.add_argument("root")
-    au.add_argument("--output", metavar="DIR", required=True, help="the folder to write the findings into")
+    add_output(au, "the folder to write the findings into", required=True, metavar="DIR")
     au.add_argument("--run", metavar="RUN_DIR", default=None,
                     help="a trained run: also flag images whose label the model and its nearest training images "
                          "confidently contradict (the run's data.args are used; auto takes its data set name)")
-    au.add_argument("--checkpoint", default="last", choices=["last", "best"], help="with --run")
+    add_checkpoint(au)
     au.add_argument("--max-distance", type=int, default=None,
                     help="pHash Hamming distance (of 64 bits) up to which images are near duplicates (default 6)")
     au.add_argument("--confidence", type=float, default=0.8, help="with --run: min max-softmax probability")
@@ -120,8 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="shorter side of the copies in px: exactly the recipe's resize before the crop (data.resize, "
                          "or img_size / crop_pct: 184 for the CPU recipes, 512 for 448-px ones); only recipes "
                          "with that resize use them; images already that small are not copied")
-    ca.add_argument("--output", metavar="DIR", default=None,
-                    help="cache folder (default ROOT/.fgvc_cache; set data.cache to DIR when you give one)")
+    add_output(ca, "cache folder (default ROOT/.fgvc_cache; set data.cache to DIR when you give one)", metavar="DIR")
     ca.add_argument("--check", action="store_true", help="md5-verify sources and copies against the manifest; "
                                                         "write nothing, exit 1 when anything is stale")
     ca.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes resizing images")
@@ -133,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("root")
     cv.add_argument("--to", required=True, choices=["folder", "cub200"],
                     help="folder: OUT/<split>/<class>/<file>; cub200: OUT/CUB_200_2011/ (val goes to train)")
-    cv.add_argument("--output", metavar="DIR", required=True, help="a new (or empty) folder to write into")
+    add_output(cv, "a new (or empty) folder to write into", required=True, metavar="DIR")
     cv.add_argument("--copy", action="store_true", help="copy the images instead of linking to them")
     return p
 
@@ -238,18 +237,12 @@ def _convert(a: argparse.Namespace) -> int:
     return 0
 
 
+@friendly  # DataError, RegistryError, ConfigError, CheckpointError ... (fgvc.errors): one line, exit 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info,
                "audit": _audit, "cache": _cache, "convert": _convert}[args.command]
-    try:
-        return handler(args)
-    except UserError as e:  # DataError, RegistryError, ConfigError, CheckpointError ... (fgvc.errors)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # bad argument values (e.g. make-synthetic --num-classes 100)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return handler(args)
 
 
 if __name__ == "__main__":

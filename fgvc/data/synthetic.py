@@ -54,7 +54,7 @@ def _class_name(pattern: tuple[str, str, str]) -> str:
 
 def _assign_patterns(num_classes: int, seed: int) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     if not 1 <= num_classes <= len(PATTERNS) - MIN_DISTRACTOR_PATTERNS:
-        raise ValueError(f"num_classes must be in 1..{len(PATTERNS) - MIN_DISTRACTOR_PATTERNS} (there are "
+        raise DataError(f"num_classes must be in 1..{len(PATTERNS) - MIN_DISTRACTOR_PATTERNS} (there are "
                          f"{len(PATTERNS)} part patterns and {MIN_DISTRACTOR_PATTERNS} stay distractors), "
                          f"got {num_classes}")
     order = np.random.default_rng([seed % 2**32, 7]).permutation(len(PATTERNS))
@@ -75,7 +75,7 @@ class SyntheticImage:
 
 def _check_arguments(images_per_class: int, render_size: int, part_size_frac: float, test_fraction: float) -> None:
     if images_per_class < 2 or render_size < 32 or not 0 < part_size_frac <= 0.1 or not 0 < test_fraction < 1:
-        raise ValueError("need images_per_class >= 2, render_size >= 32, 0 < part_size_frac <= 0.1 and "
+        raise DataError("need images_per_class >= 2, render_size >= 32, 0 < part_size_frac <= 0.1 and "
                          f"0 < test_fraction < 1; got {images_per_class}, {render_size}, {part_size_frac}, "
                          f"{test_fraction}")
 
