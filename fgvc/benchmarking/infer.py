@@ -50,6 +50,7 @@ class InferOptions:
     target: str  # run directory, checkpoint file or recipe
     sets: list[str] = field(default_factory=list)  # recipe overrides
     checkpoint: str = "last"
+    weights: str = "auto"  # auto (EMA weights when the run kept an EMA), ema or model
     images: int = 64  # real test images timed and compared
     batches: list[int] = field(default_factory=lambda: [1, 32])
     paths: list[str] = field(default_factory=lambda: list(PATHS))
@@ -162,7 +163,7 @@ def run(args: InferOptions, command: str) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
         sets.append(f"train.threads={args.threads}")
-    trained = TrainedRun.load(args.target, args.checkpoint, sets)
+    trained = TrainedRun.load(args.target, args.checkpoint, sets, args.weights)
     paths = ["eager"] + [p for p in args.paths if p != "eager"]
     if trained.runtime.device.type != "cuda" and "fp16" in paths:
         paths.remove("fp16")  # fp16 autocast is a CUDA path

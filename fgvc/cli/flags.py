@@ -65,11 +65,14 @@ def add_split(ap: Any) -> None:
                     help="the data split to use (default: the recipe's data.test_split)")
 
 
-def add_batch_size(ap: Any, default: int | None = None, what: str = "images per forward pass") -> None:
-    """``--batch-size N`` (``--batch``: the old spelling); ``default`` None means the recipe's batch size."""
-    shown = "the recipe's" if default is None else str(default)
-    ap.add_argument("--batch-size", "--batch", dest="batch_size", type=int, default=default, metavar="N",
-                    help=f"batch size: {what} (default {shown}; --batch is the old spelling)")
+def add_batch_size(ap: Any, default: int | list[int] | None = None, what: str = "images per forward pass",
+                   many: bool = False, old: str = "--batch") -> None:
+    """``--batch-size N`` (``old``: the old spelling, ``--batch``); ``default`` None means the recipe's batch size;
+    ``many``: one or more sizes (``--batch-size 1 32``)."""
+    shown = "the recipe's" if default is None else " ".join(map(str, default)) if many else str(default)
+    ap.add_argument("--batch-size", old, dest="batch_size", type=int, default=default, metavar="N",
+                    nargs="+" if many else None,
+                    help=f"batch size: {what} (default {shown}; {old} is the old spelling)")
 
 
 def add_device(ap: Any) -> None:
