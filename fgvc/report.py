@@ -1,4 +1,4 @@
-"""``python -m fgvc.report RUN_DIR [--out report.html] [--split test] [--checkpoint last|best] [--cam gradcam|...|none]
+"""``python -m fgvc.report RUN_DIR [--output report.html] [--split test] [--checkpoint last|best] [--cam gradcam|...|none]
 [--projection tsne|umap|pca] [--worst 12] [--pairs 10] [--no-audit] [--published CSV] [--set k=v ...]``
 
 One self-contained HTML page about a trained run, to open from disk or send as an attachment (every image and plot
@@ -21,8 +21,7 @@ import tempfile
 from pathlib import Path
 
 from fgvc.benchmarking.published import compare_run
-from fgvc.cli import add_run_arguments, friendly, split_of
-from fgvc.engine.inference import TrainedRun
+from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
 from fgvc.errors import ConfigError
 from fgvc.vis.run_report import SECTION_TITLES, ReportOptions, build_page
 
@@ -33,8 +32,8 @@ PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.csv"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-report", description="Write one self-contained HTML report of a run.")
-    add_run_arguments(ap, "split the report evaluates")
-    ap.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html)")
+    add_run_arguments(ap)
+    add_output(ap, "HTML file to write (default RUN/report.html)", metavar="FILE.html", old_out=True)
     ap.add_argument("--cam", default="gradcam", choices=["gradcam", "gradcam++", "scorecam", "attention", "none"],
                     help="heat maps of the worst mistakes (default gradcam; none skips them)")
     ap.add_argument("--projection", default="tsne", choices=["tsne", "umap", "pca", "none"],
@@ -55,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if target.suffix in (".yaml", ".yml"):
         raise ConfigError(f"{target} is a recipe: a report needs a trained run; train it first with "
                           f"python -m fgvc.train {target}")
-    run = TrainedRun.load(target, args.checkpoint, args.sets, args.weights)
-    out = Path(args.out) if args.out else run.run_dir / "report.html"
+    run = load_run(args, target)
+    out = Path(args.output) if args.output else run.run_dir / "report.html"
     opts = ReportOptions(split=split_of(run, args.split), published=args.published, cam=args.cam,
                          projection=args.projection, worst=args.worst, pairs=args.pairs, audit=not args.no_audit)
     comparison = compare_run(run.run_dir, args.published)
