@@ -74,6 +74,7 @@ from fgvc.continual.imprint import (centred_linear, class_means, extended_state,
 from fgvc.engine.inference import TrainedRun
 from fgvc.engine.run_state import read_final
 from fgvc.errors import CheckpointError, ConfigError, DataError
+from fgvc.engine.rundir import write_json
 
 log = logging.getLogger("fgvc")
 
@@ -326,8 +327,6 @@ def _old_new_top1(per_class: Path, k_old: int) -> tuple[float, float]:
 
 def extend_run(req: ExtendRequest) -> dict[str, Any]:
     """Do it (see the module docstring); returns the new run's final.json."""
-    from fgvc.engine.rundir import write_json
-
     req.check()
     old = TrainedRun.load(req.run, req.checkpoint, req.overrides)
     attr, head = embedding_head(old, req.run / "checkpoints" / f"{req.checkpoint}.pt")

@@ -35,6 +35,7 @@ import numpy as np
 from fgvc.data.base import BadImageError, DataError, open_image, to_rgb
 from fgvc.data.check import TINY, detect_layout
 from fgvc.data.phash import DEFAULT_MAX_DISTANCE, near_pairs, phash
+from fgvc.data.readers import build_dataset
 
 __all__ = ["Item", "ImageInfo", "Finding", "Audit", "audit_dataset", "list_items", "scan_images", "duplicate_findings",
            "size_findings", "mislabel_findings", "KINDS", "AUDIT_SPLITS", "AREA_FACTOR", "MAX_ASPECT"]
@@ -113,8 +114,6 @@ def list_items(name: str, root: str | Path, args: Mapping[str, Any] | None = Non
                splits: Sequence[str] = AUDIT_SPLITS) -> tuple[str, list[Item], dict[str, str]]:
     """``(name, items, skipped)``: the images of every split of data set ``name`` (``auto``: detected as by
     ``fgvc.datasets check``) that its registered reader provides; ``skipped`` says why a split is unavailable."""
-    from fgvc.data.readers import build_dataset
-
     root = Path(root)
     name = detect_layout(root) if name == "auto" else name
     items: list[Item] = []

@@ -32,6 +32,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from fgvc.data.base import BadImageError, DataError, load_image
+from fgvc.data.transforms import resize_shorter
+
 __all__ = ["CACHE_DIR", "IMAGE_SUFFIXES", "build_cache", "check_cache", "open_cache", "DataCache", "CacheReport"]
 
 CACHE_DIR = ".fgvc_cache"
@@ -72,8 +75,6 @@ def _shrink_one(job: tuple[str, str, str, int]) -> dict[str, Any]:
     """Worker: one source file -> its manifest entry (``error`` set for an unreadable source)."""
     from PIL import Image
 
-    from fgvc.data.base import BadImageError, load_image
-    from fgvc.data.transforms import resize_shorter
 
     src, level, rel, max_side = Path(job[0]), Path(job[1]), job[2], job[3]
     size, mtime = _stat(src)
@@ -131,8 +132,6 @@ def _valid(entry: dict[str, Any] | None, src: Path, deep: bool) -> bool:
 def build_cache(root: str | Path, max_side: int, output: str | Path | None = None, workers: int = 0,
                 progress: bool = False) -> CacheReport:
     """Create or bring up to date the cache of ``root`` at ``max_side`` (see the module docstring)."""
-    from fgvc.data.base import DataError
-
     root = Path(root).resolve()
     if not root.is_dir():
         raise DataError(f"cache: {root} is not a folder; give the data set's root (data.root)")
@@ -239,8 +238,6 @@ class DataCache:
     @staticmethod
     def read(copy: Path) -> np.ndarray:
         """The ``H, W, 3`` uint8 array of a copy; a damaged copy is a BadImageError naming it and the fix."""
-        from fgvc.data.base import BadImageError
-
         try:
             image = np.load(copy, allow_pickle=False)
         except Exception as e:

@@ -15,6 +15,9 @@ from typing import Any, Iterable
 
 from fgvc.data.annotations import Problems
 from fgvc.data.base import AnnotationError, BadImageError, DataError, open_image
+from fgvc.data.cub import parse_cub
+from fgvc.data.flowers import image_path, parse_flowers
+from fgvc.data.folder import IMAGE_EXTENSIONS, manifest_path, read_manifest, scan_folder
 
 __all__ = ["Problem", "check_dataset", "inspect_image", "detect_layout", "summarize", "TINY"]
 
@@ -78,22 +81,14 @@ def _image_paths(name: str, root: Path, errors: list[Any], kwargs: dict[str, Any
     """Parse the annotations of ``name`` (collecting every problem in ``errors``) and list its images."""
     problems = Problems.collecting(errors)
     if name in ("cub200", "synthetic"):
-        from fgvc.data.cub import parse_cub
-
         return parse_cub(root, problems, load_parts=kwargs.get("load_parts", True)).all_paths
     if name == "flowers102":
-        from fgvc.data.flowers import image_path, parse_flowers
-
         ann = parse_flowers(root, kwargs.get("names_file"), problems)
         return [str(image_path(root, int(i))) for idx in ann.sets.values() for i in idx]
     if name == "folder":
-        from fgvc.data.folder import IMAGE_EXTENSIONS, scan_folder
-
         _, splits = scan_folder(root, kwargs.get("extensions", IMAGE_EXTENSIONS), problems)
         return [str(s.path) for samples in splits.values() for s in samples]
     if name == "csv":
-        from fgvc.data.folder import manifest_path, read_manifest
-
         cols = {k: kwargs[k] for k in ("path_column", "label_column", "split_column") if k in kwargs}
         _, splits = read_manifest(manifest_path(root, kwargs.get("manifest", "manifest.csv")), problems=problems,
                                   **cols)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgvc.data.base import DataError, DatasetNotFoundError
+from fgvc.data.cub import parse_cub
+from fgvc.data.flowers import image_path, parse_flowers
 
 __all__ = ["fetch", "safe_extract", "is_complete", "UnsafeArchiveError", "Resource", "RESOURCES", "DEFAULT_ROOTS"]
 
@@ -111,12 +113,8 @@ def is_complete(name: str, root: str | Path) -> bool:
     root = Path(root)
     try:
         if name == "cub200":
-            from fgvc.data.cub import parse_cub
-
             paths: list[str] = parse_cub(root, load_parts=False).all_paths
         else:
-            from fgvc.data.flowers import image_path, parse_flowers
-
             ann = parse_flowers(root)
             paths = [str(image_path(root, int(i))) for idx in ann.sets.values() for i in idx]
     except DataError:  # absent, or annotations unreadable: not complete either way

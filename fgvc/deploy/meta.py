@@ -25,6 +25,9 @@ from typing import Any, Mapping, Sequence
 
 from fgvc.engine.environment import package_version
 from fgvc.errors import DeployError
+from fgvc.config import input_geometry
+from fgvc.data import build_transforms
+from fgvc.extras import require
 
 __all__ = ["REQUIRED_KEYS", "TORCHSCRIPT_META", "DEFAULT_CROP_PCT", "Preprocessing", "run_metadata", "encode",
            "decode", "set_onnx_metadata", "read_onnx_metadata"]
@@ -52,8 +55,6 @@ class Preprocessing:
         """The eval transform of a :class:`~fgvc.engine.inference.TrainedRun` (as
         :func:`fgvc.engine.builder.build_transform` makes it), optionally at another input side ``img_size`` with
         the same crop share."""
-        from fgvc.config import input_geometry
-
         d = run.cfg["data"]
         scale = float(run.data_config.get("input_scale", 1.0))
         own = cls(*input_geometry(d, scale),
@@ -82,8 +83,6 @@ class Preprocessing:
 
     def transform(self) -> Any:
         """The eval transform: ``H, W, 3`` uint8 RGB array -> normalised ``3, S, S`` float tensor."""
-        from fgvc.data import build_transforms
-
         return build_transforms(img_size=self.img_size, resize=self.resize, mean=self.mean, std=self.std, train=False)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -137,8 +136,6 @@ def set_onnx_metadata(model: Any, meta: Mapping[str, Any]) -> None:
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The decoded ``metadata_props`` of an ONNX file (without loading its weights)."""
-    from fgvc.extras import require
-
     onnx = require("onnx", "onnx", "reading ONNX metadata", extra="deploy")
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from fgvc.extras import require
+from fgvc.engine.inference import autocast
 
 __all__ = ["count_params", "count_macs", "median_ms", "logits_fn", "eager_logits", "cpu_latency_ms", "measure_cost"]
 
@@ -59,8 +60,6 @@ def logits_fn(method: nn.Module, device: torch.device | str = "cpu", channels_la
     eval mode on ``device``, in contiguous or channels-last layout (weights and input alike), under ``amp`` autocast
     (``none``, ``bf16``, ``fp16``), in inference mode. ``fgvc.bench infer`` times its PyTorch rows with it; reading
     the logits back to the CPU also waits for a CUDA device, so the time of a call is the time of its work."""
-    from fgvc.engine.inference import autocast
-
     device = torch.device(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = copy.deepcopy(method).to(device).float().eval()

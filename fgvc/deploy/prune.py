@@ -46,6 +46,7 @@ from fgvc.metrics.accuracy import summarize
 from fgvc.deploy.model_cost import measure_cost
 from fgvc.errors import CheckpointError, ConfigError
 from fgvc.extras import require
+from fgvc.engine.rundir import write_json
 
 log = logging.getLogger("fgvc")
 
@@ -106,8 +107,6 @@ def _taylor_batches(run: TrainedRun) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def prune_run(req: PruneRequest) -> dict[str, Any]:
     """Do it (see the module docstring); returns what ``NEW_RUN/prune.json`` holds."""
-    from fgvc.engine.rundir import write_json
-
     req.check()
     tp = require("torch_pruning", "torch-pruning", "structured pruning", extra="deploy")
     old = TrainedRun.load(req.run, req.checkpoint, req.overrides)

@@ -38,6 +38,8 @@ from fgvc.deploy.meta import Preprocessing, read_onnx_metadata
 from fgvc.deploy.runtime import OnnxModel, default_threads, latency_ms, top1_many
 from fgvc.errors import DeployError
 from fgvc.extras import require
+from fgvc.deploy.export import default_path, export_run, ParityError
+from fgvc.engine.inference import TrainedRun
 
 __all__ = ["FP32", "STATIC", "DYNAMIC", "TOP1_MARGIN_PP", "Row", "QuantizeResult", "calibration_reader",
            "preprocess", "quantize_static_file", "quantize_dynamic_file", "copy_metadata", "measure", "choose",
@@ -243,8 +245,6 @@ class QuantizeResult:
 def run_of_onnx(path: str | Path, overrides: list[str] | None = None) -> Any:
     """The :class:`~fgvc.engine.inference.TrainedRun` an fgvc ONNX file was exported from (its metadata's ``run``
     and ``checkpoint``): where the calibration and test images come from."""
-    from fgvc.engine.inference import TrainedRun
-
     meta = read_onnx_metadata(path)
     run_dir = meta.get("run")
     if not run_dir or not Path(run_dir).is_dir():
@@ -259,8 +259,6 @@ def quantize_run(run: Any, out: str | Path | None = None, *, fp32: str | Path | 
                  test_images: int | None = None, log: Callable[[str], None] = print) -> QuantizeResult:
     """fp32 ONNX (``fp32``, or exported now to ``RUN/export/model.onnx`` with a parity check), static and dynamic
     INT8, the table; keeps the chosen INT8 file as ``out`` (default ``<fp32 stem>.int8.onnx`` next to it)."""
-    from fgvc.deploy.export import ParityError, default_path, export_run
-
     if calib < 1:
         raise DeployError(f"--calib must be >= 1 image, got {calib}")
     if threads is not None and threads < 1:

@@ -22,6 +22,8 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
+from fgvc.models.pooling import CompactBilinearPooling
+
 __all__ = ["bin_table", "gather_sketch", "export_friendly"]
 
 
@@ -52,8 +54,6 @@ def gather_sketch(self: nn.Module, x: Tensor, i: int) -> Tensor:
 @contextlib.contextmanager
 def export_friendly(method: nn.Module) -> Iterator[None]:
     """Inside the block every compact bilinear pooling of ``method`` sketches with :func:`gather_sketch`."""
-    from fgvc.models.pooling import CompactBilinearPooling
-
     pools = [m for m in method.modules() if isinstance(m, CompactBilinearPooling)]
     for pool in pools:
         pool._export_bins = {i: bin_table(getattr(pool, f"hash{i}"), pool.in_dim, pool.out_dim) for i in (1, 2)}

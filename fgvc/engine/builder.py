@@ -14,6 +14,14 @@ from torch.utils.data import DataLoader, Dataset
 from fgvc.engine.distributed import DistEnv, EpochSampler, ShardSampler
 from fgvc.config import input_geometry
 from fgvc.errors import ConfigError
+from fgvc.data import build_dataset, build_transforms
+from fgvc.data.cache import open_cache
+from fgvc.data.exclude import exclude_samples
+from fgvc.data.samplers import PKSampler
+from fgvc.engine.device_input import collate_channels_last
+from fgvc.losses import build_criterion
+from fgvc.methods import build_method
+from fgvc.models.backbone import Backbone
 
 log = logging.getLogger("fgvc")
 
@@ -57,8 +65,6 @@ def resolve_channels_last(setting: str | bool, method: torch.nn.Module) -> bool:
     the fast layout on GPUs) and off for vision transformers, whose token layers gain nothing from it."""
     if setting != "auto":
         return bool(setting)
-    from fgvc.models.backbone import Backbone
-
     backbones = [m for m in method.modules() if isinstance(m, Backbone)]
     return bool(backbones) and not any(b.is_transformer for b in backbones)
 
@@ -68,9 +74,6 @@ def build_method_from_cfg(cfg: dict[str, Any], num_classes: int, class_counts: S
     """The recipe's method, with its loss section as criterion and ``loss.aux`` as feature losses. ``class_counts``
     (images per class of the train split; the trainer passes ``train_ds.class_counts()``) reach a criterion that
     takes them (``weighted_cross_entropy``); loading a run for inference needs none."""
-    from fgvc.losses import build_criterion
-    from fgvc.methods import build_method
-
     return build_method(cfg["model"], num_classes, build_criterion(cfg["loss"], class_counts), cfg["loss"]["aux"])
 
 
@@ -78,8 +81,6 @@ def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any
     """The recipe's train or eval transform, normalised as the backbone was pretrained; ``data_config["input_scale"]``
     (a method's, e.g. WS-DAN's ``zoom_source``) scales the resize and the crop alike. ``output="uint8"``: batches
     left un-normalised for :func:`fgvc.engine.device_input.to_model_input` to normalise on the device."""
-    from fgvc.data import build_transforms
-
     d, aug = cfg["data"], cfg["data"]["augment"]
     crop, resize = input_geometry(d, float(data_config.get("input_scale", 1.0)))  # e.g. WS-DAN's zoom_source
     return build_transforms(
@@ -91,22 +92,16 @@ def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any
 
 def build_split(cfg: dict[str, Any], split: str, train: bool, data_config: dict[str, Any] | None) -> Dataset:
     """The dataset of one split; without ``data_config`` it has no transform yet (set ``.transform`` later)."""
-    from fgvc.data import build_dataset
-
     d = cfg["data"]
     transform = build_transform(cfg, train, data_config) if data_config is not None else None
     ds = build_dataset(d["name"], d["root"], split, transform=transform, on_bad_image=d["on_bad_image"], **d["args"])
     if train and d.get("exclude"):  # the trainer's training split only
-        from fgvc.data.exclude import exclude_samples
-
         ds.samples = exclude_samples(ds.samples, d["exclude"], d["root"], split)
     if d["max_images"] is not None and len(ds.samples) > d["max_images"]:
         # smoke runs: a seeded subset, the same for every run of the recipe
         keep = torch.randperm(len(ds.samples), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["max_images"]]
         ds.samples = [ds.samples[i] for i in sorted(keep.tolist())]
     if d.get("cache", False) not in (False, "off"):
-        from fgvc.data.cache import open_cache
-
         ds.cache = open_cache("auto" if d["cache"] is True else d["cache"], d["root"], [s.path for s in ds.samples])
     return ds
 
@@ -170,8 +165,6 @@ def make_loader(
     Workers are not persistent: :class:`SeededSamples` takes each epoch's seed from the main process's copy."""
     n = len(dataset)  # type: ignore[arg-type]
     if train and pk is not None:
-        from fgvc.data.samplers import PKSampler
-
         if not hasattr(dataset, "targets"):
             raise ConfigError(f"data.sampler=pk needs the class of every training image, and {type(dataset).__name__} "
                               "has no .targets; use data.sampler=random")
@@ -186,8 +179,6 @@ def make_loader(
         dataset = SeededSamples(dataset, seed)
     else:
         sampler = ShardSampler(n, env.rank, env.world_size)
-    from fgvc.engine.device_input import collate_channels_last
-
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin,
         collate_fn=collate_channels_last if channels_last else None,

@@ -31,8 +31,14 @@ from tqdm import tqdm
 from fgvc import config
 from fgvc.engine import builder
 from fgvc.engine.distributed import DistEnv, all_gather_tensors
-from fgvc.errors import ConfigError
+from fgvc.errors import CheckpointError, ConfigError, UserError
 from fgvc.methods.base import OUTPUT_FIELDS, Method, Outputs
+from fgvc.data.transforms import Transform
+from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.device_input import to_model_input
+from fgvc.engine.pruned import reshape_like
+from fgvc.engine.run_state import locate_checkpoint
+from fgvc.engine.state import seed_everything
 
 __all__ = ["autocast", "Runtime", "Collected", "TrainedRun", "RECIPE_SUFFIXES"]
 
@@ -126,10 +132,6 @@ class TrainedRun:
         """A run directory (its ``checkpoints/<checkpoint>.pt``), a checkpoint file, or a recipe (``.yaml``: see
         :meth:`from_recipe`); ``overrides`` are ``--set`` items; ``weights``: ``auto`` (the EMA weights when the run
         kept an EMA, as final.json did), ``ema`` or ``model``."""
-        from fgvc.engine.checkpoint import load_checkpoint
-        from fgvc.engine.pruned import reshape_like
-        from fgvc.engine.run_state import locate_checkpoint
-
         target = Path(target)
         if target.suffix in RECIPE_SUFFIXES and not target.is_dir():
             return cls.from_recipe(target, checkpoint, overrides, weights)
@@ -155,8 +157,6 @@ class TrainedRun:
         """The recipe's method as training would start it (seeded with the recipe's seed): the pretrained backbone
         of ``model.pretrained``/``model.pretrained_file``, untrained head and part layers, in eval mode. Its
         classes are those of the recipe's train split; a recipe has no checkpoint (``last`` only) and no EMA."""
-        from fgvc.engine.state import seed_everything
-
         recipe = Path(recipe)
         if checkpoint != "last":
             raise ConfigError(f"--checkpoint {checkpoint}: {recipe} is a recipe, which has no checkpoints; give a run "
@@ -218,8 +218,6 @@ class TrainedRun:
     def inputs(self, images: Tensor) -> Tensor:
         """``images`` on the run's device in its memory format; uint8 batches (:meth:`collect`'s loader) normalised
         there as ``data_config`` says, float ones taken as already normalised."""
-        from fgvc.engine.device_input import to_model_input
-
         return to_model_input(images, self.runtime.device, self.data_config["mean"], self.data_config["std"],
                               self.runtime.channels_last)
 
@@ -272,8 +270,6 @@ class TrainedRun:
 
 def require_keys(state: dict[str, Any], path: Path, keys: Sequence[str]) -> None:
     """A :class:`CheckpointError` when the checkpoint ``state`` lacks any of ``keys`` (written by something else)."""
-    from fgvc.errors import CheckpointError
-
     missing = [k for k in keys if k not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: it is not a checkpoint of an fgvc run (or one "
@@ -285,13 +281,9 @@ def fitting_weights(path: Path, overrides: Iterable[str] = ()) -> Any:
     """Turn torch's multi-line ``size mismatch`` / ``Missing key(s)`` error while loading ``path``'s weights into
     the model its config builds into one :class:`CheckpointError` line (a ``--set`` that changes the model, or a
     checkpoint of another fgvc version)."""
-    from fgvc.errors import CheckpointError
-
     try:
         yield
     except (RuntimeError, KeyError, ValueError) as exc:
-        from fgvc.errors import UserError
-
         if isinstance(exc, UserError):
             raise
         first = " ".join(str(exc).replace("\n", " ").split())
@@ -309,7 +301,6 @@ def _uint8_view(ds: Any, data_config: dict[str, Any]) -> Any:
     otherwise than ``data_config`` says."""
     import copy
 
-    from fgvc.data.transforms import Transform
 
     tf = getattr(ds, "transform", None)
     wanted = [float(v) for v in (*data_config["mean"], *data_config["std"])]

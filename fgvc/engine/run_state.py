@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fgvc.errors import CheckpointError
+from fgvc.errors import CheckpointError, UserError
+from fgvc import config
 
 __all__ = ["RUN_HOLDS", "is_run_dir", "locate_checkpoint", "read_final", "read_saved_config", "not_finished_note"]
 
@@ -99,9 +100,6 @@ def read_final(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def read_saved_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """``(config.yaml as a validated config, None)`` or ``(None, note)`` when it is missing or unreadable."""
-    from fgvc import config
-    from fgvc.errors import UserError
-
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         return None, f"{path} is missing"

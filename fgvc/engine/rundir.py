@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fgvc.engine.checkpoint import atomic_write_bytes
+from fgvc.metrics.fit_verdict import read_history
 
 __all__ = ["new_run_dir", "setup_logging", "buffered_log", "attach_run_log", "close_file_logging", "append_metrics", "read_metrics", "truncate_metrics", "write_json", "round_float", "curves_figure", "plot_curves"]
 
@@ -126,8 +127,6 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl ([] when absent; a line cut by a kill is skipped): :func:`fgvc.metrics.fit_verdict.read_history`."""
-    from fgvc.metrics.fit_verdict import read_history
-
     return read_history(run_dir)
 
 

@@ -42,6 +42,7 @@ from fgvc.engine.state import capture_rng, restore_rng, seed_everything
 from fgvc.engine.validation import validate
 from fgvc.errors import ConfigError, TrainingDiverged
 from fgvc.methods.base import hard_labels
+from fgvc.models.backbone import Backbone
 
 log = logging.getLogger("fgvc")
 
@@ -109,8 +110,6 @@ class Trainer:
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
         if self.tr["compile"]:
-            from fgvc.models.backbone import Backbone
-
             for m in self.method.modules():
                 if isinstance(m, Backbone):
                     m.compile_features()

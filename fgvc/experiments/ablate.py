@@ -30,6 +30,8 @@ from fgvc import config
 from fgvc.engine.rundir import read_metrics
 from fgvc.errors import ConfigError, UserError
 from fgvc.experiments.plan import Row, describe_changes, diff, fmt_value
+from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.run_state import read_final, read_saved_config
 
 __all__ = ["Run", "plan_runs", "train_command", "run_study", "measure", "estimate", "format_seconds"]
 
@@ -52,8 +54,6 @@ class Run:
     def state(self) -> str:
         """``done`` (a readable final.json), ``partial`` (a checkpoint to resume: interrupted, or its final.json is
         damaged, which the resume writes again) or ``todo``."""
-        from fgvc.engine.run_state import read_final
-
         if read_final(self.dir)[0] is not None:
             return "done"
         return "partial" if (self.dir / "checkpoints" / "last.pt").is_file() else "todo"
@@ -76,9 +76,6 @@ def plan_runs(rows: Sequence[Row], seeds: Sequence[int], out: Path) -> list[Run]
 def check_config(run: Run) -> None:
     """A run directory that exists must hold this row's recipe (and seed), else the study changed under it. Its
     config.yaml says which; when that is missing or damaged, the config saved in its checkpoint does."""
-    from fgvc.engine.checkpoint import load_checkpoint
-    from fgvc.engine.run_state import read_saved_config
-
     if run.state == "todo":
         return
     cfg, note = read_saved_config(run.dir)

@@ -28,6 +28,8 @@ import yaml
 
 from fgvc import config
 from fgvc.errors import ConfigError, RegistryError, UserError
+from fgvc.losses import LOSSES
+from fgvc.methods import METHODS
 
 __all__ = ["Step", "Row", "parse_step", "steps_from_file", "resolve_rows", "diff", "fmt_value", "describe_changes"]
 
@@ -140,9 +142,6 @@ def _refuse_study_keys(overrides: Iterable[str], what: str) -> None:
 def _resolve(recipe: Path, overrides: list[str], what: str) -> dict[str, Any]:
     """``fgvc.train``'s own loading (did-you-mean errors included), plus the method's and loss's argument names, so a
     typo in ``model.args``/``loss.args`` fails before any training."""
-    from fgvc.losses import LOSSES
-    from fgvc.methods import METHODS
-
     try:
         cfg, _ = config.load_recipe(recipe, overrides)
         METHODS.check_kwargs(cfg["model"]["name"], cfg["model"]["args"], where="model.args")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from fgvc.experiments.table import mean_std
+from fgvc.experiments.stats import mean_std
 
 if TYPE_CHECKING:
     from fgvc.experiments.table import RowResult

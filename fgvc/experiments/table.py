@@ -17,6 +17,9 @@ from typing import Any, Sequence
 
 from fgvc.engine.rundir import read_metrics
 from fgvc.experiments.plan import Row, describe_changes
+from fgvc.engine.run_state import read_final
+from fgvc.experiments.plot import bar_chart
+from fgvc.experiments.stats import mean_std
 
 __all__ = ["RowResult", "collect", "mean_std", "paired", "verdict", "csv_text", "markdown", "write_tables"]
 
@@ -42,8 +45,6 @@ class RowResult:
 
 def read_run(run_dir: Path) -> tuple[float, float | None, float] | None:
     """(test top-1, final-epoch val top-1, train seconds) of a finished run, else None."""
-    from fgvc.engine.run_state import read_final
-
     final, _ = read_final(run_dir)  # absent, or damaged (the study resumes that run, which writes it again)
     if final is None or not isinstance(final.get("top1"), (int, float)):
         return None
@@ -62,13 +63,6 @@ def collect(rows: Sequence[Row], seeds: Sequence[int], out: Path) -> list[RowRes
                 res.test[s], res.val[s], res.seconds[s] = got
         results.append(res)
     return results
-
-
-def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (n - 1); the std is None below two values, both None for none."""
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, float | None, int]:
@@ -187,8 +181,6 @@ def markdown(results: Sequence[RowResult], cumulative: bool) -> str:
 
 def write_tables(results: Sequence[RowResult], out: Path, cumulative: bool, header: str = "") -> list[Path]:
     """``ablation.md``, ``ablation.csv`` and ``ablation.png`` under ``out``."""
-    from fgvc.experiments.plot import bar_chart
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.md").write_text((header + "\n" if header else "") + markdown(results, cumulative))

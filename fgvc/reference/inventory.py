@@ -9,6 +9,8 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+from fgvc.registry import DATASETS, HEADS, LOSSES, METHODS, PROTOCOLS
+
 __all__ = ["registries_markdown", "packages_markdown", "results_markdown"]
 
 PACKAGE = Path(__file__).resolve().parents[1]  # fgvc/
@@ -47,8 +49,6 @@ def registries_markdown() -> str:
     """One table per registry: name, module, what it is, the arguments a recipe may pass."""
     for module in _REGISTERING:
         importlib.import_module(module)
-    from fgvc.registry import DATASETS, HEADS, LOSSES, METHODS, PROTOCOLS
-
     out = ["# Registered components", "",
            "Generated from the registries of `fgvc/registry.py` by `python -m fgvc.docs_gen`; do not edit by hand. "
            "A recipe names each component by its registered name; the arguments are checked against the builder's "

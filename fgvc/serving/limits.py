@@ -20,6 +20,9 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from fgvc.data.base import BadImageError, decode_pixels, read_and_identify, to_rgb
+from fgvc.data.decode import fast_jpeg
+
 __all__ = ["Limits", "UploadError", "decode_upload", "upload_label"]
 
 MAX_LABEL = 200  # characters of an upload's name echoed back as its ``path``
@@ -66,9 +69,6 @@ def _status_of(kind: str, problem: str) -> tuple[int, str]:
 def decode_upload(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     """``H, W, 3`` uint8 RGB of the uploaded bytes (as :func:`fgvc.data.base.load_image` reads a file), or an
     :class:`UploadError`."""
-    from fgvc.data.base import BadImageError, decode_pixels, read_and_identify, to_rgb
-    from fgvc.data.decode import fast_jpeg
-
     if not data:
         raise UploadError(400, "empty", f"{label}: the upload is empty (0 bytes); send the image file's contents")
     try:

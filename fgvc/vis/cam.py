@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from fgvc.errors import ConfigError
 from fgvc.extras import require
 from fgvc.methods.base import Method, Outputs
+from fgvc.vis.attention_figure import maps_or_cam
+from fgvc.vis.overlay import upsample_maps
 
 if TYPE_CHECKING:
     from fgvc.engine.inference import TrainedRun
@@ -215,9 +217,6 @@ def _cam_class(cam: str) -> Any:
 
 
 def _attention_maps(run: "TrainedRun", images: Tensor) -> np.ndarray:
-    from fgvc.vis.attention_figure import maps_or_cam
-    from fgvc.vis.overlay import upsample_maps
-
     maps, _ = maps_or_cam(run.infer(images))  # B, M, h, w
     return upsample_maps(maps.float().mean(1, keepdim=True).cpu(), images.shape[-2:])[:, 0].numpy()  # B, H, W
 

@@ -12,6 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fgvc.data.base import BadImageError, load_image
+from fgvc.vis.overlay import denormalize
+
 __all__ = ["confusion_figure", "photo", "seen_by_model", "MAX_TICK_CLASSES"]
 
 MAX_TICK_CLASSES = 40  # above this many classes the axes carry indices only
@@ -52,7 +55,6 @@ def photo(path: str | Path, max_side: int = 320) -> np.ndarray | None:
     side; None when unreadable."""
     from PIL import Image
 
-    from fgvc.data.base import BadImageError, load_image
 
     try:
         im = Image.fromarray(load_image(path))
@@ -64,6 +66,4 @@ def photo(path: str | Path, max_side: int = 320) -> np.ndarray | None:
 
 def seen_by_model(image: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised ``3, H, W`` tensor back to ``H, W, 3`` floats in [0, 1]."""
-    from fgvc.vis.overlay import denormalize
-
     return denormalize(image, mean, std)
