@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -396,6 +397,4 @@ def _count_lines(path: Path) -> int:
 
 
 def _tty() -> bool:
-    import sys
-
     return sys.stderr.isatty()
