@@ -10,19 +10,18 @@ resumes a stopped study. Writes ``DIR/ablation.md``, ``DIR/ablation.csv`` and ``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import shlex
 import sys
+from functools import partial
 from pathlib import Path
 
-from fgvc.cli import add_output, add_set, friendly
+from fgvc.cli import friendly
 from fgvc.engine.rundir import setup_logging
 from fgvc.errors import ConfigError
 from fgvc.experiments.ablate import describe_plan, measure, plan_runs, run_study
 from fgvc.experiments.plan import parse_step, resolve_rows, steps_from_file
-from fgvc.experiments.table import collect, markdown, write_tables
+from fgvc.experiments.study import refresh_tables, write_study_json
+from fgvc.experiments.table import collect, markdown
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,8 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                          "(added after the --step rows)")
     ap.add_argument("--cumulative", action="store_true", help="each step on top of the rows before it (default: alone)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of every row (default: 0 1 2)")
-    add_set(ap)  # overrides of every row
-    add_output(ap, "the study's directory (runs/, tables)", required=True, metavar="DIR")
+    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="overrides of every row, e.g. data.root=../shared/data/cub200-mini train.epochs=4")
+    ap.add_argument("--output", required=True, metavar="DIR", help="the study's directory (runs/, tables)")
     ap.add_argument("--dry-run", action="store_true", help="print rows, differences, runs and the estimated time; "
                                                            "train nothing")
     ap.add_argument("--measure", action="store_true", help="first train one epoch of each row with no measured "
@@ -61,16 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_plan(rows, runs, out, args.cumulative))
         return 0
     command = "python -m fgvc.ablate " + shlex.join(argv)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps({"command": command, "recipe": args.recipe, "steps": args.steps,
-                                                "steps_file": args.steps_file, "sets": args.sets,
-                                                "cumulative": args.cumulative, "seeds": args.seeds}, indent=1) + "\n")
-
-    def tables() -> None:
-        header = (f"# Ablation study\n\n- command: `{command}`\n- machine: {platform.platform()}\n- tables written "
-                  f"{dt.datetime.now():%Y-%m-%d %H:%M} from the finished runs under {out}/runs\n")
-        write_tables(collect(rows, args.seeds, out), out, args.cumulative, header)
-
+    write_study_json(out, command, {"recipe": args.recipe, "steps": args.steps, "steps_file": args.steps_file,
+                                    "sets": args.sets, "cumulative": args.cumulative, "seeds": args.seeds})
+    tables = partial(refresh_tables, rows, args.seeds, out, args.cumulative, command)
     tables()
     run_study(runs, out, on_progress=tables)
     tables()
