@@ -9,6 +9,8 @@
   ``environment.json`` with its meaning (:mod:`fgvc.reference.run_files`, :mod:`fgvc.reference.key_pages`).
 - ``docs/reference/registries.md`` and ``packages.md``: every registered component and every module
   (:mod:`fgvc.reference.inventory`), and ``docs/benchmarks/results.md``, which includes every ``benchmarks/results/*.md``.
+- the layers table of ``README.md`` and ``docs/architecture.md`` (between their markers): the import-linter layers of
+  ``pyproject.toml`` with each package's docstring (:mod:`fgvc.reference.layers`).
 
 ``python -m fgvc.docs_gen`` writes them; ``python -m fgvc.docs_gen --check`` exits 1 when the committed pages differ
 (tests/test_docs_reference.py runs the same check). A key without a meaning is an error, so a new recipe key cannot
@@ -25,6 +27,7 @@ from fgvc.__main__ import COMMANDS, EXIT_CODES
 from fgvc.reference import command_page
 from fgvc.reference.inventory import packages_markdown, registries_markdown, results_markdown
 from fgvc.reference.key_pages import recipe_keys_markdown, run_files_markdown
+from fgvc.reference.layers import layers_markdown, splice
 
 __all__ = ["command_parser", "commands_markdown", "recipe_keys_markdown", "run_files_markdown", "pages", "main"]
 
@@ -49,7 +52,9 @@ def pages() -> dict[Path, str]:
             ROOT / "docs/reference/run-files.md": run_files_markdown(),
             ROOT / "docs/reference/registries.md": registries_markdown(),
             ROOT / "docs/reference/packages.md": packages_markdown(),
-            ROOT / "docs/benchmarks/results.md": results_markdown()}
+            ROOT / "docs/benchmarks/results.md": results_markdown(),
+            **{ROOT / page: splice((ROOT / page).read_text(), layers) for page in ("README.md", "docs/architecture.md")
+               for layers in [layers_markdown(ROOT / "fgvc", ROOT / "pyproject.toml")]}}
 
 
 def main(argv: list[str] | None = None) -> int:

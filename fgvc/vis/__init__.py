@@ -1,2 +1,2 @@
-"""Drawing for :mod:`fgvc.visualize`: overlay helpers (de-normalisation, map upsampling, heat overlays) and the
-attention figure, drawn from one inference pass's :class:`~fgvc.methods.base.Outputs`."""
+"""Drawing: overlays, attention and Grad-CAM figures, embedding maps, and the HTML pages of the run report and the
+data audit (for :mod:`fgvc.visualize`, :mod:`fgvc.explain`, :mod:`fgvc.project`, :mod:`fgvc.report`)."""
