@@ -119,6 +119,7 @@ def _check_localises(run_dir: Path, boxes: dict, layer: str, min_nonempty: float
     assert nonempty >= min_nonempty and hits >= 0.75, (nonempty, hits)
 
 
+@pytest.mark.slow  # trains the module's CNN run: ~5 s
 def test_gradcam_of_a_cnn_peaks_on_the_planted_patch(cnn_run, planted) -> None:
     _check_localises(cnn_run, planted[1], "backbone.model.layer4", min_nonempty=0.9)
     run = TrainedRun.load(cnn_run)
@@ -188,6 +189,7 @@ def test_multi_pass_methods_explain_their_first_pass(name: str, args: dict, key:
     assert cam_maps(run, images, [0, 2]).shape == (2, SIZE, SIZE)
 
 
+@pytest.mark.slow  # ~3 s, on the trained CNN run
 def test_explain_cli_writes_pngs_and_grid(cnn_run, planted, tmp_path, capsys) -> None:
     out = tmp_path / "ex"
     assert explain_main([str(cnn_run), "--n", "4", "--output", str(out)]) == 0
@@ -203,6 +205,7 @@ def test_explain_cli_writes_pngs_and_grid(cnn_run, planted, tmp_path, capsys) ->
     assert len(list((tmp_path / "att").glob("*.png"))) == 3
 
 
+@pytest.mark.slow  # needs the trained CNN run (~5 s)
 @pytest.mark.parametrize("extra,needle", [
     (["--layer", "backbone.model.layr4"], "valid names include backbone.model.layer4"),
     (["--layer", "fc"], "not a spatial map"),

@@ -133,6 +133,7 @@ def test_styles_cover_200_classes_and_the_legend_shrinks() -> None:
     assert cols_few == 1 and cols_many >= 4 and size_many < size_few
 
 
+@pytest.mark.slow  # ~2 s
 def test_draw_embedding_map_with_many_classes(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     labels = np.arange(120).repeat(2)

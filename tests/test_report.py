@@ -83,6 +83,7 @@ def test_report_refuses_a_recipe(tmp_path: Path, tiny_recipe, capsys) -> None:
     assert "needs a trained run" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # Chromium: ~3 s
 def test_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     if find_chromium() is None:
