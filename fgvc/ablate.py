@@ -15,7 +15,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from fgvc.cli import friendly
+from fgvc.cli import add_output, add_set, friendly
 from fgvc.engine.rundir import setup_logging
 from fgvc.errors import ConfigError
 from fgvc.experiments.ablate import describe_plan, measure, plan_runs, run_study
@@ -34,9 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                          "(added after the --step rows)")
     ap.add_argument("--cumulative", action="store_true", help="each step on top of the rows before it (default: alone)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of every row (default: 0 1 2)")
-    ap.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="overrides of every row, e.g. data.root=../shared/data/cub200-mini train.epochs=4")
-    ap.add_argument("--output", required=True, metavar="DIR", help="the study's directory (runs/, tables)")
+    add_set(ap)  # overrides of every row
+    add_output(ap, "the study's directory (runs/, tables)", required=True, metavar="DIR")
     ap.add_argument("--dry-run", action="store_true", help="print rows, differences, runs and the estimated time; "
                                                            "train nothing")
     ap.add_argument("--measure", action="store_true", help="first train one epoch of each row with no measured "
