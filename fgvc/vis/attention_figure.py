@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from fgvc.methods.base import Outputs
-from fgvc.vis.overlay import denormalize, heat_overlay, upsample_maps
+from fgvc.vis.overlay import check_batch, denormalize, heat_overlay, save_figure, upsample_maps
 
 __all__ = ["draw_attention", "maps_or_cam", "figure_pixels", "MAP_MODES", "CAM_NOTE"]
 
@@ -65,8 +65,7 @@ def draw_attention(
     "mean of M maps" (e.g. "attention rollout"). Returns the path written."""
     if maps not in MAP_MODES:
         raise ValueError(f"maps must be one of {MAP_MODES}, got '{maps}'")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a batch B, 3, H, W; got shape {tuple(images.shape)}")
+    check_batch(images)
     targets_t = torch.as_tensor(targets).long().flatten().cpu()
     if len(targets_t) != len(images):
         raise ValueError(f"{len(images)} images but {len(targets_t)} targets")
@@ -136,7 +135,4 @@ def _render(images: Tensor, raw_maps: Tensor, share: Tensor, is_cam: bool, rows:
                 axes[2 + j].set_xlabel(f"map {k} ({float(share[i, k]):.0%} of mass)", fontsize=7)
         for ax in axes:
             ax.set_xticks([]), ax.set_yticks([])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, DPI)

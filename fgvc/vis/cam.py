@@ -36,7 +36,7 @@ from fgvc.errors import ConfigError
 from fgvc.extras import require
 from fgvc.methods.base import Method, Outputs
 from fgvc.vis.attention_figure import maps_or_cam
-from fgvc.vis.overlay import upsample_maps
+from fgvc.vis.overlay import check_batch, upsample_maps
 
 if TYPE_CHECKING:
     from fgvc.engine.inference import TrainedRun
@@ -231,8 +231,7 @@ def cam_maps(run: "TrainedRun", images: Tensor, targets: Sequence[int] | Tensor 
     """
     if cam not in CAM_CHOICES:
         raise ConfigError(f"unknown CAM '{cam}'; choose one of {', '.join(CAM_CHOICES)}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a batch B, 3, H, W; got shape {tuple(images.shape)}")
+    check_batch(images)
     if len(images) == 0:
         return np.zeros((0, *images.shape[-2:]), dtype=np.float32)
     if cam == "attention":

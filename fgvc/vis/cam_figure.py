@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fgvc.vis.overlay import heat_overlay
+from fgvc.vis.overlay import heat_overlay, save_figure
 
 __all__ = ["CamPanel", "draw_cam_image", "draw_cam_grid", "grid_shape", "DPI"]
 
@@ -75,7 +75,7 @@ def draw_cam_image(panel: CamPanel, path: str | Path, what: str, alpha: float = 
         ax.imshow(img)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_xlabel(textwrap.fill(label, 44), fontsize=7)
-    return _save(plt, fig, Path(path))
+    return save_figure(fig, path, DPI)
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -103,11 +103,4 @@ def draw_cam_grid(panels: Sequence[CamPanel], path: str | Path, title: str, alph
         ax.set_xticks([]), ax.set_yticks([])
         caption = (f"{panel.name}\n" if panel.name else "") + panel.caption(30)
         ax.set_title(caption, fontsize=6.5, color=_colour(panel.correct), pad=2)
-    return _save(plt, fig, Path(path))
-
-
-def _save(plt, fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, DPI)

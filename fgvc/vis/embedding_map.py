@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from fgvc.metrics.confusions import Pair
+from fgvc.vis.overlay import save_figure
 
 __all__ = ["MARKERS", "class_style", "legend_layout", "draw_embedding_map"]
 
@@ -104,8 +105,4 @@ def draw_embedding_map(points: np.ndarray, labels: Sequence[int] | np.ndarray, c
     if pair_lines:
         fig.text(margin / width, (foot_in + 0.15) / height, "most confused pairs (numbered on the map):\n"
                  + "\n".join(pair_lines), ha="left", va="top", fontsize=7.5)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, DPI)

@@ -6,14 +6,15 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["denormalize", "upsample_maps", "heat_overlay", "EPS"]
+__all__ = ["check_batch", "save_figure", "denormalize", "upsample_maps", "heat_overlay", "EPS"]
 
 EPS = 1e-12
 
@@ -62,3 +63,19 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray | Tensor, alpha: float = 0.
     colour = colormaps["jet"](np.clip(heat_np, 0.0, 1.0))[..., :3].astype(np.float32)  # H, W, 3
     return np.clip((1.0 - alpha) * img + alpha * colour, 0.0, 1.0)
 
+
+def check_batch(images: Tensor) -> None:
+    """``images`` must be a batch ``B, 3, H, W``; else a ``ValueError`` naming its shape."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a batch B, 3, H, W; got shape {tuple(images.shape)}")
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Write the matplotlib figure ``fig`` to ``path`` (its folder made), close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
