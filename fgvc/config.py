@@ -27,8 +27,8 @@ import yaml
 
 from fgvc.config_schema import (
     AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM, RANGES, NoneType, STAGE_KEYS,
-    STAGE_REQUIRED, TYPES, crop_pct_resize, eval_batch_size, input_geometry, resolved_resize, scored_split,
-    train_batch_per_process,
+    STAGE_REQUIRED, TYPES, crop_pct_resize, crop_warnings, eval_batch_size, input_geometry, resolved_resize, scored_split,
+    train_batch_per_process, where as _where,
 )
 from fgvc.errors import ConfigError
 from fgvc.registry import closest
@@ -68,15 +68,19 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(f"{problem}{where}{hint}".split())
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_file(path: Path, what: str, expect: type, holds: str, missing: str) -> Any:
+    """The YAML document of ``path`` (safe loader; empty: ``expect()``), which must be an ``expect``; else a one-line
+    ConfigError: ``missing`` when there is no file, the line and column of a syntax error, or what ``what`` must
+    hold (``holds``, e.g. "a mapping of keys")."""
     if not path.is_file():
-        raise ConfigError(f"recipe not found: {path}")
+        raise ConfigError(missing)
     try:
-        data = parse_yaml(path.read_text()) or {}
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys, not a {type(data).__name__}")
+        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(exc)}") from exc
+    data = expect() if data is None else data
+    if not isinstance(data, expect):
+        raise ConfigError(f"{what} must hold {holds}, not a {type(data).__name__}")
     return data
 
 
@@ -94,7 +98,7 @@ def _load(path: Path, origin: dict[str, str], seen: tuple[Path, ...]) -> dict[st
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"recipe inheritance loops: {' -> '.join(map(str, seen + (path,)))}")
-    raw = _read_yaml(path)
+    raw = read_yaml_file(path, str(path), dict, "a mapping of keys", f"recipe not found: {path}")
     bases = raw.pop("_base_", [])
     bases = [bases] if isinstance(bases, str) else bases
     out: dict[str, Any] = {}
@@ -201,15 +205,6 @@ def _all_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
         if isinstance(v, dict) and (prefix + k) not in FREE_FORM:
             keys += _all_keys(v, prefix + k + ".")
     return keys
-
-
-def _where(origin: dict[str, str], key: str) -> str:
-    parts = key.split(".")
-    for i in range(len(parts), 0, -1):
-        src = origin.get(".".join(parts[:i]))
-        if src:
-            return f" (from {src})"
-    return ""
 
 
 def _check_keys(tree: dict[str, Any], schema: dict[str, Any], origin: dict[str, str], prefix: str = "") -> None:
@@ -370,20 +365,6 @@ def _check_sampler(cfg: dict[str, Any], origin: dict[str, str]) -> None:
         raise ConfigError(f"{what} with 'train.batch_size'{_where(origin, 'train.batch_size')} = {batch}: "
                           f"data.sampler=pk needs P x K = train.batch_size (p: null takes P = train.batch_size / k); "
                           f"set {fix}")
-
-
-def crop_warnings(data: dict[str, Any], origin: dict[str, str] | None = None) -> list[str]:
-    """A warning when the crop keeps less than 70 % of the resized shorter side (e.g. ``--set data.img_size=160`` on a
-    recipe that pins ``data.resize: 512`` trains on the central 31 % of each image)."""
-    resize = resolved_resize(data)
-    share = data["img_size"] / resize
-    if share >= 0.7:
-        return []
-    src = _where(origin or {}, "data.resize")
-    return [f"data.img_size={data['img_size']} keeps only the central {share:.0%} of the shorter side after resizing "
-            f"to data.resize={resize}{src}: the object may be cut off. Drop data.resize (it is then derived from "
-            f"data.crop_pct={data['crop_pct']}: {crop_pct_resize(data)}) or set it near "
-            f"{round(data['img_size'] / 0.875)}"]
 
 
 def get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:

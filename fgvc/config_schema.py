@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULTS", "TYPES", "CHOICES", "RANGES", "Range", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS",
+__all__ = ["where", "crop_warnings", "DEFAULTS", "TYPES", "CHOICES", "RANGES", "Range", "FREE_FORM", "STAGE_KEYS", "STAGE_REQUIRED", "AUX_KEYS",
            "AUX_REQUIRED", "DISTILL_KEYS", "DISTILL_DEFAULTS", "NoneType", "resolved_resize", "input_geometry", "crop_pct_resize",
            "train_batch_per_process", "eval_batch_size", "scored_split"]
 
@@ -35,7 +35,10 @@ DEFAULTS: dict[str, Any] = {
         # data.root) to leave out of the training split only (fgvc.data.exclude); null: keep every image
         "exclude": None,
         "args": {},
-        "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0]},
+        "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0],
+                    # SimCLR's two-view augmentation (fgvc.data.views), for model.name simclr
+                    "simclr": {"enabled": False, "scale": [0.08, 1.0], "jitter": [0.4, 0.4, 0.4, 0.1],
+                               "jitter_p": 0.8, "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0]}},
         # decode large JPEGs at a reduced scale, never below what the transform needs (fgvc.data.decode); off by
         # default: faster, but it changes pixels (Flowers mini test top-1 -0.6 to -1.8 points in our runs)
         "reduced_decode": False,
@@ -47,7 +50,9 @@ DEFAULTS: dict[str, Any] = {
         "sampler_args": {"p": None, "k": 4},
     },
     "model": {"name": "baseline", "backbone": "resnet50", "pretrained": True, "pretrained_file": None,
-              "backbone_args": {}, "args": {}},
+              "backbone_args": {}, "args": {},
+              # a run directory whose backbone weights start this run (e.g. a SimCLR run), after model.pretrained
+              "init_from": None},
     "loss": {"name": "cross_entropy", "args": {}, "aux": []},
     "train": {
         "epochs": 10,
@@ -98,6 +103,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "train.clip_grad": (float, int, NoneType),
     "train.layer_decay": (float, int, NoneType),
     "model.pretrained_file": (str, NoneType),
+    "model.init_from": (str, NoneType),
     "output.name": (str, NoneType),
     "data.resize": (int, NoneType),
     "data.val_split": (str, NoneType),
@@ -110,7 +116,7 @@ TYPES: dict[str, tuple[type, ...]] = {
 }
 CHOICES: dict[str, tuple[Any, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
-    "train.optimizer": ("sgd", "adamw"),
+    "train.optimizer": ("sgd", "adamw", "lars", "lamb"),
     "train.scheduler": ("cosine", "step", "none"),
     "train.amp": ("none", "auto", "bf16", "fp16"),
     "train.on_nan": ("stop", "skip"),
@@ -181,6 +187,9 @@ RANGES: dict[str, Range] = {
     "data.max_images": Range(1),
     "data.num_workers": Range(0),
     "data.augment.color_jitter": Range(0),
+    "data.augment.simclr.jitter_p": Range(0, 1),
+    "data.augment.simclr.gray_p": Range(0, 1),
+    "data.augment.simclr.blur_p": Range(0, 1),
     "eval.batch_size": Range(0, note="images per evaluation batch in each process; 0 = train.batch_size split over "
                                      "the processes"),
 }
@@ -222,3 +231,27 @@ def scored_split(cfg: dict[str, Any], split: str | None = None) -> str:
     """The split a command scores: ``split`` when one is asked for (``--split val``), else ``data.test_split``. The
     one place the default split of evaluate, report, explain, embed, project, visualize and export is chosen."""
     return split or cfg["data"]["test_split"]
+
+
+def where(origin: dict[str, str], key: str) -> str:
+    """`` (from SOURCE)`` of the recipe file or flag that set ``key`` (or a section above it), else ``""``."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        src = origin.get(".".join(parts[:i]))
+        if src:
+            return f" (from {src})"
+    return ""
+
+
+def crop_warnings(data: dict[str, Any], origin: dict[str, str] | None = None) -> list[str]:
+    """A warning when the crop keeps less than 70 % of the resized shorter side (e.g. ``--set data.img_size=160`` on a
+    recipe that pins ``data.resize: 512`` trains on the central 31 % of each image)."""
+    resize = resolved_resize(data)
+    share = data["img_size"] / resize
+    if share >= 0.7:
+        return []
+    src = where(origin or {}, "data.resize")
+    return [f"data.img_size={data['img_size']} keeps only the central {share:.0%} of the shorter side after resizing "
+            f"to data.resize={resize}{src}: the object may be cut off. Drop data.resize (it is then derived from "
+            f"data.crop_pct={data['crop_pct']}: {crop_pct_resize(data)}) or set it near "
+            f"{round(data['img_size'] / 0.875)}"]

@@ -66,7 +66,7 @@ from fgvc.hooks import training_hooks
 from fgvc.data.check import detect_layout
 from fgvc.data.union import class_clashes, first_shots, part_root, read_union, short_classes
 from fgvc.engine import builder
-from fgvc.engine.derived import FINETUNE_LR_SCALE, derived_trainer, finetune_config, load_weights
+from fgvc.engine.derived import FINETUNE_LR_SCALE, check_new_output, derived_trainer, finetune_config, load_weights
 from fgvc.engine.distributed import DistEnv
 from fgvc.continual.ewc import EWCPenalty, diagonal_fisher
 from fgvc.continual.imprint import (centred_linear, class_means, extended_state, fit_scale, head_rows,
@@ -113,9 +113,7 @@ class ExtendRequest:
         if not (self.run / "checkpoints" / f"{self.checkpoint}.pt").is_file():
             raise ConfigError(f"{self.run} is not a run directory with checkpoints/{self.checkpoint}.pt: fgvc.extend "
                               "takes the directory fgvc.train wrote (e.g. runs/cub200_lite0-20260101-120000)")
-        if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
-            raise ConfigError(f"--output {self.output} already exists: fgvc.extend writes a new run directory and "
-                              "never overwrites a run or any other file; choose another --output")
+        check_new_output(self.output, "fgvc.extend")
         if self.shots < 1:
             raise ConfigError(f"--shots {self.shots}: imprinting needs at least 1 training image per new class")
         if self.finetune_epochs < 0:

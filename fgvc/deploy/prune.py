@@ -38,7 +38,7 @@ from fgvc import config
 from fgvc.hooks import training_hooks
 from fgvc.engine import builder
 from fgvc.deploy.channel_pruning import IMPORTANCES, PruningError, check_prunable, prune_method
-from fgvc.engine.derived import derived_trainer, finetune_config, load_weights, save_start
+from fgvc.engine.derived import check_new_output, derived_trainer, finetune_config, load_weights, save_start
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.inference import TrainedRun
 from fgvc.engine.run_state import locate_checkpoint
@@ -73,9 +73,7 @@ class PruneRequest:
         if not 0.0 < self.amount < 1.0:
             raise ConfigError(f"--amount {self.amount}: the fraction of channels to remove must be in (0, 1), "
                               "e.g. 0.3")
-        if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
-            raise ConfigError(f"--output {self.output} already exists: fgvc.prune writes a new run directory and never "
-                              "overwrites a run or any other file; choose another --output")
+        check_new_output(self.output, "fgvc.prune")
         if not self.run.is_dir():
             raise CheckpointError(f"no such run directory: {self.run}; fgvc.prune takes the directory fgvc.train wrote "
                                   "(e.g. runs/cub200_lite0-20260101-120000)")

@@ -30,8 +30,9 @@ from fgvc.engine.hook import Hook
 from fgvc.engine.pruned import apply_pruned
 from fgvc.engine.rundir import attach_run_log, buffered_log
 from fgvc.engine.trainer import Trainer
+from fgvc.errors import ConfigError
 
-__all__ = ["FINETUNE_LR_SCALE", "finetune_config", "derived_trainer", "load_weights", "save_start"]
+__all__ = ["check_new_output", "FINETUNE_LR_SCALE", "finetune_config", "derived_trainer", "load_weights", "save_start"]
 
 FINETUNE_LR_SCALE = 0.1  # the fine-tune's lr relative to the run's train.lr, unless --set train.lr=...
 
@@ -82,3 +83,11 @@ def save_start(trainer: Trainer) -> None:
     optimizer."""
     trainer._enter_stage(0)
     trainer.save()
+
+
+def check_new_output(output: Path, command: str) -> None:
+    """A ConfigError unless ``output`` is free for a new run directory (absent, or an empty folder): ``command``
+    (e.g. ``fgvc.extend``) never overwrites a run or any other file."""
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"--output {output} already exists: {command} writes a new run directory and never "
+                          "overwrites a run or any other file; choose another --output")

@@ -120,15 +120,8 @@ def steps_from_file(path: str | Path) -> list[Step]:
 
 
 def _read_list(path: Path) -> list[Any]:
-    if not path.is_file():
-        raise ConfigError(f"--steps-file {path}: no such file")
-    try:
-        data = config.parse_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--steps-file {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
-    if not isinstance(data, list):
-        raise ConfigError(f"--steps-file {path} must hold a YAML list of steps, not a {type(data).__name__}")
-    return data
+    return config.read_yaml_file(path, f"--steps-file {path}", list, "a YAML list of steps",
+                                 f"--steps-file {path}: no such file")
 
 
 def _refuse_study_keys(overrides: Iterable[str], what: str) -> None:
