@@ -1,7 +1,7 @@
 """The JSON keys of a run directory's files, each with a one-line meaning.
 
 :mod:`fgvc.docs_gen` writes these tables into ``docs/reference/run-files.md``, and
-``tests/engine/test_run_files_doc.py`` trains a tiny run and fails on any key of its ``final.json``, ``metrics.jsonl``
+``tests/reference/test_run_files.py`` trains a tiny run and fails on any key of its ``final.json``, ``metrics.jsonl``
 records, ``environment.json`` or ``final.json``'s ``fit`` object that no table documents, so a key cannot be added
 undocumented. A key written ``<head>`` stands for any head name of the method (``logits`` for the baseline, WS-DAN
 ``raw``, RA-CNN ``scale1``...): :func:`undocumented` matches it as a wildcard. Where the keys are written:
