@@ -8,7 +8,7 @@ an :class:`FGVCDataset` from it.
 """
 from __future__ import annotations
 
-from fgvc.data import cub, flowers, folder, synthetic, union  # noqa: F401  (registers the readers)
+from fgvc.data import cub, flowers, folder, synthetic, union, unlabeled  # noqa: F401  (registers the readers)
 from fgvc.data.base import (
     AnnotationError, BadImageError, DataError, DatasetNotFoundError, FGVCDataset, MissingImagesError, Sample,
     SplitContents, load_image,

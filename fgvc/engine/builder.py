@@ -18,7 +18,9 @@ from fgvc.data import build_dataset, build_transforms
 from fgvc.data.cache import open_cache
 from fgvc.data.exclude import exclude_samples
 from fgvc.data.samplers import PKSampler
+from fgvc.data.views import build_two_views
 from fgvc.engine.device_input import collate_channels_last
+from fgvc.engine.run_state import init_backbone_from
 from fgvc.losses import build_criterion
 from fgvc.methods import build_method
 from fgvc.models.backbone import Backbone
@@ -69,12 +71,17 @@ def resolve_channels_last(setting: str | bool, method: torch.nn.Module) -> bool:
     return bool(backbones) and not any(b.is_transformer for b in backbones)
 
 
-def build_method_from_cfg(cfg: dict[str, Any], num_classes: int, class_counts: Sequence[int] | None = None
-                          ) -> torch.nn.Module:
+def build_method_from_cfg(cfg: dict[str, Any], num_classes: int, class_counts: Sequence[int] | None = None,
+                          init: bool = False) -> torch.nn.Module:
     """The recipe's method, with its loss section as criterion and ``loss.aux`` as feature losses. ``class_counts``
     (images per class of the train split; the trainer passes ``train_ds.class_counts()``) reach a criterion that
-    takes them (``weighted_cross_entropy``); loading a run for inference needs none."""
-    return build_method(cfg["model"], num_classes, build_criterion(cfg["loss"], class_counts), cfg["loss"]["aux"])
+    takes them (``weighted_cross_entropy``); loading a run for inference needs none. ``init``: a new training run,
+    whose backbone starts from ``model.init_from``'s when the recipe sets one (a resumed run has its own weights)."""
+    method = build_method(cfg["model"], num_classes, build_criterion(cfg["loss"], class_counts), cfg["loss"]["aux"])
+    if init and cfg["model"].get("init_from"):  # e.g. a SimCLR run's backbone
+        n = init_backbone_from(method, cfg["model"]["init_from"])
+        log.info(f"model.init_from: {n} backbone tensors from {cfg['model']['init_from']}")
+    return method
 
 
 def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any], output: str = "float") -> Any:
@@ -83,6 +90,10 @@ def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any
     left un-normalised for :func:`fgvc.engine.device_input.to_model_input` to normalise on the device."""
     d, aug = cfg["data"], cfg["data"]["augment"]
     crop, resize = input_geometry(d, float(data_config.get("input_scale", 1.0)))  # e.g. WS-DAN's zoom_source
+    simclr = aug.get("simclr") or {}
+    if train and simclr.get("enabled"):  # SimCLR's two views of each image, stacked along the height
+        return build_two_views(crop, data_config["mean"], data_config["std"], hflip=aug["hflip"], output=output,
+                               **simclr)
     return build_transforms(
         img_size=crop, resize=resize, mean=data_config["mean"], std=data_config["std"], train=train,
         hflip=aug["hflip"], color_jitter=aug["color_jitter"], random_resized_crop=aug["random_resized_crop"],

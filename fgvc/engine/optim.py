@@ -39,7 +39,8 @@ from fgvc.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_stage_optimizer", "build_optimizer", "BackboneLayers", "apply_layer_decay", "mark_backbone_layers",
+__all__ = ["build_stage_optimizer", "build_optimizer", "layerwise_adaptive", "BackboneLayers", "apply_layer_decay",
+           "mark_backbone_layers",
            "describe_groups"]
 
 
@@ -153,8 +154,9 @@ def build_stage_optimizer(method: nn.Module, stage: dict[str, Any], tr: dict[str
 
 
 def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW (``train.optimizer``) over ``groups``: each group's lr = lr x its
-    ``lr_scale``; weight decay ``train.weight_decay`` except on biases and normalisation weights (1-D tensors)."""
+    """SGD (momentum, optional Nesterov), AdamW, LARS or LAMB (``train.optimizer``; :func:`layerwise_adaptive`) over
+    ``groups``: each group's lr = lr x its ``lr_scale``; weight decay ``train.weight_decay`` except on biases and
+    normalisation weights (1-D tensors)."""
     param_groups = []
     for g in groups:
         params = [p for p in g["params"] if p.requires_grad]
@@ -168,4 +170,25 @@ def build_optimizer(groups: list[dict[str, Any]], tr: dict[str, Any], lr: float)
         raise ConfigError("no trainable parameters in this stage: check train.stages and the method's param_groups")
     if tr["optimizer"] == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, momentum=tr["momentum"], nesterov=tr["nesterov"] and tr["momentum"] > 0)
+    if tr["optimizer"] in ("lars", "lamb"):
+        return layerwise_adaptive(tr["optimizer"], param_groups, lr, tr)
     return torch.optim.AdamW(param_groups, lr=lr)
+
+
+def layerwise_adaptive(name: str, param_groups: list[dict[str, Any]], lr: float, tr: dict[str, Any]
+                       ) -> torch.optim.Optimizer:
+    """timm's LARS (You et al. 2017, SGD with momentum ``train.momentum`` and a per-tensor trust ratio) or LAMB (You
+    et al. 2020, Adam with it) over ``param_groups``. As SimCLR and the LARS paper do, biases and normalisation weights
+    (the 1-D tensors, already without weight decay) are left out of the layer-wise adaptation: each group's
+    ``always_adapt`` is True for the groups of tensors with more than one dimension and False (with no weight decay)
+    for the others, and timm adapts a group only when ``always_adapt`` or its weight decay is non-zero. LARS runs without LARC's clipping (``trust_clip`` False)."""
+    from timm.optim import Lamb, Lars
+
+    groups = [dict(g, always_adapt=all(p.ndim > 1 for p in g["params"])) for g in param_groups]
+    for g in groups:
+        g["lars_excluded"] = not g["always_adapt"]  # read by tests and logs
+        if not g["always_adapt"]:
+            g["weight_decay"] = 0.0
+    if name == "lars":
+        return Lars(groups, lr=lr, momentum=tr["momentum"], nesterov=tr["nesterov"] and tr["momentum"] > 0)
+    return Lamb(groups, lr=lr)

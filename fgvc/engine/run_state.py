@@ -20,10 +20,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fgvc.errors import CheckpointError, UserError
-from fgvc import config
+from torch import nn
 
-__all__ = ["RUN_HOLDS", "is_run_dir", "locate_checkpoint", "read_final", "read_saved_config", "not_finished_note"]
+from fgvc.errors import CheckpointError, ConfigError, UserError
+from fgvc import config
+from fgvc.engine.checkpoint import load_checkpoint
+
+__all__ = ["RUN_HOLDS", "is_run_dir", "locate_checkpoint", "read_final", "read_saved_config", "not_finished_note",
+           "init_backbone_from"]
 
 RUN_HOLDS = ("a run directory (what python -m fgvc.train writes) holds config.yaml, train.log and "
              "checkpoints/last.pt (plus best.pt with a validation split), and once finished metrics.jsonl and "
@@ -112,3 +116,30 @@ def read_saved_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]
 def _why(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
     return " ".join(str(text).split())[:200]
+
+
+def init_backbone_from(method: nn.Module, target: str | Path, checkpoint: str = "last") -> int:
+    """Copy the backbone weights of the run ``target`` (``model.init_from``, e.g. a SimCLR run) into ``method.backbone``;
+    the rest of ``method`` (its heads) keeps its fresh initialisation. Returns the number of tensors copied. A
+    :class:`ConfigError` names the first tensor whose shape differs, or what the run's backbone lacks (another
+    architecture)."""
+    _, ckpt = locate_checkpoint(target, checkpoint)
+    state = load_checkpoint(ckpt)
+    saved = {k[len("backbone."):]: v for k, v in (state.get("model") or {}).items() if k.startswith("backbone.")}
+    theirs = (state.get("config") or {}).get("model", {}).get("backbone", "?")
+    if not saved:
+        raise ConfigError(f"model.init_from: {ckpt} holds no backbone weights (no 'backbone.*' tensors); give a run "
+                          "directory of python -m fgvc.train")
+    own = method.backbone.state_dict()
+    missing = [k for k in own if k not in saved]
+    if missing:
+        raise ConfigError(f"model.init_from: the backbone of {target} (model.backbone '{theirs}') lacks {len(missing)} "
+                          f"tensor(s) of this recipe's backbone, e.g. '{missing[0]}': use a run with the same "
+                          "model.backbone")
+    for k, v in own.items():
+        if saved[k].shape != v.shape:
+            raise ConfigError(f"model.init_from: backbone tensor '{k}' is {tuple(saved[k].shape)} in {target} "
+                              f"(model.backbone '{theirs}') but {tuple(v.shape)} here: use a run with the same "
+                              "model.backbone and backbone_args")
+    method.backbone.load_state_dict({k: saved[k] for k in own})
+    return len(own)

@@ -70,7 +70,7 @@ class Trainer:
         torch.backends.cudnn.benchmark = not self.tr["deterministic"]
         seed_everything(cfg["seed"])
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self._build()
+        self._build(resume)
         self.progress = {"stage": 0, "epoch": 0, "epoch_in_stage": 0, "batch": 0, "global_step": 0, "stage_step": 0,
                          "sums": {}, "seen": 0, "epoch_seconds": 0.0}
         self.best = {"val_top1": -1.0, "epoch": -1}
@@ -89,12 +89,12 @@ class Trainer:
             hook.setup(self)
 
     # ------------------------------------------------------------------ setup
-    def _build(self) -> None:
+    def _build(self, resume: bool = False) -> None:
         cfg, d = self.cfg, self.cfg["data"]
         self.train_ds = builder.build_split(cfg, d["train_split"], True, None)
         self.class_names = list(self.train_ds.classes)
-        # the train split's class frequencies reach a criterion that weights classes by them
-        self.method = builder.build_method_from_cfg(cfg, len(self.class_names), self.train_ds.class_counts().tolist())
+        self.method = builder.build_method_from_cfg(cfg, len(self.class_names), self.train_ds.class_counts().tolist(),
+                                                    init=not resume)  # class frequencies; model.init_from
         self.method.freeze_norm = bool(self.tr["freeze_norm"])  # BatchNorm statistics kept from the pretrained backbone
         dc = self.data_config = self.method.data_config()
         self.train_ds.transform = builder.build_transform(cfg, True, dc, batch_format(self.device))  # uint8

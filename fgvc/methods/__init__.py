@@ -1,7 +1,7 @@
 """Methods, registered by name in :data:`fgvc.registry.METHODS`.
 
-Importing this package registers ``baseline``, ``wsdan``, ``bcnn``, ``racnn``, ``senet`` and
-``cbam``. :func:`build_method` is the one factory that turns a recipe's ``model`` section into a
+Importing this package registers ``baseline``, ``wsdan``, ``bcnn``, ``racnn``, ``senet``,
+``cbam`` and ``simclr``. :func:`build_method` is the one factory that turns a recipe's ``model`` section into a
 :class:`Method`: it makes the :class:`MethodSetup` every method shares (classes, backbone spec,
 criterion, feature losses) and passes ``model.args`` as the method's own keyword arguments.
 """
@@ -15,7 +15,7 @@ from fgvc.errors import RegistryError
 from fgvc.models.backbone import BackboneSpec
 from fgvc.registry import METHODS
 
-from . import attention_blocks, baseline, bcnn, racnn, wsdan  # noqa: F401  (register the methods)
+from . import attention_blocks, baseline, bcnn, racnn, simclr, wsdan  # noqa: F401  (register the methods)
 from .base import Method, MethodSetup, Outputs
 
 __all__ = ["Method", "MethodSetup", "Outputs", "build_method", "METHODS"]

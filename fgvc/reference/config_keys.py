@@ -10,7 +10,8 @@ __all__ = ["MEANINGS", "SUB_KEY_MEANINGS"]
 MEANINGS: dict[str, str] = {
     "seed": "seeds the model's initialisation, data order, augmentation (per seed, epoch and sample) and the "
             "validation split",
-    "data.name": "dataset reader: cub200, flowers102, folder, csv, synthetic (or union, written by fgvc.extend)",
+    "data.name": "dataset reader: cub200, flowers102, folder, csv, synthetic, unlabeled (or union, written by "
+                 "fgvc.extend)",
     "data.root": "folder of the data set (the default `datasets` is also where `fgvc.datasets fetch` puts it)",
     "data.img_size": "side of the square crop the model sees, in pixels",
     "data.crop_pct": "timm's convention: images are resized to img_size / crop_pct on the shorter side before the "
@@ -31,16 +32,27 @@ MEANINGS: dict[str, str] = {
     "data.augment.color_jitter": "colour jitter strength in training (0: off)",
     "data.augment.random_resized_crop": "random-resized crop instead of resize + random crop in training",
     "data.augment.rrc_scale": "area range [min, max] of the random-resized crop",
+    "data.augment.simclr.enabled": "train on SimCLR's two views of each image (fgvc.data.views; model.name simclr "
+                                   "needs it); the other data.augment keys but hflip are then unused",
+    "data.augment.simclr.scale": "area range [min, max] of each view's random-resized crop (SimCLR: [0.08, 1])",
+    "data.augment.simclr.jitter": "colour jitter [brightness, contrast, saturation, hue] of each view (SimCLR: "
+                                  "[0.4, 0.4, 0.4, 0.1])",
+    "data.augment.simclr.jitter_p": "probability of the colour jitter (SimCLR: 0.8)",
+    "data.augment.simclr.gray_p": "probability of converting a view to grayscale (SimCLR: 0.2)",
+    "data.augment.simclr.blur_p": "probability of a Gaussian blur, kernel ~10 % of the crop (SimCLR: 0.5)",
+    "data.augment.simclr.blur_sigma": "range [min, max] of the blur's sigma (SimCLR: [0.1, 2.0])",
     "data.reduced_decode": "decode large JPEGs at 1/2, 1/4 or 1/8 scale, never below the resize; faster, but it "
                            "changes pixels, so it is opt-in",
     "data.cache": "pre-resized copies made by `fgvc.datasets cache`: auto (data.root/.fgvc_cache), off, or a folder",
     "data.sampler": "training batches: random (a seeded shuffle) or pk (P classes x K images)",
     "data.sampler_args.p": "P, classes per batch of the pk sampler (null: train.batch_size / k)",
     "data.sampler_args.k": "K, images per class of the pk sampler",
-    "model.name": "registered method: baseline, wsdan, bcnn, racnn, cbam, senet",
+    "model.name": "registered method: baseline, wsdan, bcnn, racnn, cbam, senet, simclr",
     "model.backbone": "any timm model name",
     "model.pretrained": "start from the backbone's pretrained (ImageNet) weights",
     "model.pretrained_file": "a local weights file (.safetensors) instead of downloading through timm",
+    "model.init_from": "a run directory (e.g. a SimCLR run) whose backbone weights replace the pretrained ones "
+                       "before training; the rest of the method starts fresh (null: off)",
     "model.backbone_args": "the backbone's own arguments (e.g. out_index, img_size for a ViT at 448 px)",
     "model.args": "the method's own arguments, checked against its signature (e.g. head, head_args, num_maps)",
     "loss.name": "criterion on the logits: cross_entropy, focal, weighted_cross_entropy",
@@ -52,7 +64,8 @@ MEANINGS: dict[str, str] = {
     "train.lr": "base learning rate",
     "train.max_steps": "stop after this many optimizer steps (smoke runs); null: no limit",
     "train.device": "auto (CUDA when present, else the CPU with a warning), cpu or cuda",
-    "train.optimizer": "sgd or adamw; no weight decay on biases and norms",
+    "train.optimizer": "sgd, adamw, lars or lamb (timm's); no weight decay on biases and norms, which LARS/LAMB "
+                       "also leave out of their layer-wise adaptation",
     "train.momentum": "SGD momentum",
     "train.nesterov": "Nesterov momentum for SGD",
     "train.weight_decay": "weight decay (not on biases and norms)",
