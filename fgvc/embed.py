@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
 from fgvc.engine.checkpoint import atomic_write_bytes
 from fgvc.errors import DataError
 from fgvc.protocols.embeddings import split_embeddings
@@ -31,9 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     run = load_run(args)
     split = split_of(run, args.split)
     ds = run.dataset(split, same_classes=False)

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_backend, add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.cli import add_backend, add_output, add_run_arguments, command, load_run, split_of
 from fgvc.deploy.fast_infer import use_backend
 from fgvc.engine.builder import flip_warnings
 from fgvc.engine.rundir import write_json
@@ -58,9 +58,8 @@ def _reproduces(final: Path, metrics: dict, tta: bool, sets: list[str]) -> str |
             f"({' '.join(sets) or 'none'}) or environment?")
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     protocol = build_protocol(args.protocol)
     run = load_run(args)
     roles = split_roles(run.cfg, args.split)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
 from fgvc.data.base import BadImageError, load_image
 from fgvc.engine.builder import build_transform
 from fgvc.errors import ConfigError, DataError
@@ -136,9 +136,8 @@ def _draw_cams(run: Any, args: argparse.Namespace, images: Any, labels: Any, nam
     return paths
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError("--n must be >= 1 (the number of images to explain)")

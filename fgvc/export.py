@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_checkpoint, add_output, add_set, add_split, add_weights, friendly, load_run, trained_target
+from fgvc.cli import add_checkpoint, add_output, add_set, add_split, add_weights, command, load_run, trained_target
 from fgvc.deploy.export import FORMATS, export_run
 from fgvc.errors import CheckFailed, DeployError
 
@@ -46,9 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         raise DeployError(f"unknown --format '{args.format}': choose {' or '.join(FORMATS)}")
     target = trained_target(args.target, DeployError)

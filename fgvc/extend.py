@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_new_run_arguments, friendly, run_logged
+from fgvc.cli import add_new_run_arguments, command, run_logged
 from fgvc.continual.extend import ExtendRequest, extend_run
 
 
@@ -58,9 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
                         args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights,
                         args.shot_seed)

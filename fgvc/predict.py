@@ -28,11 +28,11 @@ import json
 import sys
 from typing import Any
 
-from fgvc.cli import add_batch_size, add_model_source_arguments, friendly, load_run, model_source
+from fgvc.cli import add_batch_size, add_model_source_arguments, command, load_run, model_source
 from fgvc.deploy.fast_infer import use_backend
 from fgvc.deploy.predictor import OnnxPredictor
 from fgvc.deploy.run_predictor import IMAGE_EXTENSIONS, Item, RunModel, find_images, format_line, predict_items
-from fgvc.errors import PredictError
+from fgvc.errors import CheckFailed, PredictError
 
 # the library part lives in fgvc.deploy.run_predictor (and PredictError in fgvc.errors); importable here as before
 __all__ = ["IMAGE_EXTENSIONS", "Item", "PredictError", "find_images", "format_line", "main", "parse_args"]
@@ -49,18 +49,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise PredictError(f"--topk must be >= 1, got {args.topk}")
     if args.batch_size < 1:
         raise PredictError(f"--batch-size must be >= 1, got {args.batch_size}")
     target, is_onnx = model_source(args, PredictError)
     items = find_images(args.paths)
-    if not items:
-        print(f"error: no files found in {', '.join(args.paths)}", file=sys.stderr)
-        return 1
+    if not items:  # nothing to predict: exit 1 as when no file could be read
+        raise CheckFailed(f"no files found in {', '.join(args.paths)}")
     if is_onnx:
         model: Any = OnnxPredictor(target, args.img_size, args.mean, args.std, args.crop_pct, args.classes)
     else:

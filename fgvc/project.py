@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
 from fgvc.errors import ConfigError, DataError, EmbeddingError
 from fgvc.metrics.accuracy import confusion_matrix
 from fgvc.metrics.confusions import confused_pairs, knn_confusion, read_confusion_csv
@@ -95,9 +95,8 @@ def run_embeddings(run: Any, split: str, checkpoint: str) -> tuple[Any, Any, lis
     return got.embedding.numpy(), got.targets.numpy(), classes, cm, source
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if args.top < 0:
         raise ConfigError("--top must be >= 0 (the number of confused pairs to mark)")

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_new_run_arguments, friendly, run_logged
+from fgvc.cli import add_new_run_arguments, command, run_logged
 from fgvc.deploy.prune import PruneRequest, prune_run
 
 
@@ -39,9 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
                        args.importance, tuple(args.sets), args.latency_threads)
     run_logged(prune_run, req)

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_checkpoint, add_output, add_set, add_threads, add_weights, friendly, load_run
+from fgvc.cli import add_checkpoint, add_output, add_set, add_threads, add_weights, command, load_run
 from fgvc.deploy.export import ParityError
 from fgvc.deploy.quantize import quantize_run, run_of_onnx
 from fgvc.errors import CheckFailed, DeployError
@@ -51,9 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if not target.exists():
         raise DeployError(f"no such run directory or ONNX file: {target}")

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from fgvc.benchmarking.published import compare_run
-from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
 from fgvc.errors import ConfigError
 from fgvc.vis.run_report import SECTION_TITLES, ReportOptions, build_page
 
@@ -45,9 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.pairs < 0:
         raise ConfigError("--worst and --pairs must be >= 0")
     target = Path(args.target)

@@ -29,7 +29,7 @@ import socket
 import sys
 from typing import Any, Iterator
 
-from fgvc.cli import add_model_source_arguments, add_threads, friendly, model_source
+from fgvc.cli import add_model_source_arguments, add_threads, command, model_source
 from fgvc.errors import ServeError  # defined with every user error; importable here as before
 from fgvc.extras import require
 from fgvc.serving.limits import Limits
@@ -133,9 +133,8 @@ def _server_class() -> Any:
     return Server
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     _check(args)
     require("fastapi", "fastapi", "serving a model", extra="serve")
     require("uvicorn", "uvicorn", "serving a model", extra="serve")

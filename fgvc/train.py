@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from fgvc import config
-from fgvc.cli import add_output, add_set, friendly
+from fgvc.cli import add_output, add_set, command
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.distributed import init_distributed
 from fgvc.engine.environment import environment
@@ -52,9 +52,8 @@ def _find_run(args: argparse.Namespace) -> Path:
     return runs[-1].parent.parent
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     state = None
     if args.resume is not None:
         run_dir = _find_run(args)

@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from fgvc.cli import add_output, add_run_arguments, friendly, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
 from fgvc.engine.inference import autocast
 from fgvc.errors import ConfigError
 from fgvc.vis.attention_figure import MAP_MODES, draw_attention
@@ -62,9 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-@friendly
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@command(parse_args)
+def main(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError("--n must be >= 1 (the number of images to draw)")
     run = load_run(args)

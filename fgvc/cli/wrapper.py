@@ -15,6 +15,7 @@ Anything else (a ``ValueError`` of a bug, say) keeps its traceback.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
 import re
@@ -24,7 +25,7 @@ from typing import Callable
 from fgvc.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_USER_ERROR, CheckFailed, UserError,
                          exit_codes_text)
 
-__all__ = ["friendly", "worker_error", "disk_error", "exit_codes_text"]
+__all__ = ["command", "friendly", "worker_error", "disk_error", "exit_codes_text"]
 
 _WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 _LAST = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.*)$")
@@ -97,6 +98,26 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
             return EXIT_INTERRUPTED
 
     return wrapper
+
+
+def command(parse: Callable[[list[str] | None], argparse.Namespace]
+            ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[..., int]]:
+    """Make a command's ``main(args) -> int`` its entry point ``main(argv=None) -> int``: ``argv`` (default
+    ``sys.argv[1:]``) parsed by ``parse``, then ``main(args)``, inside :func:`friendly`::
+
+        @command(parse_args)
+        def main(args: argparse.Namespace) -> int:
+            ...
+    """
+
+    def decorate(run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+        @functools.wraps(run)
+        def main(argv: list[str] | None = None) -> int:
+            return run(parse(argv))
+
+        return friendly(main)
+
+    return decorate
 
 
 def _error(message: str, code: int) -> int:

@@ -54,7 +54,7 @@ from fgvc.errors import DeployError
 from fgvc.methods.base import Outputs
 
 __all__ = ["use_backend", "PATHS", "BACKENDS", "InferPath", "PathUnavailable", "pytorch_path", "auto_choice", "weights_key",
-           "cached_file", "exported_file", "build_path", "check_available", "Backend", "add_backend_argument"]
+           "cached_file", "exported_file", "build_path", "check_available", "Backend"]
 
 PATHS = ("eager", "channels_last", "compile", "torchscript", "onnx", "bf16", "fp16")
 BACKENDS = ("auto", "eager", "channels_last", "compile", "torchscript", "onnx")  # fgvc.evaluate / predict --backend
@@ -218,15 +218,6 @@ def check_available(run: Any, name: str) -> None:
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if name == "onnx" and missing:
         raise PathUnavailable(f"onnx: {', '.join(missing)} not installed (pip install 'fgvc[deploy]')")
-
-
-def add_backend_argument(ap: Any) -> None:
-    """``--backend`` of fgvc.evaluate and fgvc.predict."""
-    ap.add_argument("--backend", default="auto", choices=BACKENDS,
-                    help="inference path for the logits: auto (default: onnx on the CPU in fp32 where it pays "
-                         "back -- an export cached in RUN/cache/infer, or enough images to repay exporting one -- "
-                         "checked against PyTorch on the first batch; else the run's PyTorch path), eager, "
-                         "channels_last, compile, torchscript or onnx (exports and caches the file)")
 
 
 def _first_line(exc: BaseException) -> str:
