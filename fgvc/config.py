@@ -27,7 +27,7 @@ import yaml
 
 from fgvc.config_schema import (
     AUX_KEYS, AUX_REQUIRED, CHOICES, DEFAULTS, DISTILL_DEFAULTS, DISTILL_KEYS, FREE_FORM, RANGES, NoneType, STAGE_KEYS,
-    STAGE_REQUIRED, TYPES, crop_pct_resize, crop_warnings, eval_batch_size, input_geometry, resolved_resize, scored_split,
+    STAGE_REQUIRED, TYPES, crop_warnings, eval_batch_size, input_geometry, resolved_resize, scored_split,
     train_batch_per_process, where as _where,
 )
 from fgvc.errors import ConfigError
@@ -198,6 +198,16 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str], origin: dict[
             origin[key] = f"--set {item}"
 
 
+def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train.lr": 0.01, ...}``: every leaf of a nested config by its dotted key (an empty section is a leaf)."""
+    if not isinstance(tree, dict) or (not tree and prefix):
+        return {prefix[:-1]: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(leaves(v, f"{prefix}{k}."))
+    return out
+
+
 def _all_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for k, v in tree.items():
@@ -289,7 +299,7 @@ def validate(cfg: dict[str, Any], origin: dict[str, str] | None = None) -> None:
     origin = origin or {}
     _check_keys(cfg, DEFAULTS, origin)
     _check_types(cfg, origin)
-    tr, data = cfg["train"], cfg["data"]
+    data = cfg["data"]
     _check_stages(cfg, origin)
     _check_list(cfg["loss"]["aux"], AUX_KEYS, AUX_REQUIRED, "loss.aux", origin)
     _check_distill(cfg, origin)

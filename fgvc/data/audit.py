@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from fgvc.data.base import BadImageError, DataError, open_image, to_rgb
+from fgvc.data.base import BadImageError, DataError, map_with_progress, open_image, to_rgb
 from fgvc.data.check import TINY, detect_layout
 from fgvc.data.phash import DEFAULT_MAX_DISTANCE, near_pairs, phash
 from fgvc.data.readers import build_dataset
@@ -147,16 +145,7 @@ def _inspect(path: Path) -> ImageInfo:
 
 def scan_images(paths: Sequence[Path], progress: bool = True, workers: int = 2) -> list[ImageInfo]:
     """Decode and hash every file (a thread pool; a tqdm bar on a terminal)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(paths), desc="hash images", unit="img", disable=not (progress and sys.stderr.isatty()))
-    out: list[ImageInfo] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for info in pool.map(_inspect, paths):
-            out.append(info)
-            bar.update(1)
-    bar.close()
-    return out
+    return list(map_with_progress(_inspect, paths, "hash images", workers, progress))
 
 
 def _split_rank(split: str) -> tuple[int, str]:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from fgvc.data.decode import apply_draft, fast_jpeg
 from fgvc.errors import DataError
@@ -372,3 +375,14 @@ class FGVCDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             lines.append("  transform: " + repr(self.transform).replace("\n", "\n  "))
         return "\n".join(lines)
+
+
+def map_with_progress(fn: Callable[[Any], Any], items: Sequence[Any], desc: str, workers: int = 2,
+                      progress: bool = True) -> Iterator[Any]:
+    """``fn`` of every item on a pool of ``workers`` threads, in order, with a tqdm bar ``desc`` on a terminal."""
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not (progress and sys.stderr.isatty()))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for result in pool.map(fn, items):
+            yield result
+            bar.update(1)
+    bar.close()

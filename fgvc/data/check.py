@@ -6,15 +6,13 @@ modes that are converted to RGB, e.g. grayscale, CMYK, RGBA, 16-bit) do not.
 """
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from fgvc.data.annotations import Problems
-from fgvc.data.base import AnnotationError, BadImageError, DataError, open_image
+from fgvc.data.base import AnnotationError, BadImageError, DataError, map_with_progress, open_image
 from fgvc.data.cub import parse_cub
 from fgvc.data.flowers import image_path, parse_flowers
 from fgvc.data.folder import IMAGE_EXTENSIONS, manifest_path, read_manifest, scan_folder
@@ -113,14 +111,8 @@ def check_dataset(name: str, root: str | Path, progress: bool = True, workers: i
     unique = list(dict.fromkeys(paths))
     if not unique and not problems:
         problems.append(Problem(str(root), None, "error", f"no images listed for {name} at {root}", "dataset"))
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(unique), desc="check images", unit="img", disable=not (progress and sys.stderr.isatty()))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for found in pool.map(inspect_image, unique):
-            problems.extend(found)
-            bar.update(1)
-    bar.close()
+    for found in map_with_progress(inspect_image, unique, "check images", workers, progress):
+        problems.extend(found)
     missing = sum(p.kind == "missing" for p in problems)
     if unique and missing == len(unique):
         fix = (f"`python -m fgvc.datasets fetch {name} --root {root}`" if name in ("cub200", "flowers102")

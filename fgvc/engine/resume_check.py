@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fgvc import config
 from fgvc.errors import ConfigError
 
 __all__ = ["RESUMABLE", "resume_changes", "check_resume", "schedule_changed"]
@@ -27,15 +28,6 @@ RESUMABLE = (
     "train.channels_last", "data.root", "data.num_workers", "data.cache", "data.on_bad_image", "data.test_split",
     "model.pretrained", "model.pretrained_file", "eval.", "output.",
 )
-
-
-def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict) and (tree or not prefix):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_leaves(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tree}
 
 
 def _resumable(key: str) -> bool:
@@ -53,7 +45,7 @@ def _stages_ok(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
 def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[list[tuple[str, Any, Any]], list[str]]:
     """``(refused, allowed)``: the differing keys between the checkpoint's config ``saved`` and ``new`` (both full,
     validated configs), as ``(key, saved value, new value)`` for the refused ones and key names for the others."""
-    a, b = _leaves(copy.deepcopy(saved)), _leaves(copy.deepcopy(new))
+    a, b = config.leaves(copy.deepcopy(saved)), config.leaves(copy.deepcopy(new))
     refused, allowed = [], []
     for key in sorted(set(a) | set(b), key=lambda k: (k.count("."), k)):
         old_v, new_v = a.get(key), b.get(key)

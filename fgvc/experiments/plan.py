@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import yaml
 
 from fgvc import config
 from fgvc.errors import ConfigError, RegistryError, UserError
@@ -171,18 +170,9 @@ def resolve_rows(base: Path, steps: Sequence[Step], sets: Sequence[str] = (), cu
     return rows
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict) or (not tree and prefix):
-        return {prefix[:-1]: tree}
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-
-
 def diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """Every leaf key whose value differs: ``(dotted key, old, new)``; a key absent on one side is :data:`_UNSET`."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = config.leaves(old), config.leaves(new)
     keys = list(b) + [k for k in a if k not in b]
     return [(k, a.get(k, _UNSET), b.get(k, _UNSET)) for k in keys if a.get(k, _UNSET) != b.get(k, _UNSET)]
 
