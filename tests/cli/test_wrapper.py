@@ -68,6 +68,7 @@ def test_visualize_reports_a_bad_n_through_the_wrapper(capsys: pytest.CaptureFix
     assert capsys.readouterr().err == "error: --n must be >= 1 (the number of images to draw)\n"
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: ~4-10 s
 def test_fgvc_train_recipe_help_prints_trains_help() -> None:
     done = subprocess.run([sys.executable, "-m", "fgvc", "train", "recipes/demo.yaml", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
