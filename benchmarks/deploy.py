@@ -101,7 +101,7 @@ def exported_rows(run_dir: Path, out: Path, threads: int) -> list[dict[str, Any]
 
 
 def measure_set(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from fgvc.deploy.prune import PruneRequest, prune_run
+    from fgvc.deploy.prune_run import PruneRequest, prune_run
 
     home, root = Path(args.runs) / name, ROOTS[name]
     sets = [f"data.root={root}", "train.device=cpu", f"seed={args.seed}"]

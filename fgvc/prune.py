@@ -11,7 +11,7 @@ so every method's heads and part layers keep their sizes. Then optionally ``E`` 
 ``NEW_RUN`` is an ordinary run directory (an existing one is refused): ``fgvc.evaluate``, ``fgvc.predict`` and
 ``fgvc.visualize`` work on it and ``fgvc.train --resume NEW_RUN`` continues a fine-tune cut short. The before/after
 table (parameters, MACs, batch-1 CPU latency, test top-1) is printed and written to ``NEW_RUN/prune.json``. Needs the
-``deploy`` extra (``pip install -e '.[deploy]'``). Details: :mod:`fgvc.deploy.prune`.
+``deploy`` extra (``pip install -e '.[deploy]'``). Details: :mod:`fgvc.deploy.prune_run`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from fgvc.cli import add_new_run_arguments, command, run_logged
-from fgvc.deploy.prune import PruneRequest, prune_run
+from fgvc.deploy.prune_run import PruneRequest, prune_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.engine.pruned import layer_attributes, record_changes
+from fgvc.engine.pruned_arch import layer_attributes, record_changes
 from fgvc.errors import PruningError  # defined in fgvc.errors with every user error; importable here as before
 from fgvc.extras import require
 from fgvc.models.backbone import Backbone
@@ -63,7 +63,7 @@ class PruneSummary:
     groups_fixed: int = 0  # groups left whole: they reach the backbone's output or couple through a broadcast
     channels_before: int = 0  # channels of the pruned groups' root layers, before and after
     channels_after: int = 0
-    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the record: fgvc.engine.pruned
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the record: fgvc.engine.pruned_arch
 
     def to_dict(self) -> dict[str, Any]:
         return {"amount": self.amount, "importance": self.importance, "scope": "per layer",
@@ -153,7 +153,7 @@ def prune_method(method: nn.Module, example: Tensor, amount: float, importance: 
     """Prune ``method`` in place (see the module docstring): ``amount`` of the channels of every prunable group of
     its backbone(s), ranked by ``importance`` (``taylor`` needs ``batches`` of ``(images, targets)``). ``example``:
     an input batch (``1, 3, H, W`` on the method's device) to trace with. The method's logits keep their shape; the
-    record of narrowed layers is kept on the method (:func:`fgvc.engine.pruned.pruned_layers`)."""
+    record of narrowed layers is kept on the method (:func:`fgvc.engine.pruned_arch.pruned_layers`)."""
     tp = require("torch_pruning", "torch-pruning", "structured pruning", extra="deploy")
     if not 0.0 < amount < 1.0:
         raise PruningError(f"--amount {amount}: the fraction of channels to remove must be in (0, 1), e.g. 0.3")

@@ -11,7 +11,7 @@ run directory that the ordinary :class:`~fgvc.engine.trainer.Trainer` fine-tunes
   leaves no directory behind); on leaving the block the directory, ``config.yaml`` and ``train.log`` (from the first
   line logged while building) are written;
 * :func:`load_weights`: the weights into the trainer's method and its EMA, after narrowing both to a pruned
-  architecture when given one (:mod:`fgvc.engine.pruned`);
+  architecture when given one (:mod:`fgvc.engine.pruned_arch`);
 * :func:`save_start`: a ``checkpoints/last.pt`` at step 0, so a fine-tune killed in its first epoch resumes
   (``fgvc.train --resume NEW_RUN``) from the derived weights rather than being lost.
 """
@@ -27,7 +27,7 @@ from torch import Tensor
 from fgvc import config
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.hook import Hook
-from fgvc.engine.pruned import apply_pruned
+from fgvc.engine.pruned_arch import apply_pruned
 from fgvc.engine.rundir import attach_run_log, buffered_log
 from fgvc.engine.trainer import Trainer
 from fgvc.errors import ConfigError
@@ -69,7 +69,7 @@ def derived_trainer(cfg: dict[str, Any], output: Path, hooks: Sequence[Hook] = (
 def load_weights(trainer: Trainer, weights: Mapping[str, Tensor],
                  pruned: Mapping[str, dict[str, Any]] | None = None) -> None:
     """``weights`` (a state dict of the method) into ``trainer.method`` and its EMA; with ``pruned`` (the record of
-    :mod:`fgvc.engine.pruned`) both are first narrowed to that architecture."""
+    :mod:`fgvc.engine.pruned_arch`) both are first narrowed to that architecture."""
     targets = [trainer.method] + ([trainer.ema.module] if trainer.ema is not None else [])
     for module in targets:
         if pruned:

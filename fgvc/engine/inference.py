@@ -36,7 +36,7 @@ from fgvc.methods.base import OUTPUT_FIELDS, Method, Outputs
 from fgvc.data.transforms import Transform
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.device_input import to_model_input
-from fgvc.engine.pruned import reshape_like
+from fgvc.engine.pruned_arch import reshape_like
 from fgvc.engine.run_state import locate_checkpoint
 from fgvc.engine.state import seed_everything
 

@@ -37,7 +37,7 @@ from fgvc.engine.optim import build_stage_optimizer
 from fgvc import config
 from fgvc.engine.inference import Runtime, TrainedRun, autocast, fitting_weights
 from fgvc.engine.resume_check import schedule_changed
-from fgvc.engine.pruned import pruned_layers, reshape_like
+from fgvc.engine.pruned_arch import pruned_layers, reshape_like
 from fgvc.engine.rundir import append_metrics, plot_curves, truncate_metrics, write_json
 from fgvc.engine.state import capture_rng, restore_rng, seed_everything
 from fgvc.engine.validation import validate

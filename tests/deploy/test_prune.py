@@ -11,7 +11,7 @@ from torch import nn
 from fgvc.deploy.channel_pruning import PruningError, prune_method
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.inference import TrainedRun
-from fgvc.engine.pruned import apply_pruned, pruned_layers
+from fgvc.engine.pruned_arch import apply_pruned, pruned_layers
 from fgvc.evaluate import main as evaluate_main
 from fgvc.methods import build_method
 from fgvc.prune import main as prune_main

@@ -10,7 +10,7 @@
 3. ``NEW_RUN`` is an ordinary run directory (:mod:`fgvc.engine.derived`): ``config.yaml`` (the run's, with
    ``model.pretrained: false`` and the fine-tune's schedule: ``train.epochs = max(E, 1)``, lr a tenth of the run's,
    no warm-up, no stages, each unless ``--set``), ``checkpoints/last.pt`` holding the pruned weights and the narrowed
-   layers (``pruned``, :mod:`fgvc.engine.pruned`, which :meth:`TrainedRun.load` and the trainer's resume rebuild),
+   layers (``pruned``, :mod:`fgvc.engine.pruned_arch`, which :meth:`TrainedRun.load` and the trainer's resume rebuild),
    ``train.log``, ``final.json`` and ``eval/`` from the trainer's own final test. With ``--finetune-epochs E > 0`` the
    ordinary :class:`~fgvc.engine.trainer.Trainer` trains it for ``E`` epochs with the run's recipe (``metrics.jsonl``,
    ``best.pt`` with a validation split); a fine-tune cut short continues with ``fgvc.train --resume NEW_RUN`` (a
