@@ -14,8 +14,8 @@ from __future__ import annotations
 __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
     "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError", "PredictError", "ServeError",
-    "PruningError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_USER_ERROR",
-    "EXIT_INTERRUPTED", "EXIT_CODES", "exit_codes_text",
+    "PruningError", "ZeroShotError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED",
+    "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "EXIT_CODES", "exit_codes_text",
 ]
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -92,6 +92,11 @@ class ServeError(UserError, ValueError):
 
 class PruningError(UserError, ValueError):
     """A method, backbone or setting that structured pruning cannot handle; the message says why."""
+
+
+class ZeroShotError(UserError, ValueError):
+    """A zero-shot classification that cannot run as given (a templates file without ``{}``, a CLIP model name
+    open_clip does not know, weights that do not fit it); the message names the flag or file and the fix."""
 
 
 class MissingExtraError(UserError, ImportError):

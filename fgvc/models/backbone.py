@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from fgvc.errors import ConfigError, WeightsError
+from fgvc.models.clip import ClipBackbone, is_clip_name
 from fgvc.models.transformer import adapt_checkpoint, check_input_size
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,9 @@ TRANSFORMER_MODULES = ("vision_transformer", "deit", "eva", "beit", "swin_transf
 
 
 def is_transformer_name(name: str) -> bool:
-    """Whether timm builds ``name`` as a token transformer (ViT, DeiT, EVA, BEiT, Swin)."""
+    """Whether timm builds ``name`` as a token transformer (ViT, DeiT, EVA, BEiT, Swin), or it is a CLIP ViT tower."""
+    if is_clip_name(name):
+        return True
     try:
         module = timm.models.model_entrypoint(name.split(".")[0]).__module__
     except Exception:  # unknown or hub-only names
@@ -273,8 +276,14 @@ class BackboneSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
     def build(self, default_tap: str | None = None, **extra: Any) -> Backbone:
-        """A new :class:`Backbone`; ``default_tap`` (e.g. ``"parts"``) applies unless the recipe sets out_index."""
+        """A new :class:`Backbone` (a :class:`~fgvc.models.clip.ClipBackbone` for ``clip:`` names, e.g.
+        ``clip:ViT-B-32``); ``default_tap`` (e.g. ``"parts"``) applies unless the recipe sets out_index."""
         args = {**self.args, **extra}
         if default_tap is not None:
             args.setdefault("out_index", default_tap)
+        if is_clip_name(self.name):
+            local = self.pretrained_file
+            if self.pretrained and local == "auto":  # <model>.safetensors/.pt in the weight folders, else download
+                local = find_local_weights(self.name.split(":", 1)[1])
+            return ClipBackbone(self.name, self.pretrained, local, **args)  # type: ignore[return-value]
         return Backbone(self.name, self.pretrained, self.pretrained_file, **args)
