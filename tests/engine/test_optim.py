@@ -7,6 +7,8 @@ import copy
 import math
 
 import pytest
+import torch
+from timm.optim import Lamb, Lars
 
 from fgvc import config
 from fgvc.engine.optim import apply_layer_decay, build_stage_optimizer, mark_backbone_layers
@@ -108,3 +110,27 @@ def test_the_recipe_key_and_the_training_log(synthetic_set, tiny_recipe, tiny_ru
     lr0 = 0.01 * 0.5 ** 5  # the tiny recipe's lr 0.01, test_resnet's 5 timm layers
     assert any(line.split()[0] == "backbone.layer0" and math.isclose(float(line.split()[-1]), lr0, rel_tol=1e-2)
                for line in log.splitlines() if line.strip().startswith("backbone.layer0"))
+
+
+@pytest.mark.parametrize("name", ["lars", "lamb"])
+def test_lars_and_lamb_leave_biases_and_norm_weights_out_of_the_adaptation(name) -> None:
+    """timm adapts a group when ``always_adapt`` or its weight decay is set: only the groups of >1-D tensors are."""
+    m = _method("baseline", ("test_resnet.r160_in1k", {}))
+    tr = copy.deepcopy(config.DEFAULTS["train"])
+    tr.update(optimizer=name, weight_decay=1e-4)
+    opt = build_stage_optimizer(m, {"name": "main", "lr": LR, "backbone_lr_scale": 0.1}, tr)
+    assert isinstance(opt, {"lars": Lars, "lamb": Lamb}[name])
+    adapted = [g for g in opt.param_groups if g["always_adapt"]]
+    excluded = [g for g in opt.param_groups if not g["always_adapt"]]
+    assert {g["name"] for g in adapted} == {g["name"] for g in excluded} == {"backbone", "head"}
+    assert all(p.ndim > 1 for g in adapted for p in g["params"]) and all(g["weight_decay"] == 1e-4 for g in adapted)
+    assert all(p.ndim == 1 for g in excluded for p in g["params"]) and all(g["weight_decay"] == 0 for g in excluded)
+    bn = {id(p) for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters()}
+    biases = {id(p) for n, p in m.named_parameters() if n.endswith(".bias")}
+    excluded_ids = {id(p) for g in excluded for p in g["params"]}
+    assert bn and biases and bn | biases == excluded_ids  # every norm weight and bias, nothing else
+    assert [g["lr"] for g in adapted if g["name"] == "backbone"] == [pytest.approx(LR * 0.1)]
+    # a step moves the weights; with zero weight decay everywhere the matrices are still adapted
+    tr["weight_decay"] = 0.0
+    opt = build_stage_optimizer(m, {"name": "main", "lr": LR, "backbone_lr_scale": 0.1}, tr)
+    assert sorted(g["always_adapt"] for g in opt.param_groups) == [False, False, True, True]
