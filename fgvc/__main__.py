@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a recipe (or resume a run)",
     "evaluate": "re-evaluate a run: classification, retrieval, knn or linear probe",
     "embed": "write the embeddings of a split to a .npz file",
+    "zeroshot": "zero-shot classification with a CLIP model: classes named in words, no training",
     "extend": "add new species to a trained run (weight imprinting, optional fine-tune)",
     "datasets": "fetch, check, audit, cache, convert or describe a data set; make the synthetic set",
     "visualize": "attention maps of a run's predictions in one figure",

@@ -212,7 +212,8 @@ class ClipBackbone(nn.Module):
         cfg = getattr(self.model, "preprocess_cfg", None) or {}
         oc = open_clip_module()
         return {"mean": tuple(cfg.get("mean", oc.OPENAI_DATASET_MEAN)),
-                "std": tuple(cfg.get("std", oc.OPENAI_DATASET_STD)), "interpolation": cfg.get("interpolation", "bicubic")}
+                "std": tuple(cfg.get("std", oc.OPENAI_DATASET_STD)),
+                "interpolation": cfg.get("interpolation", "bicubic")}
 
     def load_weights(self, path: str | Path) -> None:
         """Load the tower from a CLIP (or image-tower) state dict; see :func:`load_clip_weights`."""

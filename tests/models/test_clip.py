@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from fgvc.embed import main as embed_main
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.errors import ConfigError, WeightsError
+from fgvc.evaluate import main as evaluate_main
 from fgvc.models.backbone import BackboneSpec, is_transformer_name
 from fgvc.models.clip import ClipBackbone, create_clip, resolve_clip_name
 
@@ -47,7 +49,8 @@ def test_the_tower_embeds_as_clip_does_and_maps_every_patch(tiny: tuple[Path, Pa
     config, weights = tiny
     clip, _ = create_clip(str(config), weights)
     backbone = BackboneSpec(f"clip:{config}", True, weights).build()
-    assert isinstance(backbone, ClipBackbone) and backbone.num_features == 16 and backbone.weights_source == str(weights)
+    assert isinstance(backbone, ClipBackbone) and backbone.num_features == 16
+    assert backbone.weights_source == str(weights)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         fmap, emb = backbone.eval().forward_pooled(x)
@@ -98,13 +101,10 @@ def test_a_larger_input_side_resamples_the_position_embeddings(tiny: tuple[Path,
 
 def test_a_clip_backbone_embeds_and_evaluates_with_every_protocol(tiny: tuple[Path, Path], tmp_path: Path,
                                                                   synthetic_set, tiny_recipe) -> None:
-    from fgvc.embed import main as embed_main
-    from fgvc.evaluate import main as evaluate_main
-
     config, weights = tiny
     recipe = tiny_recipe(tmp_path / "clip.yaml", synthetic_set(), "")
-    sets = ["--set", f"model.backbone=clip:{config}", "model.pretrained=true", f"model.pretrained_file={weights}", "data.resize=32",
-            f"output.root={tmp_path / 'runs'}"]
+    sets = ["--set", f"model.backbone=clip:{config}", "model.pretrained=true", f"model.pretrained_file={weights}",
+            "data.resize=32", f"output.root={tmp_path / 'runs'}"]
     out = tmp_path / "e.npz"
     assert embed_main([str(recipe), "--output", str(out), *sets]) == 0
     got = np.load(out)
