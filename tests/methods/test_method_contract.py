@@ -18,11 +18,17 @@ SMALL_ARGS = {
     "racnn": {"share_backbone": True, "apn_hidden": 16, "apn_channels": 4, "apn_grid": 2},
     "senet": {},
     "cbam": {},
+    "simclr": {"proj_dim": 8},
 }
 HAS_MAPS = {"wsdan", "racnn", "cbam"}  # part maps in Outputs.maps
 HAS_BOXES = {"wsdan", "racnn"}  # an object box in Outputs.boxes
 CNN_ONLY = {"senet", "cbam"}
 CASES = [(name, bb) for name in sorted(SMALL_ARGS) for bb in (CNN, VIT)]
+
+
+def _train_images(name: str) -> torch.Tensor:
+    """A training batch: SimCLR trains on two views per image stacked along the height (B, 3, 2S, S)."""
+    return torch.randn(4, 3, 128, 64) if name == "simclr" else torch.randn(4, 3, 64, 64)
 
 
 def _build(name: str, backbone: str) -> Method:
@@ -67,7 +73,7 @@ def test_infer_fields_and_shapes(name, backbone):
 @pytest.mark.parametrize("name,backbone", [c for c in CASES if not (c[0] in CNN_ONLY and c[1] == VIT)])
 def test_one_training_step_per_stage(name, backbone):
     m = _build(name, backbone).train()
-    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    x, y = _train_images(name), torch.tensor([0, 1, 2, 0])
     for stage in m.stages():
         m.set_stage(stage)
         params = [p for g in m.param_groups(stage, 0.1) for p in g["params"]]
@@ -88,7 +94,7 @@ def test_checkpoint_round_trip_reproduces_infer(name, backbone, tmp_path):
     m = _build(name, backbone)
     m.train()
     m.set_stage("main")
-    m.training_step(torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0]))  # move BN stats and WS-DAN centers
+    m.training_step(_train_images(name), torch.tensor([0, 1, 2, 0]))  # move BN stats and WS-DAN centers
     m.eval()
     save_checkpoint({"model": m.state_dict(), "extra": m.extra_state()}, tmp_path / "m.pt")
     state = load_checkpoint(tmp_path / "m.pt")
