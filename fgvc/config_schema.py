@@ -36,8 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "exclude": None,
         "args": {},
         "augment": {"hflip": True, "color_jitter": 0.0, "random_resized_crop": False, "rrc_scale": [0.35, 1.0],
-                    # SimCLR's two-view augmentation (fgvc.data.views), for model.name simclr
-                    "simclr": {"enabled": False, "scale": [0.08, 1.0], "jitter": [0.4, 0.4, 0.4, 0.1],
+                    # SimCLR's two-view augmentation (fgvc.data.views): what model.name simclr trains on
+                    "simclr": {"scale": [0.08, 1.0], "jitter": [0.4, 0.4, 0.4, 0.1],
                                "jitter_p": 0.8, "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0]}},
         # decode large JPEGs at a reduced scale, never below what the transform needs (fgvc.data.decode); off by
         # default: faster, but it changes pixels (Flowers mini test top-1 -0.6 to -1.8 points in our runs)

@@ -1,6 +1,7 @@
 """The two-view augmentation of SimCLR (Chen et al. 2020, arXiv:2002.05709, Appendix A): each training image gives two
 independently augmented views, stacked along the height into one ``3, 2S, S`` tensor that the loader, the device
-normalisation and channels-last treat like any image; :func:`fgvc.methods.simclr.split_views` splits them.
+normalisation and channels-last treat like any image; :func:`fgvc.methods.simclr.split_views` splits them. The
+trainer builds it for a method whose ``data_config()`` says ``two_views`` (``model.name: simclr``).
 
 Each view: random resized crop (area ``scale``, aspect 3/4..4/3) to ``S``, horizontal flip (p 0.5, ``data.augment
 .hflip``), colour jitter (brightness, contrast, saturation, hue = ``jitter``, p ``jitter_p``), grayscale (p
@@ -27,7 +28,7 @@ from fgvc.data.transforms import Transform
 
 __all__ = ["TwoViews", "build_two_views", "SIMCLR_DEFAULTS"]
 
-SIMCLR_DEFAULTS: dict[str, Any] = {"enabled": False, "scale": [0.08, 1.0], "jitter": [0.4, 0.4, 0.4, 0.1],
+SIMCLR_DEFAULTS: dict[str, Any] = {"scale": [0.08, 1.0], "jitter": [0.4, 0.4, 0.4, 0.1],
                                    "jitter_p": 0.8, "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0]}
 
 

@@ -90,10 +90,9 @@ def build_transform(cfg: dict[str, Any], train: bool, data_config: dict[str, Any
     left un-normalised for :func:`fgvc.engine.device_input.to_model_input` to normalise on the device."""
     d, aug = cfg["data"], cfg["data"]["augment"]
     crop, resize = input_geometry(d, float(data_config.get("input_scale", 1.0)))  # e.g. WS-DAN's zoom_source
-    simclr = aug.get("simclr") or {}
-    if train and simclr.get("enabled"):  # SimCLR's two views of each image, stacked along the height
+    if train and data_config.get("two_views"):  # a method that trains on SimCLR's two views (stacked on the height)
         return build_two_views(crop, data_config["mean"], data_config["std"], hflip=aug["hflip"], output=output,
-                               **simclr)
+                               **aug["simclr"])
     return build_transforms(
         img_size=crop, resize=resize, mean=data_config["mean"], std=data_config["std"], train=train,
         hflip=aug["hflip"], color_jitter=aug["color_jitter"], random_resized_crop=aug["random_resized_crop"],

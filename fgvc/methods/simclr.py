@@ -16,9 +16,9 @@
 
 The loss is pytorch-metric-learning's ``NTXentLoss`` / ``SupConLoss`` (``pip install fgvc[metric]``), on the two
 views' projections with label ``i`` for both views of image ``i`` (unique across steps, so queued views are never
-positives). Training batches are the two views stacked along the height (``B, 3, 2S, S``, what the two-view transform
-of ``data.augment.simclr`` makes, so the loader, device normalisation and channels-last stay as they are);
-:meth:`SimCLR.training_step` splits them.
+positives). Training batches are the two views stacked along the height (``B, 3, 2S, S``: :meth:`SimCLR.data_config`
+asks the trainer for the two-view transform of ``data.augment.simclr``, so the loader, device normalisation and
+channels-last stay as they are); :meth:`SimCLR.training_step` splits them.
 
 What the encoder learns never depends on labels (unless ``supcon``). ``infer()`` returns the embedding before the
 projection head (what ``fgvc.embed`` and ``fgvc.evaluate --protocol knn|linear|retrieval`` score) and, as logits, an
@@ -53,8 +53,8 @@ def split_views(images: Tensor) -> tuple[Tensor, Tensor]:
     h, w = images.shape[-2:]
     if h != 2 * w:
         raise ConfigError(f"method simclr trains on two views of each image stacked along the height (B, 3, 2S, S), "
-                          f"got a batch of {h} x {w} images: set data.augment.simclr.enabled: true (the two-view "
-                          "augmentation), as recipes/cub200_simclr_lite0.yaml does")
+                          f"got a batch of {h} x {w} images: build its training transform with the data_config() "
+                          "of the method (two_views), as fgvc.engine.builder.build_transform does")
     return images[..., :w, :], images[..., w:, :]
 
 
@@ -90,6 +90,10 @@ class SimCLR(Method):
     def infer(self, images: Tensor) -> Outputs:
         fmap, emb = self.backbone.forward_pooled(images)  # B, C, h, w ; B, C
         return Outputs({"probe": self.probe(emb)}, "probe", emb, fmap)
+
+    def data_config(self) -> dict[str, Any]:
+        """The backbone's normalisation, and ``two_views``: train on SimCLR's two-view transform."""
+        return {**self.backbone.data_config(), "two_views": True}
 
     # ---------------------------------------------------------------- training
     def contrastive_loss(self, z1: Tensor, z2: Tensor, targets: Tensor | None = None) -> Tensor:

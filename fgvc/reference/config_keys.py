@@ -32,9 +32,9 @@ MEANINGS: dict[str, str] = {
     "data.augment.color_jitter": "colour jitter strength in training (0: off)",
     "data.augment.random_resized_crop": "random-resized crop instead of resize + random crop in training",
     "data.augment.rrc_scale": "area range [min, max] of the random-resized crop",
-    "data.augment.simclr.enabled": "train on SimCLR's two views of each image (fgvc.data.views; model.name simclr "
-                                   "needs it); the other data.augment keys but hflip are then unused",
-    "data.augment.simclr.scale": "area range [min, max] of each view's random-resized crop (SimCLR: [0.08, 1])",
+    "data.augment.simclr.scale": "area range [min, max] of each view's random-resized crop (SimCLR: [0.08, 1]); "
+                                 "the data.augment.simclr keys shape the two views model.name simclr trains on "
+                                 "(fgvc.data.views), where the other data.augment keys but hflip are unused",
     "data.augment.simclr.jitter": "colour jitter [brightness, contrast, saturation, hue] of each view (SimCLR: "
                                   "[0.4, 0.4, 0.4, 0.1])",
     "data.augment.simclr.jitter_p": "probability of the colour jitter (SimCLR: 0.8)",

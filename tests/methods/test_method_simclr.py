@@ -86,7 +86,7 @@ def test_training_step_splits_the_stacked_views_and_the_probe_is_detached():
     assert m.probe.weight.grad is not None
     assert all(p.grad is None for p in m.backbone.parameters()) and all(p.grad is None for p in m.projector.parameters())
     assert m.seen == 4
-    with pytest.raises(ConfigError, match="data.augment.simclr.enabled"):
+    with pytest.raises(ConfigError, match="two views of each image stacked along the height"):
         m.training_step(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))
 
 
@@ -107,7 +107,7 @@ def ssl_run(synthetic_set, tmp_path_factory) -> Path:
     recipe.write_text(f"""
 seed: 1
 data: {{name: cub200, root: {root}, img_size: 32, resize: 36, num_workers: 0, val_split: null,
-        augment: {{simclr: {{enabled: true, scale: [0.3, 1.0]}}}}}}
+        augment: {{simclr: {{scale: [0.3, 1.0]}}}}}}
 model: {{name: simclr, backbone: {CNN}, pretrained: false, args: {{queue_size: 16}}}}
 train: {{epochs: 1, batch_size: 4, lr: 0.01, optimizer: lars, device: cpu, threads: 1, warmup_epochs: 0}}
 eval: {{batch_size: 5, protocols: [classification, knn]}}
