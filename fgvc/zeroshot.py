@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     model, tokenizer = create_clip(args.clip, args.weights, args.pretrained)
     result = zero_shot_classify(cfg, model, tokenizer, split, templates, resolve_device(args.device), args.batch_size)
     metrics = dict(result.metrics, split=split, model=args.clip, recipe=str(args.recipe), tta_flip=False,
-                   weights=str(args.weights) if args.weights else f"open_clip:{args.pretrained or 'default'}")
+                   weights=model.fgvc_weights)
     out = Path(args.output)
     stem = f"zeroshot-{split}"
     write_json(out / f"{stem}.json", metrics)

@@ -77,6 +77,7 @@ def test_end_to_end_writes_what_evaluate_writes(tiny: tuple[Path, Path], data_ro
             "tta_flip", "recipe"} <= set(metrics)
     assert metrics["n_images"] == 6 and metrics["prediction"] == "zeroshot" and metrics["top5"] == 100.0
     assert metrics["templates"] == ["a photo of a {}, a type of bird."] and len(metrics["prompt_names"]) == 3
+    assert metrics["weights"] == str(tiny[1]) and metrics["split"] == "test"
     per_class = pd.read_csv(out / "zeroshot-test-per_class.csv")
     assert list(per_class.columns) == ["class_index", "class_name", "n_images", "correct", "accuracy",
                                        "most_confused_with", "n_confused"]

@@ -116,6 +116,7 @@ def create_clip(name: str, weights: str | Path | None = None, pretrained_tag: st
         except Exception as exc:  # wrong architecture, a pickle with code, a damaged file
             raise WeightsError(f"could not load {path} into CLIP model '{model_name}': {str(exc)[:300]}; is it a state "
                                f"dict of {model_name} (torch.save(model.state_dict(), FILE))?") from exc
+        source = str(path)
     else:
         tag = pretrained_tag or default_tag(model_name)
         if tag is None:
@@ -126,6 +127,8 @@ def create_clip(name: str, weights: str | Path | None = None, pretrained_tag: st
             raise WeightsError(f"could not get open_clip's '{tag}' weights for {model_name} ({type(exc).__name__}: "
                                f"{str(exc)[:200]}). Offline? Give a local state-dict file (--weights FILE, or "
                                "model.pretrained_file for a clip: backbone)") from exc
+        source = f"open_clip:{tag}"
+    model.fgvc_weights = source  # what the results name as the weights
     return model.eval(), oc.get_tokenizer(model_name)
 
 
