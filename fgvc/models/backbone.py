@@ -35,13 +35,12 @@ import torch
 from torch import Tensor, nn
 
 from fgvc.errors import ConfigError, WeightsError
-from fgvc.models.clip import ClipBackbone, is_clip_name
 from fgvc.models.transformer import adapt_checkpoint, check_input_size
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Backbone", "BackboneSpec", "load_state_dict_file", "WeightsError", "PART_TAPS", "PART_ATTENTION_LAYERS",
-           "is_transformer_name"]
+           "is_transformer_name", "PREFIXED_BACKBONES", "prefixed_backbone"]
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
@@ -101,10 +100,22 @@ PART_ATTENTION_LAYERS: dict[str, str] = {name: "Mixed_7a.branch3x3_1" for name i
 TRANSFORMER_MODULES = ("vision_transformer", "deit", "eva", "beit", "swin_transformer", "swin_transformer_v2")
 
 
+# backbones that are not timm's, by the prefix of their name: prefix -> a Backbone subclass, registered by its module
+# (``clip:`` -> fgvc.models.clip.ClipBackbone, imported with fgvc.models)
+PREFIXED_BACKBONES: dict[str, type["Backbone"]] = {}
+
+
+def prefixed_backbone(name: str) -> type["Backbone"] | None:
+    """The :data:`PREFIXED_BACKBONES` class of ``name`` (e.g. ``clip:ViT-B-32``), None for a timm name."""
+    return next((cls for prefix, cls in PREFIXED_BACKBONES.items() if str(name).startswith(prefix)), None)
+
+
 def is_transformer_name(name: str) -> bool:
-    """Whether timm builds ``name`` as a token transformer (ViT, DeiT, EVA, BEiT, Swin), or it is a CLIP ViT tower."""
-    if is_clip_name(name):
-        return True
+    """Whether timm builds ``name`` as a token transformer (ViT, DeiT, EVA, BEiT, Swin), or a prefixed backbone
+    (:data:`PREFIXED_BACKBONES`, e.g. a CLIP ViT tower) is one."""
+    cls = prefixed_backbone(name)
+    if cls is not None:
+        return bool(cls.is_transformer)
     try:
         module = timm.models.model_entrypoint(name.split(".")[0]).__module__
     except Exception:  # unknown or hub-only names
@@ -125,6 +136,8 @@ def resolve_tap(name: str, out_index: int | str | None) -> int | None:
 
 class Backbone(nn.Module):
     """A timm model as a feature extractor: ``forward(x: B,3,H,W) -> B,C,h,w`` for CNNs and transformers."""
+
+    is_transformer: bool = False  # set per instance from the timm model
 
     def __init__(
         self,
@@ -276,14 +289,9 @@ class BackboneSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
     def build(self, default_tap: str | None = None, **extra: Any) -> Backbone:
-        """A new :class:`Backbone` (a :class:`~fgvc.models.clip.ClipBackbone` for ``clip:`` names, e.g.
-        ``clip:ViT-B-32``); ``default_tap`` (e.g. ``"parts"``) applies unless the recipe sets out_index."""
+        """A new :class:`Backbone` (of :data:`PREFIXED_BACKBONES` for a prefixed name, e.g. ``clip:ViT-B-32``);
+        ``default_tap`` (e.g. ``"parts"``) applies unless the recipe sets out_index."""
         args = {**self.args, **extra}
         if default_tap is not None:
             args.setdefault("out_index", default_tap)
-        if is_clip_name(self.name):
-            local = self.pretrained_file
-            if self.pretrained and local == "auto":  # <model>.safetensors/.pt in the weight folders, else download
-                local = find_local_weights(self.name.split(":", 1)[1])
-            return ClipBackbone(self.name, self.pretrained, local, **args)  # type: ignore[return-value]
-        return Backbone(self.name, self.pretrained, self.pretrained_file, **args)
+        return (prefixed_backbone(self.name) or Backbone)(self.name, self.pretrained, self.pretrained_file, **args)

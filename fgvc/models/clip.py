@@ -28,11 +28,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-import torch
 from torch import Tensor, nn
 
 from fgvc.errors import ConfigError, WeightsError
 from fgvc.extras import require
+from fgvc.models.backbone import PREFIXED_BACKBONES, Backbone, find_local_weights
 
 log = logging.getLogger(__name__)
 
@@ -160,23 +160,31 @@ def load_clip_weights(model: nn.Module, path: str | Path) -> list[str]:
     return [k for k in tower if k not in usable]
 
 
-class ClipBackbone(nn.Module):
+def _tower_group_matcher(coarse: bool = False) -> dict[str, Any]:
+    """timm's layer grouping of an open_clip ViT tower (what ``train.layer_decay`` reads), as timm's own ViT has it:
+    the patch embedding, then one group per block, then the final norm and projection."""
+    return {"stem": r"^conv1|^class_embedding|^positional_embedding|^ln_pre",
+            "blocks": [(r"^transformer\.resblocks\.(\d+)", None), (r"^ln_post|^proj", (99999,))]}
+
+
+class ClipBackbone(Backbone):
     """A CLIP image tower as a backbone: ``forward(x) -> B, D, h, w`` (projected patch tokens),
     ``forward_pooled(x) -> (map, CLIP image embedding B, D)``; see the module docstring."""
 
     is_transformer = True
-    out_index = None
 
     def __init__(self, name: str, pretrained: bool = False, pretrained_file: str | Path | None = None,
                  out_index: int | str | None = None, img_size: int | None = None,
                  pretrained_tag: str | None = None) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not timm's: Backbone's own constructor builds a timm model
         if out_index not in (None, "last", "parts"):
             raise ConfigError(f"{name}: a CLIP image tower gives its last block only; drop "
                               f"model.backbone_args.out_index ({out_index!r})")
-        self.name = name
+        self.name, self.out_index = name, None
         oc = open_clip_module(f"model.backbone {name}")
         model_name = resolve_clip_name(name[len(CLIP_PREFIX):])
+        if pretrained and pretrained_file == "auto":  # <model>.safetensors/.pt in the weight folders, else download
+            pretrained_file = find_local_weights(model_name)
         force = {"force_image_size": img_size} if img_size else {}
         self.missing_keys: list[str] = []
         if pretrained and pretrained_file is None:
@@ -190,8 +198,9 @@ class ClipBackbone(nn.Module):
                 self.missing_keys = load_clip_weights(clip, pretrained_file)  # type: ignore[arg-type]
         self.model: nn.Module = clip.visual  # the text tower is not kept
         self._check_tower()
+        self.model.group_matcher = _tower_group_matcher  # train.layer_decay groups it as timm's ViT
         self.num_features: int = int(self.model.output_dim)
-        self._features: Callable[[Tensor], tuple[Tensor, Tensor]] = self._forward_impl
+        self._features = self._forward_impl
         if self.missing_keys:
             log.warning("%s: %d image-tower tensors not in %s (kept at initialisation), e.g. %s", name,
                         len(self.missing_keys), pretrained_file, self.missing_keys[:3])
@@ -228,11 +237,8 @@ class ClipBackbone(nn.Module):
         """No timm layer is dropped from a CLIP tower: nothing to hand back."""
         return {}
 
-    def compile_features(self, **kwargs: Any) -> None:
-        """``torch.compile`` the feature extractor in place (parameter names and checkpoints are unchanged)."""
-        self._features = torch.compile(self._forward_impl, **kwargs)
-
-    def _forward_impl(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _forward_impl(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(projected patch tokens ``B, D, h, w``, CLIP's image embedding ``B, D``)."""
         v = self.model
         if tuple(x.shape[-2:]) != self.image_size:
             side = self.image_size[0]
@@ -245,9 +251,5 @@ class ClipBackbone(nn.Module):
         fmap = tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)
         return fmap, out["image_features"]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._features(x)[0]  # B, D, h, w
 
-    def forward_pooled(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(projected patch tokens ``B, D, h, w``, CLIP's image embedding ``B, D``)."""
-        return self._features(x)
+PREFIXED_BACKBONES[CLIP_PREFIX] = ClipBackbone  # model.backbone: clip:<open_clip name>

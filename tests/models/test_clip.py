@@ -12,9 +12,10 @@ import torch
 
 from fgvc.embed import main as embed_main
 from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.optim import BackboneLayers
 from fgvc.errors import ConfigError, WeightsError
 from fgvc.evaluate import main as evaluate_main
-from fgvc.models.backbone import BackboneSpec, is_transformer_name
+from fgvc.models.backbone import Backbone, BackboneSpec, is_transformer_name
 from fgvc.models.clip import ClipBackbone, create_clip, resolve_clip_name
 
 open_clip = pytest.importorskip("open_clip")
@@ -49,7 +50,7 @@ def test_the_tower_embeds_as_clip_does_and_maps_every_patch(tiny: tuple[Path, Pa
     config, weights = tiny
     clip, _ = create_clip(str(config), weights)
     backbone = BackboneSpec(f"clip:{config}", True, weights).build()
-    assert isinstance(backbone, ClipBackbone) and backbone.num_features == 16
+    assert isinstance(backbone, ClipBackbone) and isinstance(backbone, Backbone) and backbone.num_features == 16
     assert backbone.weights_source == str(weights)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -91,6 +92,13 @@ def test_clear_errors(tiny: tuple[Path, Path], tmp_path: Path) -> None:
         create_clip(str(config), other)
     with pytest.raises(ConfigError, match="last block only"):
         BackboneSpec(f"clip:{config}", True, weights, {"out_index": 2}).build()
+
+
+def test_layer_decay_groups_the_tower_as_timms_vit(tiny: tuple[Path, Path]) -> None:
+    backbone = BackboneSpec(f"clip:{tiny[0]}", True, tiny[1]).build()
+    layers, v = BackboneLayers([backbone]), backbone.model
+    assert [layers.depth(p) for p in (v.conv1.weight, v.transformer.resblocks[0].attn.in_proj_weight, v.proj)] == [
+        (0, 2), (1, 2), (1, 2)]  # stem; the one block, with the final norm and projection (as timm groups a ViT's norm)
 
 
 def test_a_larger_input_side_resamples_the_position_embeddings(tiny: tuple[Path, Path]) -> None:
