@@ -51,14 +51,14 @@ def evenly_spaced(n_total: int, n: int) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-visualize", description="Draw the attention maps of a trained fgvc run.")
     add_run_arguments(ap)
+    add_output(ap, "output PNG (default RUN/vis/attention-<split>-<checkpoint>-<maps>.png)", metavar="FILE.png",
+               old_out=True)
     ap.add_argument("--n", type=int, default=8, help="number of images, evenly spaced over the split (default 8)")
     ap.add_argument("--indices", type=int, nargs="+", default=None, help="draw these dataset indices instead of --n")
     ap.add_argument("--maps", default="mean", choices=MAP_MODES, help="mean map only, + the 4 largest, or + all maps")
     ap.add_argument("--map-source", default="auto", choices=MAP_SOURCES,
                     help="the method's maps, attention rollout of a ViT's class token, or the feature mean (auto: the "
                          "method's maps, else rollout for a class-token transformer, else the feature mean)")
-    add_output(ap, "output PNG (default RUN/vis/attention-<split>-<checkpoint>-<maps>.png)", metavar="FILE.png",
-               old_out=True)
     return ap.parse_args(argv)
 
 

@@ -83,13 +83,10 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
             return _error(worker_error(exc) or str(exc), EXIT_USER_ERROR)
         except CheckFailed as exc:
             return _error(str(exc), EXIT_CHECK_FAILED)
-        except RuntimeError as exc:  # a user error from a DataLoader worker, re-wrapped by torch
-            msg = worker_error(exc)
-            if msg is None:
-                raise
-            return _error(msg, EXIT_USER_ERROR)
-        except OSError as exc:  # a full disk, a read-only folder, a file without permission: not a bug of fgvc
-            msg = disk_error(exc)
+        except (RuntimeError, OSError) as exc:
+            # a user error from a DataLoader worker (re-wrapped by torch as a RuntimeError); a full disk, a read-only
+            # folder, a file without permission (an OSError): not bugs of fgvc. Any other keeps its traceback.
+            msg = disk_error(exc) if isinstance(exc, OSError) else worker_error(exc)
             if msg is None:
                 raise
             return _error(msg, EXIT_USER_ERROR)
