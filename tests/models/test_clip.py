@@ -123,6 +123,7 @@ def test_a_clip_backbone_embeds_and_evaluates_with_every_protocol(tiny: tuple[Pa
         assert key in result, (protocol, sorted(result))
 
 
+@pytest.mark.slow  # a training (~2 s)
 def test_a_recipe_fine_tunes_on_a_frozen_clip_tower(tiny: tuple[Path, Path], synthetic_set, tiny_run) -> None:
     config, weights = tiny
     run = tiny_run(synthetic_set(), f"model.backbone=clip:{config}", "model.pretrained=true",
