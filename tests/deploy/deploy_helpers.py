@@ -25,6 +25,7 @@ CASES = {
               "model.args.test_padding=0.0", "data.img_size=64", "data.resize=72"],
     "racnn": ["model.args.share_backbone=true", "model.args.apn_hidden=16", "model.args.apn_channels=4",
               "model.args.apn_grid=2"],
+    "simclr": ["model.args.proj_dim=8"],
 }
 
 
