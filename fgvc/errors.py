@@ -11,11 +11,16 @@ A check that ran and failed (an export's parity, a benchmark's bar) is not a use
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
     "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError", "PredictError", "ServeError",
     "PruningError", "ZeroShotError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED",
-    "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "EXIT_CODES", "exit_codes_text",
+    "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "EXIT_CODES", "exit_codes_text", "CHECK_HINT", "BadImageError",
+    "AnnotationError", "DatasetNotFoundError", "MissingImagesError", "UnsafeArchiveError", "PathUnavailable",
+    "ParityError",
 ]
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -101,3 +106,49 @@ class ZeroShotError(UserError, ValueError):
 
 class MissingExtraError(UserError, ImportError):
     """An optional package a command needs is not installed; the message names the pip command."""
+
+
+CHECK_HINT = "run `python -m fgvc.datasets check ROOT` to list every bad file, or set data.on_bad_image=skip"
+
+
+class BadImageError(DataError):
+    """An image file that is missing, empty, truncated, corrupt or too large to decode safely."""
+
+    def __init__(self, path: str | Path, problem: str, hint: str = CHECK_HINT, kind: str = "corrupt") -> None:
+        self.path, self.problem, self.kind = Path(path), problem, kind  # kind: missing/empty/truncated/corrupt/bomb
+        super().__init__(f"bad image {path}: {problem}; {hint}")
+
+
+class AnnotationError(DataError):
+    """A malformed annotation file: names the file, the line and the offending text."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str, text: str | None = None) -> None:
+        self.path, self.line, self.problem = Path(path), line, problem
+        where = f"{path}, line {line}" if line is not None else str(path)
+        shown = f": {text.strip()[:120]!r} (fix or delete this line)" if text is not None else ""
+        super().__init__(f"{where}: {problem}{shown}")
+
+
+class DatasetNotFoundError(DataError):
+    """The data set (or a required file of it) is not where the recipe says."""
+
+
+class MissingImagesError(DatasetNotFoundError):
+    """The annotation files are there but (some of) the image files are not."""
+
+
+class UnsafeArchiveError(DataError):
+    """A tar member that would write outside the target folder (or a device file)."""
+
+
+class PathUnavailable(DeployError):
+    """A path that cannot run here (fp16 on the CPU, an exported file on CUDA, onnxruntime not installed)."""
+
+
+class ParityError(CheckFailed, RuntimeError):
+    """The exported file disagrees with the PyTorch model beyond the tolerance (not a user error: exit code 1)."""
+
+    def __init__(self, result: Any) -> None:  # a fgvc.deploy.export.ExportResult
+        super().__init__(f"{result.parity.line() if result.parity else 'parity failed'}; the file is kept as "
+                         f"{result.path}")
+        self.result = result

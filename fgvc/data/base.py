@@ -25,7 +25,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from fgvc.data.decode import apply_draft, fast_jpeg
-from fgvc.errors import DataError
+from fgvc.errors import (  # the data errors are defined with every other user error; importable here too
+    CHECK_HINT, AnnotationError, BadImageError, DataError, DatasetNotFoundError, MissingImagesError,
+)
 
 log = logging.getLogger("fgvc.data")
 
@@ -37,33 +39,6 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test", "trainval")  # the splits of the official data sets
-CHECK_HINT = "run `python -m fgvc.datasets check ROOT` to list every bad file, or set data.on_bad_image=skip"
-
-
-class BadImageError(DataError):
-    """An image file that is missing, empty, truncated, corrupt or too large to decode safely."""
-
-    def __init__(self, path: str | Path, problem: str, hint: str = CHECK_HINT, kind: str = "corrupt") -> None:
-        self.path, self.problem, self.kind = Path(path), problem, kind  # kind: missing/empty/truncated/corrupt/bomb
-        super().__init__(f"bad image {path}: {problem}; {hint}")
-
-
-class AnnotationError(DataError):
-    """A malformed annotation file: names the file, the line and the offending text."""
-
-    def __init__(self, path: str | Path, line: int | None, problem: str, text: str | None = None) -> None:
-        self.path, self.line, self.problem = Path(path), line, problem
-        where = f"{path}, line {line}" if line is not None else str(path)
-        shown = f": {text.strip()[:120]!r} (fix or delete this line)" if text is not None else ""
-        super().__init__(f"{where}: {problem}{shown}")
-
-
-class DatasetNotFoundError(DataError):
-    """The data set (or a required file of it) is not where the recipe says."""
-
-
-class MissingImagesError(DatasetNotFoundError):
-    """The annotation files are there but (some of) the image files are not."""
 
 
 def check_split(name: str, split: str) -> None:

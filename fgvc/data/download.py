@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from fgvc.errors import UnsafeArchiveError
 from fgvc.data.base import DataError, DatasetNotFoundError
 from fgvc.data.cub import parse_cub
 from fgvc.data.flowers import image_path, parse_flowers
@@ -48,10 +49,6 @@ RESOURCES: dict[str, list[Resource]] = {
     ],
 }
 DEFAULT_ROOTS = {"cub200": "datasets", "flowers102": "datasets/flowers102"}
-
-
-class UnsafeArchiveError(DataError):
-    """A tar member that would write outside the target folder (or a device file)."""
 
 
 def _say(msg: str) -> None:

@@ -41,7 +41,7 @@ from fgvc.deploy.meta import TORCHSCRIPT_META, Preprocessing, run_metadata, set_
 from fgvc.deploy.parity import MAX_IMAGES, ParityReport, check_parity, parity_images
 from fgvc.deploy.runtime import OnnxModel, TorchScriptModel
 from fgvc.deploy.traceable import export_friendly
-from fgvc.errors import CheckFailed, DeployError
+from fgvc.errors import DeployError, ParityError
 from fgvc.extras import require
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME", "PredictionHead", "ExportResult", "ParityError",
@@ -80,14 +80,6 @@ class ExportResult:
     def passed(self) -> bool:
         return self.parity is None or self.parity.passed
 
-
-class ParityError(CheckFailed, RuntimeError):
-    """The exported file disagrees with the PyTorch model beyond the tolerance (not a user error: exit code 1)."""
-
-    def __init__(self, result: ExportResult) -> None:
-        super().__init__(f"{result.parity.line() if result.parity else 'parity failed'}; the file is kept as "
-                         f"{result.path}")
-        self.result = result
 
 
 def default_path(run: Any, fmt: str) -> Path:

@@ -50,7 +50,7 @@ from fgvc.deploy.model_cost import logits_fn
 from fgvc.deploy.runtime import OnnxModel, TorchScriptModel
 from fgvc.deploy.parity import compare, rel_tol_for
 from fgvc.engine.inference import TrainedRun, flip_average
-from fgvc.errors import DeployError
+from fgvc.errors import DeployError, PathUnavailable
 from fgvc.methods.base import Outputs
 
 __all__ = ["use_backend", "PATHS", "BACKENDS", "InferPath", "PathUnavailable", "pytorch_path", "auto_choice", "weights_key",
@@ -59,10 +59,6 @@ __all__ = ["use_backend", "PATHS", "BACKENDS", "InferPath", "PathUnavailable", "
 PATHS = ("eager", "channels_last", "compile", "torchscript", "onnx", "bf16", "fp16")
 BACKENDS = ("auto", "eager", "channels_last", "compile", "torchscript", "onnx")  # fgvc.evaluate / predict --backend
 FILE_PATHS = ("torchscript", "onnx")
-
-
-class PathUnavailable(DeployError):
-    """A path that cannot run here (fp16 on the CPU, an exported file on CUDA, onnxruntime not installed)."""
 
 
 @dataclass
