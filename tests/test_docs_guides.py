@@ -7,13 +7,26 @@ the synthetic set; ``ROOT`` is a folder-per-class copy of it; ``/data/new_birds`
 tiny run never saw (``new_0``, ``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo
 path is a test image; recipes are read from the repository; every ``fgvc.train`` line (and ``fgvc.ablate`` without
 ``--dry-run``) gets the tiny model and size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights
-download), and a distillation recipe the tiny run as its teacher. Each line must exit 0.
+download; a line that sets ``train.max_steps``, such as a staged recipe's smoke run, keeps its own length), and a
+distillation recipe the tiny run as its teacher; ``fgvc.train --resume`` continues the run as it is
+(no tiny items: the run already has them). ``python -m fgvc.datasets fetch cub200`` downloads a CUB-layout archive of
+the synthetic set instead of the official one (torchvision's ``download_url`` copies the local file; the md5 expected
+is that file's), then verifies and extracts it as for the real one; a block that fetches starts without ``datasets``.
+``benchmarks/published.csv`` is the repository's, as for a command run from its root. A ``torchrun ... -m
+fgvc.train`` line runs as a subprocess on a free port (gloo on the CPU), with the tiny items. Each line must exit 0.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
 import re
 import shlex
 import shutil
+import socket
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -33,7 +46,7 @@ def marked_blocks() -> list[tuple[str, int, list[str]]]:
     found = []
     for page in sorted((ROOT / "docs").rglob("*.md")):
         text = page.read_text()
-        for i, match in enumerate(re.finditer(re.escape(MARK) + r"\n```bash\n(.*?)```", text, re.S)):
+        for i, match in enumerate(re.finditer(re.escape(MARK) + r"\n```bash\n(.*?)```", text, re.DOTALL)):
             body = match.group(1).replace("\\\n", " ")
             lines = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#")]
             found.append((str(page.relative_to(ROOT)), i, lines))
@@ -47,7 +60,8 @@ def test_the_guides_mark_blocks_for_testing() -> None:
     pages = {page for page, _, _ in BLOCKS}
     assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md",
             "docs/guides/deploying.md", "docs/guides/embeddings.md",
-            "docs/guides/adding-species.md", "docs/guides/ablations.md"} <= pages
+            "docs/guides/adding-species.md", "docs/guides/ablations.md", "docs/guides/paper-recipe.md",
+            "docs/guides/multi-gpu.md", "docs/guides/speed.md", "docs/guides/troubleshooting.md"} <= pages
 
 
 def _folder_copy(cub_root: Path, out: Path) -> Path:
@@ -79,13 +93,52 @@ def _new_species(cub_root: Path, out: Path) -> Path:
     return out
 
 
+def _fake_download(cub_root: Path, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``fetch cub200`` gets ``CUB_200_2011.tgz`` made from the synthetic set (its md5 expected) instead of the web."""
+    from fgvc.data import download
+
+    folder.mkdir()
+    archive = folder / "CUB_200_2011.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cub_root / "CUB_200_2011", arcname="CUB_200_2011")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    res = [dataclasses.replace(r, md5=md5) for r in download.RESOURCES["cub200"]]
+    monkeypatch.setitem(download.RESOURCES, "cub200", res)
+
+    def copy(url: str, root: str, filename: str, md5: str | None = None) -> None:
+        assert url == res[0].url and filename == "CUB_200_2011.tgz"
+        shutil.copy(archive, Path(root) / filename)
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", copy)
+
+
+def _torchrun(argv: list[str], cwd: Path) -> None:
+    """``["torchrun", *launcher options, "-m", command, *args]`` as a subprocess (a free port, one thread each)."""
+    at = argv.index("-m")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *argv[1:at], f"--master_port={port}", "-m",
+           f"fgvc.{argv[at + 1]}", *argv[at + 2:]]
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    env.pop("WORLD_SIZE", None)
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "device cpu x2" in res.stdout, res.stdout[-3000:]
+
+
 def _expand(line: str, run: Path | None) -> list[list[str]]:
-    """One documented line -> the argv lists of its fgvc commands (``a && b`` is two)."""
+    """One documented line -> the argv lists of its fgvc commands (``a && b`` is two); a torchrun line keeps
+    ``torchrun`` and its launcher options before ``-m`` and the command's name."""
     out = []
     for part in line.split("&&"):
         argv = shlex.split(part, comments=True)
         if not argv:
             continue
+        launcher = argv[:argv.index("-m")] if argv[0] == "torchrun" and "-m" in argv else []
+        if launcher:
+            argv = ["python", *argv[len(launcher):]]
         assert argv[:2] == ["python", "-m"] and argv[2].startswith("fgvc."), f"not an fgvc command: {part}"
         name, args = argv[2].split(".", 1)[1], argv[3:]
         args = [str(ROOT / a) if a.startswith("recipes/") else a for a in args]
@@ -96,8 +149,10 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
         args = [a.replace("../shared/data/cub200-mini", "datasets") for a in args]  # the shared set: the synthetic one
         if run is not None:
             args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
-        if name == "train":
-            extra = TINY + (DEMO if any(a.endswith("demo.yaml") for a in args) else [])
+        if name == "train" and "--resume" not in args:
+            # a line that caps its own length (train.max_steps, e.g. a staged recipe's smoke run) keeps it
+            extra = [t for t in TINY if not (t == "train.epochs=1" and any("train.max_steps=" in a for a in args))]
+            extra += (DEMO if any(a.endswith("demo.yaml") for a in args) else [])
             if any(a.endswith("_distill.yaml") for a in args):  # the teacher the guide trains first: the tiny run
                 extra.append("distill.teacher=runs/cub-lite0")
             args += ["--set", *extra]
@@ -106,7 +161,7 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
             while at < len(args) and not args[at].startswith("--"):
                 at += 1
             args[at:at] = TINY if "--set" in args else ["--set", *TINY]
-        out.append([name, *args])
+        out.append([*launcher, *(["-m"] if launcher else []), name, *args])
     return out
 
 
@@ -118,15 +173,23 @@ def test_marked_block_runs(page: str, index: int, lines: list[str], tmp_path: Pa
 
     syn = synthetic_set()
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "datasets").symlink_to(syn)
+    if any("fgvc.datasets fetch" in line for line in lines):
+        _fake_download(syn, monkeypatch, tmp_path / "download")
+    else:
+        (tmp_path / "datasets").symlink_to(syn)
     _folder_copy(syn, tmp_path / "ROOT")
     _new_species(syn, tmp_path / "new_birds")
     shutil.copytree(syn / "CUB_200_2011" / "images", tmp_path / "photos")
     shutil.copytree(tiny_run(syn), tmp_path / "runs" / "cub-lite0")
+    (tmp_path / "benchmarks").mkdir()  # the published numbers bench report reads, as in the repository
+    (tmp_path / "benchmarks" / "published.csv").symlink_to(ROOT / "benchmarks" / "published.csv")
     run = None
     for line in lines:
         for argv in _expand(line, run):
-            assert main(argv) == 0, f"{page}: {line}"
-            if argv[0] == "train":
+            if argv[0] == "torchrun":
+                _torchrun(argv, tmp_path)
+            else:
+                assert main(argv) == 0, f"{page}: {line}"
+            if (argv[argv.index("-m") + 1] if argv[0] == "torchrun" else argv[0]) == "train":
                 run = max((p for p in (tmp_path / "runs").iterdir() if p.name != "cub-lite0"),
-                          key=lambda p: p.stat().st_mtime)
+                          key=lambda p: p.stat().st_mtime, default=run)
