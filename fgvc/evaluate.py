@@ -26,7 +26,6 @@ from pathlib import Path
 from fgvc.cli import add_backend, add_output, add_run_arguments, command, load_run, split_of
 from fgvc.deploy.fast_infer import use_backend
 from fgvc.engine.builder import flip_warnings
-from fgvc.engine.rundir import write_json
 from fgvc.engine.run_state import read_final
 from fgvc.protocols import build_protocol, split_roles
 
@@ -79,8 +78,7 @@ def main(args: argparse.Namespace) -> int:
         metrics["recipe"] = str(run.recipe)
     out = Path(args.output) if args.output else run.run_dir / "eval"
     stem = protocol.file_stem(split, args.checkpoint, tta)
-    write_json(out / f"{stem}.json", metrics)
-    tables = result.write_tables(out, prefix=f"{stem}-")
+    wrote = result.save(out, stem, metrics)
     size = f"{metrics['n_images']} images, " if "n_images" in metrics else ""
     print(f"{split} ({size}{run.describe()}, {protocol.name})")
     print("\n".join(result.lines))
@@ -92,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
         line = _reproduces(final, metrics, tta, args.sets)
         if line:
             print(line)
-    print(f"wrote {out}/{stem}.json" + "".join(f", {p.name}" for p in tables))
+    print(wrote)
     return 0
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from fgvc.cli import add_batch_size, add_device, add_output, add_set, add_split, command
 from fgvc.config import load_recipe, scored_split
 from fgvc.engine.builder import resolve_device
-from fgvc.engine.rundir import write_json
 from fgvc.models.clip import create_clip
 from fgvc.protocols.zeroshot import read_templates, zero_shot_classify
 
@@ -61,11 +60,10 @@ def main(args: argparse.Namespace) -> int:
                    weights=model.fgvc_weights)
     out = Path(args.output)
     stem = f"zeroshot-{split}"
-    write_json(out / f"{stem}.json", metrics)
-    tables = result.write_tables(out, prefix=f"{stem}-")
+    wrote = result.save(out, stem, metrics)
     print(f"{split} ({metrics['n_images']} images, zero-shot {args.clip}, {metrics['weights']})")
     print("\n".join(result.lines))
-    print(f"wrote {out}/{stem}.json" + "".join(f", {p.name}" for p in tables))
+    print(wrote)
     return 0
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fgvc.engine.hook import Hook
-from fgvc.engine.rundir import write_json
 from fgvc.protocols import ProtocolResult, build_protocol, split_roles
 
 if TYPE_CHECKING:
@@ -35,6 +34,4 @@ class EvaluationProtocols(Hook):
             if proto.name == "classification":
                 result.write_tables(eval_dir)
             else:
-                stem = proto.file_stem(trainer.test_split, "last", tta)
-                write_json(eval_dir / f"{stem}.json", result.metrics)
-                result.write_tables(eval_dir, prefix=f"{stem}-")
+                result.save(eval_dir, proto.file_stem(trainer.test_split, "last", tta))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pandas as pd
 
 from fgvc.config import scored_split
+from fgvc.engine.rundir import write_json
 from fgvc.registry import PROTOCOLS
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ class ProtocolResult:
             table.to_csv(path, index=table.index.name is not None or not isinstance(table.index, pd.RangeIndex))
             paths.append(path)
         return paths
+
+    def save(self, out_dir: Path, stem: str, metrics: dict[str, Any] | None = None) -> str:
+        """``<out_dir>/<stem>.json`` (``metrics``, by default this result's) and the tables as
+        ``<stem>-<name>.csv``; returns the line that says so (``wrote DIR/STEM.json, STEM-per_class.csv ...``)."""
+        write_json(out_dir / f"{stem}.json", self.metrics if metrics is None else metrics)
+        tables = self.write_tables(out_dir, prefix=f"{stem}-")
+        return f"wrote {out_dir}/{stem}.json" + "".join(f", {p.name}" for p in tables)
 
 
 class Protocol:

@@ -276,12 +276,12 @@ def test_ablate_resumes_a_run_whose_final_json_or_config_is_damaged(world, tmp_p
 def test_a_full_disk_while_writing_results_is_one_line(world, tmp_path, monkeypatch, capsys, torch_globals):
     import errno
 
-    import fgvc.evaluate
+    import fgvc.protocols.base
 
     def full(path, data):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(fgvc.evaluate, "write_json", full)  # what evaluate writes its results with
+    monkeypatch.setattr(fgvc.protocols.base, "write_json", full)  # what evaluate's results are written with
     run = _copy(world, "interrupted", tmp_path)
     assert evaluate_main([str(run), "--backend", "eager"]) == 2
     line = one_line_error(capsys.readouterr().err)
