@@ -13,20 +13,27 @@ distillation recipe the tiny run as its teacher; ``fgvc.train --resume`` continu
 the synthetic set instead of the official one (torchvision's ``download_url`` copies the local file; the md5 expected
 is that file's), then verifies and extracts it as for the real one; a block that fetches starts without ``datasets``.
 ``benchmarks/published.csv`` is the repository's, as for a command run from its root. A ``torchrun ... -m
-fgvc.train`` line runs as a subprocess on a free port (gloo on the CPU), with the tiny items. Each line must exit 0.
+fgvc.train`` line runs as a subprocess on a free port (gloo on the CPU), with the tiny items. ``python -m fgvc.serve``
+starts the server in the background on a free port (``photo.jpg`` is a test image); each ``curl`` line then goes to
+that port and must get a 2xx JSON answer, and at the end of the block SIGTERM must stop the server with exit code 0.
+Every other line must exit 0.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,7 +68,8 @@ def test_the_guides_mark_blocks_for_testing() -> None:
     assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md",
             "docs/guides/deploying.md", "docs/guides/embeddings.md",
             "docs/guides/adding-species.md", "docs/guides/ablations.md", "docs/guides/paper-recipe.md",
-            "docs/guides/multi-gpu.md", "docs/guides/speed.md", "docs/guides/troubleshooting.md"} <= pages
+            "docs/guides/multi-gpu.md", "docs/guides/speed.md", "docs/guides/troubleshooting.md",
+            "docs/guides/serving.md"} <= pages
 
 
 def _folder_copy(cub_root: Path, out: Path) -> Path:
@@ -128,6 +136,43 @@ def _torchrun(argv: list[str], cwd: Path) -> None:
     assert "device cpu x2" in res.stdout, res.stdout[-3000:]
 
 
+class _Server:
+    """``python -m fgvc.serve TARGET`` in the background on a free port until :meth:`stop` (SIGTERM, which must exit
+    0); ``curl`` lines of the guide go to that port."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.log = cwd / "serve.log"
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "fgvc.serve", *args, "--port", str(self.port)],
+                                         cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while True:  # /health answers 200 once the model answered its warm-up batch
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server not healthy after 180 s: " + self.log.read_text()[-3000:]
+            time.sleep(0.5)
+
+    def curl(self, argv: list[str], cwd: Path) -> None:
+        args = [a.replace("127.0.0.1:8000", f"127.0.0.1:{self.port}") for a in argv[1:]]
+        res = subprocess.run(["curl", "--silent", "--show-error", "--fail", *args], cwd=cwd, capture_output=True,
+                             text=True, timeout=60, check=False)
+        assert res.returncode == 0, f"{argv}: {res.stderr} {self.log.read_text()[-3000:]}"
+        json.loads(res.stdout)  # every endpoint the guide calls answers JSON
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=60) == 0, self.log.read_text()[-3000:]
+
+
 def _expand(line: str, run: Path | None) -> list[list[str]]:
     """One documented line -> the argv lists of its fgvc commands (``a && b`` is two); a torchrun line keeps
     ``torchrun`` and its launcher options before ``-m`` and the command's name."""
@@ -135,6 +180,9 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
     for part in line.split("&&"):
         argv = shlex.split(part, comments=True)
         if not argv:
+            continue
+        if argv[0] == "curl":  # a request to the server a serve line started
+            out.append(argv)
             continue
         launcher = argv[:argv.index("-m")] if argv[0] == "torchrun" and "-m" in argv else []
         if launcher:
@@ -183,13 +231,27 @@ def test_marked_block_runs(page: str, index: int, lines: list[str], tmp_path: Pa
     shutil.copytree(tiny_run(syn), tmp_path / "runs" / "cub-lite0")
     (tmp_path / "benchmarks").mkdir()  # the published numbers bench report reads, as in the repository
     (tmp_path / "benchmarks" / "published.csv").symlink_to(ROOT / "benchmarks" / "published.csv")
-    run = None
-    for line in lines:
-        for argv in _expand(line, run):
-            if argv[0] == "torchrun":
-                _torchrun(argv, tmp_path)
-            else:
-                assert main(argv) == 0, f"{page}: {line}"
-            if (argv[argv.index("-m") + 1] if argv[0] == "torchrun" else argv[0]) == "train":
-                run = max((p for p in (tmp_path / "runs").iterdir() if p.name != "cub-lite0"),
-                          key=lambda p: p.stat().st_mtime, default=run)
+    shutil.copy(min((tmp_path / "photos").rglob("*.jpg")), tmp_path / "photo.jpg")
+    run, server = None, None
+    try:
+        for line in lines:
+            for argv in _expand(line, run):
+                if argv[0] == "torchrun":
+                    _torchrun(argv, tmp_path)
+                elif argv[0] == "serve":
+                    server = _Server(argv[1:], tmp_path)
+                elif argv[0] == "curl":
+                    assert server is not None, f"{page}: curl before a serve line: {line}"
+                    server.curl(argv, tmp_path)
+                else:
+                    assert main(argv) == 0, f"{page}: {line}"
+                if (argv[argv.index("-m") + 1] if argv[0] == "torchrun" else argv[0]) == "train":
+                    run = max((p for p in (tmp_path / "runs").iterdir() if p.name != "cub-lite0"),
+                              key=lambda p: p.stat().st_mtime, default=run)
+        if server is not None:
+            server.stop()
+            server = None
+    finally:
+        if server is not None:
+            server.proc.kill()
+            server.proc.wait()
