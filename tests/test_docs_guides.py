@@ -6,7 +6,7 @@ a tiny run (``runs/cub200_wsdan-...`` too); ``/data/other_birds``, ``../shared/d
 the synthetic set; ``ROOT`` is a folder-per-class copy of it; ``/data/new_birds`` is a folder set of two species the
 tiny run never saw (``new_0``, ``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo
 path is a test image; recipes are read from the repository; every ``fgvc.train`` line (and ``fgvc.ablate`` without
-``--dry-run``) gets the tiny model and size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights
+``--dry-run``, and ``fgvc.embed`` / ``fgvc.evaluate`` of a recipe) gets the tiny model and size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights
 download; a line that sets ``train.max_steps``, such as a staged recipe's smoke run, keeps its own length), and a
 distillation recipe the tiny run as its teacher; ``fgvc.train --resume`` continues the run as it is
 (no tiny items: the run already has them). ``python -m fgvc.datasets fetch cub200`` downloads a CUB-layout archive of
@@ -204,6 +204,8 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
             if any(a.endswith("_distill.yaml") for a in args):  # the teacher the guide trains first: the tiny run
                 extra.append("distill.teacher=runs/cub-lite0")
             args += ["--set", *extra]
+        if name in ("embed", "evaluate") and args and args[0].endswith(".yaml"):  # a recipe's frozen backbone: tiny
+            args += ["--set", *TINY]
         if name == "ablate" and "--dry-run" not in args:  # a study that trains: the tiny model after its --set
             at = args.index("--set") + 1 if "--set" in args else len(args)
             while at < len(args) and not args[at].startswith("--"):
