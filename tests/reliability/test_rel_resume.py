@@ -2,7 +2,8 @@
 construction; random moments with FGVC_RANDOM_KILLS=1) and resumed with
 ``--resume`` ends bit-identical to an uninterrupted run (same final.json metrics, metrics.jsonl rows, last.pt
 and best.pt weights, optimizer and method state), for the baseline, for WS-DAN (centers buffer, crops drawn
-from the torch RNG) and with DataLoader workers + EMA + gradient accumulation; and a checkpoint save killed
+from the torch RNG), for SimCLR (two views, memory queue, LARS) and with DataLoader workers + EMA + gradient
+accumulation; and a checkpoint save killed
 at any moment always leaves a loadable last.pt."""
 from __future__ import annotations
 
@@ -133,6 +134,9 @@ VARIANTS = {  # name: (recipe changes, number of kills)
     "baseline": ({}, 3),
     "wsdan": ({"model": {"name": "wsdan", "args": {"num_attentions": 4}}}, 2),
     "workers_ema_accum": ({"data": {"num_workers": 2}, "train": {"ema": True, "ema_decay": 0.9, "grad_accum": 2}}, 2),
+    # two views per image, the memory queue (buffers + its write position in the extra state), LARS
+    "simclr": ({"model": {"name": "simclr", "args": {"queue_size": 12, "proj_dim": 8}},
+                "train": {"optimizer": "lars", "weight_decay": 1e-4}}, 2),
 }
 TRAIN_IMAGES, BATCH, EPOCHS = 21, 4, 3  # 7 per class (1 of 8 held out for val); drop_last: 5 batches per epoch
 
