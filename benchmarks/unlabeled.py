@@ -125,16 +125,21 @@ def main() -> int:
 
     if "frozen" in args.only:
         probes("frozen", SSL_RECIPE, runs / "frozen_embeddings.npz")
-    ssl_runs = {"simclr": (runs / "simclr", []), "queue": (runs / "simclr_queue", [f"model.args.queue_size={args.queue}"])}
-    for row, (rdir, extra) in ssl_runs.items():
+    ssl_runs = {"simclr": (runs / "simclr", []),
+                "queue": (runs / "simclr_queue", [f"model.args.queue_size={args.queue}"])}
+
+    def ssl(row: str) -> None:
+        rdir, extra = ssl_runs[row]
         if row not in args.only:
-            continue
+            return
         if not (rdir / "final.json").is_file():
-            secs = run(py + ["fgvc.train", SSL_RECIPE, "--output", str(rdir), "--set", *common,
-                             f"train.epochs={args.ssl_epochs}", *SSL_TEST, *extra],
-                       res["commands"])
-            res["rows"].setdefault(row, {})["train_seconds"] = secs
+            run(py + ["fgvc.train", SSL_RECIPE, "--output", str(rdir), "--set", *common,
+                      f"train.epochs={args.ssl_epochs}", *SSL_TEST, *extra], res["commands"])
+        final = json.loads((rdir / "final.json").read_text())
+        res["rows"].setdefault(row, {})["train_seconds"] = final["train_seconds"]
         probes(row, str(rdir), rdir / "embeddings.npz")
+
+    ssl("simclr")  # then the fine-tunes from it, then the queue variant
     if "ft" in args.only:
         exclude, kept = label_subset(args.root, 0.1, args.seed, runs / "exclude_90pct.txt")
         res["labels_10pct"] = kept
@@ -146,9 +151,31 @@ def main() -> int:
                               f"train.epochs={epochs}", *excl, *init_set], res["commands"])
                 res["rows"][f"ft{frac}_{init}"] = {"top1": top1(rdir / "final.json"), "epochs": epochs}
                 save()
+    ssl("queue")
     save()
     print(json.dumps(res["rows"], indent=1))
+    print(table(res))
     return 0
+
+
+def table(res: dict[str, Any]) -> str:
+    """The results as two markdown tables (probes; fine-tuning)."""
+    rows, a = res["rows"], res["args"]
+    lines = ["| features | kNN top-1 (k = 5) | linear-probe top-1 | SSL train seconds |", "|---|---|---|---|"]
+    names = {"frozen": "frozen ImageNet lite0", "simclr": f"SimCLR {a['ssl_epochs']} epoch(s) from ImageNet",
+             "queue": f"SimCLR {a['ssl_epochs']} epoch(s) + queue {a['queue']}"}
+    for key, name in names.items():
+        if key in rows:
+            r = rows[key]
+            lines.append(f"| {name} | {r['knn']:.2f} | {r['linear']:.2f} | {r.get('train_seconds', '-')} |")
+    lines += ["", "| fine-tuning | labels | epochs | test top-1 |", "|---|---|---|---|"]
+    for frac in ("10", "100"):
+        for init in ("imagenet", "simclr"):
+            r = rows.get(f"ft{frac}_{init}")
+            if r:
+                lines.append(f"| from {'ImageNet' if init == 'imagenet' else 'the SimCLR run'} | {frac} % | "
+                             f"{r['epochs']} | {r['top1']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
