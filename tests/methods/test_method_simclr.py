@@ -54,6 +54,21 @@ def test_nt_xent_equals_the_hand_computed_value_on_4_embeddings():
     assert float(m.contrastive_loss(z1, z2)) == pytest.approx(_nt_xent_by_hand(z1, z2, 0.5), abs=1e-5)
 
 
+def test_with_a_queue_past_views_are_extra_negatives():
+    m = _simclr(queue_size=8, proj_dim=3, temperature=0.5)
+    old = torch.randn(4, 3)
+    m.contrastive_loss(old[:2], old[2:])
+    m.seen += 2
+    z = torch.randn(4, 3)
+    loss = float(m.contrastive_loss(z[:2], z[2:]))
+    allz = F.normalize(torch.cat([z, old]).double(), dim=1)  # 4 current views, then the 4 queued ones
+    want = 0.0
+    for a in range(4):
+        sims = [float(allz[a] @ allz[k]) / 0.5 for k in range(8) if k != a]
+        want += -(float(allz[a] @ allz[(a + 2) % 4]) / 0.5 - math.log(sum(math.exp(s) for s in sims))) / 4
+    assert loss == pytest.approx(want, abs=1e-5)
+
+
 def test_memory_queue_size_order_and_saved_position():
     m = _simclr(queue_size=6, proj_dim=3)
     mem = m.contrastive
