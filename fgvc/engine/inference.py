@@ -22,7 +22,7 @@ import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -34,6 +34,7 @@ from fgvc.engine.distributed import DistEnv, all_gather_tensors
 from fgvc.errors import CheckpointError, ConfigError, UserError
 from fgvc.methods.base import OUTPUT_FIELDS, Method, Outputs
 from fgvc.data.transforms import Transform
+from fgvc.data.unlabeled import UNLABELED_CLASS
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.device_input import to_model_input
 from fgvc.engine.pruned_arch import reshape_like
@@ -186,16 +187,23 @@ class TrainedRun:
         return f"{self.checkpoint} checkpoint, {self.weights} weights"
 
     # ------------------------------------------------------------------- data
+    @property
+    def label_free(self) -> bool:
+        """Trained without labels (``data.name: unlabeled``, one pseudo-class): it has no classes of its own, so its
+        embedding is scored on any labelled data (kNN, linear probe, retrieval), never by its classifier."""
+        return self.class_names == [UNLABELED_CLASS]
+
     def dataset(self, split: str, same_classes: bool = True) -> Any:
         """The eval-transformed dataset of ``split``. ``same_classes``: refuse data whose classes differ from the
-        model's (what classification, kNN and linear probes need; retrieval and embed take any species)."""
+        model's (what classification, kNN and linear probes need; retrieval and embed take any species), unless the
+        run is :attr:`label_free`."""
         if split not in self.datasets:
             ds = builder.build_split(self.cfg, split, False, self.data_config)
             if self.recipe is None and self.run_dir is not None:
                 ds.bad_log = self.run_dir / "bad_images.tsv"
             self.datasets[split] = ds
         ds = self.datasets[split]
-        if same_classes and list(ds.classes) != self.class_names:
+        if same_classes and list(ds.classes) != self.class_names and not self.label_free:
             raise ConfigError(
                 f"the classes of {self.cfg['data']['root']} ({len(ds.classes)}) differ from the ones this model was "
                 f"trained on ({len(self.class_names)}); use the run's own data set (drop --set data.root/data.name): "

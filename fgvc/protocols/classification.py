@@ -3,11 +3,12 @@ head (WS-DAN ``raw``, RA-CNN ``scale1..3``), a per-class table and the confusion
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import pandas as pd
 from torch import Tensor
 
+from fgvc.errors import ConfigError
 from fgvc.metrics.accuracy import classification_metrics, confusion_matrix, per_class_table
 from fgvc.protocols.base import Protocol, ProtocolResult
 from fgvc.registry import PROTOCOLS
@@ -33,6 +34,10 @@ class Classification(Protocol):
     def evaluate(self, run: "TrainedRun", splits: dict[str, str], tta: bool = False) -> ProtocolResult:
         t0 = time.time()
         split = splits["test"]
+        if run.label_free and list(run.dataset(split, same_classes=False).classes) != run.class_names:
+            raise ConfigError(f"{run.run_dir or 'this run'} was trained without labels (data.name: unlabeled), so it "
+                              "has no classifier to score: use --protocol knn or linear (or retrieval) on its "
+                              "embedding")
         got = run.collect(split, ["logits"], tta=tta)
         metrics = classification_metrics(got.logits, got.headline, got.targets)
         metrics["seconds"] = round(time.time() - t0, 3)

@@ -95,7 +95,8 @@ class Linear(Protocol):
         use_val = "val" in splits and splits["val"] != splits["test"]  # never choose C on the split it scores
         val = split_embeddings(run, splits["val"], tta) if use_val else None
         test = split_embeddings(run, splits["test"], tta)
-        res = linear_probe(train, test, len(run.class_names), val, self.c_grid, self.default_c, self.max_iter)
+        n_classes = len(run.dataset(splits["test"]).classes)  # the run's, or the data's for a label-free run
+        res = linear_probe(train, test, n_classes, val, self.c_grid, self.default_c, self.max_iter)
         how = (f"chosen on {splits['val']}: " + ", ".join(f"C={c:g} {t:.1f}" for c, t in res.val_top1.items())
                if res.val_top1 else "no validation split: the default")
         return ProtocolResult({"top1": res.top1, "c": res.c}, lines=[f"  top-1 {res.top1:.2f}   C={res.c:g} ({how})"])

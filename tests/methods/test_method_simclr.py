@@ -166,3 +166,33 @@ train: {{epochs: 1, batch_size: 4, lr: 0.01, backbone_lr_scale: 0, device: cpu, 
     last = load_checkpoint(tmp_path / "ft" / "checkpoints" / "last.pt")["model"]
     conv = next(k for k in last if k.startswith("backbone.") and k.endswith("conv1.weight"))
     assert torch.equal(last[conv], saved[conv])  # backbone_lr_scale 0: the weights are the SSL run's
+
+
+@pytest.mark.slow
+def test_a_run_trained_on_a_folder_without_labels_is_scored_by_knn_on_labelled_data(synthetic_set, tmp_path, capsys):
+    """data.name unlabeled: a folder of images, one pseudo-class; its embedding is then scored by kNN and the linear
+    probe on a labelled set (their own labels), while classification is refused in one line."""
+    root = synthetic_set()
+    folder = tmp_path / "photos"
+    for i, jpg in enumerate(sorted((root / "CUB_200_2011" / "images").rglob("*.jpg"))):
+        (folder / f"{i % 2}").mkdir(parents=True, exist_ok=True)
+        (folder / f"{i % 2}" / f"{i}.jpg").write_bytes(jpg.read_bytes())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+seed: 1
+data: {{name: unlabeled, root: {folder}, img_size: 32, resize: 36, num_workers: 0, val_split: null,
+        test_split: train}}
+model: {{name: simclr, backbone: {CNN}, pretrained: false}}
+train: {{epochs: 1, batch_size: 4, lr: 0.01, device: cpu, threads: 1, warmup_epochs: 0, max_steps: 2}}
+eval: {{batch_size: 5, protocols: [classification]}}
+""")
+    run = tmp_path / "run"
+    assert train_main([str(recipe), "--output", str(run)]) == 0
+    labelled = ["--set", "data.name=cub200", f"data.root={root}", "data.test_split=test"]
+    for protocol in ("knn", "linear"):
+        assert evaluate_main([str(run), "--protocol", protocol, "--output", str(tmp_path / "eval"), *labelled]) == 0
+        got = json.loads((tmp_path / "eval" / f"{protocol}-test-last.json").read_text())
+        assert 0 <= got["top1"] <= 100
+    capsys.readouterr()
+    assert evaluate_main([str(run), "--output", str(tmp_path / "eval"), *labelled]) == 2
+    assert "trained without labels" in capsys.readouterr().err
