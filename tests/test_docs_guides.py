@@ -1,22 +1,23 @@
 """The documentation's CPU commands run: every ```bash block marked ``<!-- docs-test -->`` in docs/ runs here, line by
 line through ``fgvc.__main__.main``, on a tiny synthetic set and a tiny run instead of the real data.
 
-What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``) is
-a tiny run (``runs/cub200_wsdan-...`` too); ``/data/other_birds``, ``../shared/data/cub200-mini`` and ``datasets`` are
-the synthetic set; ``ROOT`` is a folder-per-class copy of it; ``/data/new_birds`` is a folder set of two species the
-tiny run never saw (``new_0``, ``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo
-path is a test image; recipes are read from the repository; every ``fgvc.train`` line (and ``fgvc.ablate`` without
-``--dry-run``, and ``fgvc.embed`` / ``fgvc.evaluate`` of a recipe) gets the tiny model and size of tests/conftest.py appended as ``--set`` items (a CPU second, no weights
-download; a line that sets ``train.max_steps``, such as a staged recipe's smoke run, keeps its own length), and a
-distillation recipe the tiny run as its teacher; ``fgvc.train --resume`` continues the run as it is
-(no tiny items: the run already has them). ``python -m fgvc.datasets fetch cub200`` downloads a CUB-layout archive of
-the synthetic set instead of the official one (torchvision's ``download_url`` copies the local file; the md5 expected
-is that file's), then verifies and extracts it as for the real one; a block that fetches starts without ``datasets``.
-``benchmarks/published.csv`` is the repository's, as for a command run from its root. A ``torchrun ... -m
-fgvc.train`` line runs as a subprocess on a free port (gloo on the CPU), with the tiny items. ``python -m fgvc.serve``
-starts the server in the background on a free port (``photo.jpg`` is a test image); each ``curl`` line then goes to
-that port and must get a 2xx JSON answer, and at the end of the block SIGTERM must stop the server with exit code 0.
-Every other line must exit 0.
+What is swapped, and only that: a run path of the guide (``runs/cub-lite0``, or the newest ``runs/<name>-<time>``,
+also as a ``--set`` value such as ``model.init_from=runs/<name>-<time>``) is a tiny run (``runs/cub200_wsdan-...``
+too); ``/data/other_birds``, ``../shared/data/cub200-mini`` and ``datasets`` are the synthetic set; ``ROOT`` is a
+folder-per-class copy of it; ``/data/new_birds`` is a folder set of two species the tiny run never saw (``new_0``,
+``new_1``: links to two synthetic classes, 3 train and 2 test images each); a photo path is a test image; recipes are
+read from the repository; every ``fgvc.train`` line (and ``fgvc.ablate`` without ``--dry-run``, and ``fgvc.embed`` /
+``fgvc.evaluate`` of a recipe) gets the tiny model and size of tests/conftest.py appended as ``--set`` items (a CPU
+second, no weights download; a line that sets ``train.max_steps``, such as a staged recipe's smoke run, keeps its own
+length), and a distillation recipe the tiny run as its teacher; ``fgvc.train --resume`` continues the run as it is (no
+tiny items: the run already has them). ``python -m fgvc.datasets fetch cub200`` downloads a CUB-layout archive of the
+synthetic set instead of the official one (torchvision's ``download_url`` copies the local file; the md5 expected is
+that file's), then verifies and extracts it as for the real one; a block that fetches starts without ``datasets``.
+``benchmarks/published.csv`` is the repository's, as for a command run from its root. A ``torchrun ... -m fgvc.train``
+line runs as a subprocess on a free port (gloo on the CPU), with the tiny items. ``python -m fgvc.serve`` starts the
+server in the background on a free port (``photo.jpg`` is a test image); each ``curl`` line then goes to that port and
+must get a 2xx JSON answer, and at the end of the block SIGTERM must stop the server with exit code 0. Every other
+line must exit 0.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_the_guides_mark_blocks_for_testing() -> None:
     assert {"docs/getting-started.md", "docs/guides/own-dataset.md", "docs/guides/inside-a-model.md",
             "docs/guides/deploying.md", "docs/guides/embeddings.md",
             "docs/guides/adding-species.md", "docs/guides/ablations.md", "docs/guides/paper-recipe.md",
-            "docs/guides/multi-gpu.md", "docs/guides/speed.md", "docs/guides/troubleshooting.md",
+            "docs/methods/simclr.md", "docs/guides/multi-gpu.md", "docs/guides/speed.md", "docs/guides/troubleshooting.md",
             "docs/guides/serving.md"} <= pages
 
 
@@ -196,7 +197,7 @@ def _expand(line: str, run: Path | None) -> list[list[str]]:
         args = ["new_birds" if a == "/data/new_birds" else a for a in args]  # species to add: two unseen classes
         args = [a.replace("../shared/data/cub200-mini", "datasets") for a in args]  # the shared set: the synthetic one
         if run is not None:
-            args = [re.sub(r"^runs/[\w.-]+-<time>", str(run), a) for a in args]
+            args = [re.sub(r"(^|=)runs/[\w.-]+-<time>", lambda m: m.group(1) + str(run), a) for a in args]
         if name == "train" and "--resume" not in args:
             # a line that caps its own length (train.max_steps, e.g. a staged recipe's smoke run) keeps it
             extra = [t for t in TINY if not (t == "train.epochs=1" and any("train.max_steps=" in a for a in args))]
