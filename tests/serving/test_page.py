@@ -39,7 +39,9 @@ def test_page_predicts_a_photo_in_chromium(live_server: LiveServer, serve_data: 
             page.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).hostname in
                        ("127.0.0.1", None) else route.abort())
             page.goto(live_server.url + "/")
-            page.wait_for_function("document.getElementById('model').textContent.includes('classes')", timeout=30_000)
+            # a locator wait, not wait_for_function: its string predicate is eval'd in the page, which the page's
+            # Content-Security-Policy (no 'unsafe-eval') refuses whenever the first check does not already pass
+            page.locator("#model", has_text="classes").wait_for(timeout=30_000)
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.id") == "file", "the file input is not the first Tab stop"
             assert page.evaluate("document.documentElement.scrollWidth") <= 360, "the page scrolls sideways"
