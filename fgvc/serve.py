@@ -32,6 +32,7 @@ from typing import Any, Iterator
 from fgvc.cli import add_model_source_arguments, add_threads, command, model_source
 from fgvc.errors import ServeError  # defined with every user error; importable here as before
 from fgvc.extras import require
+from fgvc.serving.app import Settings, create_app, default_decode_threads
 from fgvc.serving.limits import Limits
 from fgvc.serving.model import load_model
 
@@ -143,10 +144,7 @@ def main(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     sock = bind(args.host, args.port)  # before loading: a port in use fails in a second, not after the model
     try:
-        import uvicorn
-
-        # fgvc.serving.app imports fastapi, an optional package (the serve extra): imported once require() found it
-        from fgvc.serving.app import Settings, create_app, default_decode_threads
+        import uvicorn  # the serve extra, checked by require() above
 
         onnx_options = {"img_size": args.img_size, "mean": args.mean, "std": args.std, "crop_pct": args.crop_pct,
                         "classes": args.classes}

@@ -36,16 +36,10 @@ def _local_fgvc_imports(path: Path, root: Path = PACKAGE.parent) -> list[str]:
     return found
 
 
-# the one exception: fgvc.serving.app is built on fastapi (the optional [serve] extra), so the serve command imports
-# it only after checking that extra is installed, to say which pip command is missing instead of an ImportError
-OPTIONAL_EXTRA_MODULES = {("fgvc/serve.py", "fgvc.serving.app")}
-
-
 def test_no_fgvc_import_inside_a_function() -> None:
     """Imports between fgvc modules sit at module top, where import-linter and a reader see them; a function-local
     import is only for an optional third-party package."""
-    local = [hit for path in _fgvc_modules() for hit in _local_fgvc_imports(path)
-             if (hit.split(":")[0], hit.split(" ")[1]) not in OPTIONAL_EXTRA_MODULES]
+    local = [hit for path in _fgvc_modules() for hit in _local_fgvc_imports(path)]
     assert not local, "fgvc imports inside functions (move them to the module's top):\n" + "\n".join(local)
 
 

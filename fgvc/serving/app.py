@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from starlette.datastructures import Headers, UploadFile
+try:  # the serve extra (FastAPI): fgvc.serve checks that it is installed (and says how) before create_app runs
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from starlette.datastructures import Headers, UploadFile
+except ImportError:  # without the extra, importing this module still works; nothing here runs without it
+    FastAPI = Request = HTMLResponse = JSONResponse = PlainTextResponse = Headers = UploadFile = None  # type: ignore
 
 from fgvc.errors import UserError
 from fgvc.deploy.run_predictor import Item

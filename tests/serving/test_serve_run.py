@@ -108,3 +108,22 @@ def test_usage_errors_are_one_line_exit_2(serve_run: Path, tmp_path: Path, capsy
             assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], (argv, err)
     finally:
         busy.close()
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: ~5 s here
+def test_without_the_serve_extra_serve_says_how_to_install_it() -> None:
+    """fgvc.serving.app imports FastAPI at module top (no import inside a function), yet without the serve extra the
+    command still imports and names the pip command in one line."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for m in ('fastapi', 'fastapi.responses', 'starlette', 'starlette.datastructures', 'uvicorn'):\n"
+            "    sys.modules[m] = None\n"
+            "from fgvc.serve import main\n"
+            "sys.exit(main(['tests/fixtures/run_v0_1/run']))\n")
+    root = Path(__file__).resolve().parents[2]
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert got.returncode == 2, got.stderr
+    assert got.stderr.strip().splitlines()[-1].startswith("error: serving a model needs the package 'fastapi'")
+    assert "pip install -e '.[serve]'" in got.stderr and "Traceback" not in got.stderr
