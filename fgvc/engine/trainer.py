@@ -141,7 +141,6 @@ class Trainer:
     def _enter_stage(self, idx: int, announce: bool = True) -> None:
         stage = self.stages[idx]
         self.method.set_stage(stage["name"])
-        lr = stage.get("lr", self.tr["lr"])
         self.optimizer = build_stage_optimizer(self.method, stage, self.tr)  # freezes what the stage leaves out
         self.updates_per_epoch = math.ceil(self.batches_per_epoch / self.tr["grad_accum"])
         tr = dict(self.tr)
@@ -153,8 +152,9 @@ class Trainer:
         if self.env.enabled:
             self.train_module = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                              find_unused_parameters=True)
-        n_train = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
         if announce:
+            n_train = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
+            lr = self.optimizer.defaults["lr"]  # the stage's base lr, as the optimizer factory chose it
             log.info(f"stage {idx + 1}/{len(self.stages)} '{stage['name']}': {stage['epochs']} epoch(s), lr {lr:g}, "
                      f"{n_train / 1e6:.2f} M trainable parameters")
 
