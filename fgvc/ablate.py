@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @friendly
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     setup_logging(None)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         measure(runs, out)
     if args.dry_run:
         print(describe_plan(rows, runs, out, args.cumulative))
-        return 0
+        return
     command = "python -m fgvc.ablate " + shlex.join(argv)
     write_study_json(out, command, {"recipe": args.recipe, "steps": args.steps, "steps_file": args.steps_file,
                                     "sets": args.sets, "cumulative": args.cumulative, "seeds": args.seeds})
@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     tables()
     print(markdown(collect(rows, args.seeds, out), args.cumulative))
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.png'}")
-    return 0
 
 
 if __name__ == "__main__":

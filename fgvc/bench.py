@@ -181,24 +181,24 @@ def infer_options(args: argparse.Namespace) -> InferOptions:
 
 
 @friendly  # BenchError / SpeedError (user errors) -> one "error: ..." line, exit 2
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.cmd == "report":
         md, png = write_report(args.runs, args.published, args.output)
         print(md)
         print(png)
-        return 0
+        return
     if args.cmd == "tables":
         print(write_speed_md(args.results, args.output))
-        return 0
+        return
     command = "python -m fgvc.bench " + shlex.join(argv)
-    if args.cmd == "pipeline":
-        return pipeline.run(pipeline_options(args), command)
-    if args.cmd == "steps":
-        return steps.run(steps_options(args), command)
-    if args.cmd == "infer":
-        return infer.run(infer_options(args), command)
+    tables = {"pipeline": (pipeline.run, pipeline_options), "steps": (steps.run, steps_options),
+              "infer": (infer.run, infer_options)}
+    if args.cmd in tables:
+        run, options = tables[args.cmd]
+        run(options(args), command)  # type: ignore[operator]
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     rec = measure_speed(speed_spec(args), command=command)
@@ -206,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
           f"channels_last {rec['channels_last']}, compile {rec['compile']} on {rec['machine']['device_name']}: "
           f"train {rec['train_images_per_s']:.1f} img/s, inference {rec['infer_images_per_s']:.1f} img/s")
     print(append_rows(args.results, [rec]))
-    return 0
 
 
 if __name__ == "__main__":

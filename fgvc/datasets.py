@@ -34,6 +34,7 @@ from fgvc.data.convert import convert
 from fgvc.data.download import fetch
 from fgvc.data.phash import DEFAULT_MAX_DISTANCE
 from fgvc.data.synthetic import make_synthetic
+from fgvc.errors import CheckFailed
 from fgvc.protocols.mislabel_check import load_audit_run, model_mislabels
 from fgvc.vis.audit_report import summary_paragraph, write_all
 
@@ -148,19 +149,17 @@ def _data_args(items: Sequence[str]) -> dict[str, Any]:
     return kwargs
 
 
-def _fetch(a: argparse.Namespace) -> int:
+def _fetch(a: argparse.Namespace) -> None:
     fetch(a.name, a.root, a.archive, progress=not a.no_progress, force=a.force)
-    return 0
 
 
-def _make_synthetic(a: argparse.Namespace) -> int:
+def _make_synthetic(a: argparse.Namespace) -> None:
     out = make_synthetic(a.output, a.num_classes, a.images_per_class, a.render_size, a.part_size_frac,
                          a.test_fraction, a.seed, progress=not a.no_progress)
     print(f"synthetic set written to {out} (read it with data.name=cub200 or synthetic, data.root={out})")
-    return 0
 
 
-def _check(a: argparse.Namespace) -> int:
+def _check(a: argparse.Namespace) -> None:
     name = detect_layout(Path(a.root)) if a.name == "auto" else a.name
     kwargs: dict[str, Any] = {"manifest": a.manifest} if a.manifest else {}
     print(f"checking {name} at {a.root}", file=sys.stderr)
@@ -172,11 +171,12 @@ def _check(a: argparse.Namespace) -> int:
         print(f"... and {len(problems) - len(shown)} more (--max-print 0 prints all)")
     print(summarize(problems))
     errors = sum(p.severity == "error" for p in problems)
-    print(f"{errors} error(s): " + ("fix them, or set data.on_bad_image=skip to skip bad images" if errors else "ok"))
-    return 1 if errors else 0
+    if errors:
+        raise CheckFailed(f"{errors} error(s) in {a.root}: fix them, or set data.on_bad_image=skip to skip bad images")
+    print("0 error(s): ok")
 
 
-def _info(a: argparse.Namespace) -> int:
+def _info(a: argparse.Namespace) -> None:
     kwargs = _data_args(a.arg)
     sets = {}
     for split in ("train", "val", "test", "trainval"):
@@ -185,7 +185,7 @@ def _info(a: argparse.Namespace) -> int:
         except DataError as e:
             print(f"{split:8s}  unavailable: {e}")
     if not sets:
-        return 2
+        raise DataError(f"no split of {a.name} at {a.root} could be read (each one's reason is above)")
     first = next(iter(sets.values()))
     print(f"{a.name} at {a.root}: {first.num_classes} classes")
     print(f"{'split':8s}  {'images':>7s}  {'classes':>7s}  {'min/cls':>7s}  {'max/cls':>7s}")
@@ -197,10 +197,9 @@ def _info(a: argparse.Namespace) -> int:
     print("\n" + f"{'label':>5s}  {'class':{width}s}  " + "  ".join(f"{s:>8s}" for s in counts))
     for k, cls in enumerate(first.classes):
         print(f"{k:5d}  {cls:{width}s}  " + "  ".join(f"{int(c[k]):8d}" for c in counts.values()))
-    return 0
 
 
-def _audit(a: argparse.Namespace) -> int:
+def _audit(a: argparse.Namespace) -> None:
     run, name, kwargs = (load_audit_run(a.run, a.checkpoint, a.root, a.name, a.arg) if a.run
                          else (None, a.name, _data_args(a.arg)))
     distance = DEFAULT_MAX_DISTANCE if a.max_distance is None else a.max_distance
@@ -214,35 +213,34 @@ def _audit(a: argparse.Namespace) -> int:
                                       "k": a.k, "min_agree": a.min_agree}
     out = write_all(audit, a.output)
     print(summary_paragraph(audit, out))
-    return 0
 
 
-def _cache(a: argparse.Namespace) -> int:
+def _cache(a: argparse.Namespace) -> None:
     if a.check:
         report = check_cache(a.root, a.max_side, a.output)
         print("\n".join(report.lines()))
         stale = report.stale or report.added or report.removed or report.bad_copies
-        print("stale: rerun without --check to rebuild" if stale else "ok")
-        return 1 if stale else 0
+        if stale:
+            raise CheckFailed(f"the cache of {a.root} is stale: rerun without --check to rebuild")
+        print("ok")
+        return
     report = build_cache(a.root, a.max_side, a.output, workers=a.workers, progress=not a.no_progress)
     print("\n".join(report.lines()))
     where = "" if a.output is None else f" (set data.cache={report.level.parent} in the recipe)"
     print(f"recipes resizing the shorter side to {a.max_side} px before the crop (data.resize, or img_size / crop_pct) "
           f"read these copies: the same pixels, decoded faster{where}")
-    return 0
 
 
-def _convert(a: argparse.Namespace) -> int:
+def _convert(a: argparse.Namespace) -> None:
     print("\n".join(convert(a.name, a.root, a.to, a.output, copy=a.copy).lines()))
-    return 0
 
 
 @friendly  # DataError, RegistryError, ConfigError, CheckpointError ... (fgvc.errors): one line, exit 2
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     handler = {"fetch": _fetch, "make-synthetic": _make_synthetic, "check": _check, "info": _info,
                "audit": _audit, "cache": _cache, "convert": _convert}[args.command]
-    return handler(args)
+    handler(args)
 
 
 if __name__ == "__main__":

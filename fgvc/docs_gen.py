@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 
 from fgvc.__main__ import COMMANDS, EXIT_CODES
+from fgvc.cli import friendly
+from fgvc.errors import CheckFailed
 from fgvc.reference import command_page
 from fgvc.reference.inventory import packages_markdown, registries_markdown, results_markdown
 from fgvc.reference.key_pages import recipe_keys_markdown, run_files_markdown
@@ -57,7 +59,8 @@ def pages() -> dict[Path, str]:
                for layers in [layers_markdown(ROOT / "fgvc", ROOT / "pyproject.toml")]}}
 
 
-def main(argv: list[str] | None = None) -> int:
+@friendly
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fgvc.docs_gen", description="Write (or --check) the generated "
                                  "reference pages under docs/reference/.")
     ap.add_argument("--check", action="store_true", help="exit 1 when a committed page differs from the code")
@@ -71,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        print(f"out of date: {', '.join(map(str, stale))}; run: python -m fgvc.docs_gen", file=sys.stderr)
-        return 1
-    return 0
+        raise CheckFailed(f"out of date: {', '.join(map(str, stale))}; run: python -m fgvc.docs_gen")
 
 
 if __name__ == "__main__":

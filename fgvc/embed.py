@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     run = load_run(args)
     split = split_of(run, args.split)
     ds = run.dataset(split, same_classes=False)
@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         raise DataError(f"split '{split}' of {run.cfg['data']['root']} has no images to embed; choose another --split")
     emb, labels = split_embeddings(run, split, args.tta or run.cfg["eval"]["tta_flip"], same_classes=False)
     if not run.runtime.env.is_main:
-        return 0
+        return
     buf = io.BytesIO()
     np.savez(buf, embeddings=emb, labels=labels, paths=np.array([str(Path(s.path).absolute()) for s in ds.samples]),
              classes=np.array([str(c) for c in ds.classes]))
@@ -48,7 +48,6 @@ def main(args: argparse.Namespace) -> int:
     atomic_write_bytes(out, buf.getvalue())
     print(f"{split} ({run.describe()}): {emb.shape[0]} images x {emb.shape[1]} dimensions, {len(ds.classes)} classes")
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

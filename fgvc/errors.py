@@ -17,7 +17,7 @@ from typing import Any
 __all__ = [
     "UserError", "ConfigError", "RegistryError", "CheckpointError", "WeightsError", "TrainingDiverged",
     "DataError", "SpeedError", "BenchError", "EmbeddingError", "DeployError", "PredictError", "ServeError",
-    "PruningError", "ZeroShotError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED",
+    "PruningError", "ZeroShotError", "FlagError", "MissingExtraError", "CheckFailed", "EXIT_OK", "EXIT_CHECK_FAILED",
     "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "EXIT_CODES", "exit_codes_text", "CHECK_HINT", "BadImageError",
     "AnnotationError", "DatasetNotFoundError", "MissingImagesError", "UnsafeArchiveError", "PathUnavailable",
     "ParityError",
@@ -85,6 +85,10 @@ class EmbeddingError(UserError, ValueError):
 class DeployError(UserError, ValueError):
     """An export, quantization or ONNX prediction that cannot run as asked (an unknown format, an input size the
     backbone cannot take, an ONNX file without fgvc metadata); the message names the flag or file and the fix."""
+
+
+class FlagError(UserError, ValueError):
+    """A command-line flag outside its range (``--n 0``); the message names the flag, the bound and the value."""
 
 
 class PredictError(UserError, ValueError):

@@ -58,7 +58,7 @@ def _reproduces(final: Path, metrics: dict, tta: bool, sets: list[str]) -> str |
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     protocol = build_protocol(args.protocol)
     run = load_run(args)
     roles = split_roles(run.cfg, args.split)
@@ -91,7 +91,6 @@ def main(args: argparse.Namespace) -> int:
         if line:
             print(line)
     print(wrote)
-    return 0
 
 
 if __name__ == "__main__":

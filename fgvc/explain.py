@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, require_at_least, split_of
 from fgvc.data.base import BadImageError, load_image
 from fgvc.engine.builder import build_transform
 from fgvc.errors import ConfigError, DataError
@@ -137,10 +137,8 @@ def _draw_cams(run: Any, args: argparse.Namespace, images: Any, labels: Any, nam
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
-
-    if args.n < 1:
-        raise ConfigError("--n must be >= 1 (the number of images to explain)")
+def main(args: argparse.Namespace) -> None:
+    require_at_least(args, 1, "n")
     if args.images and args.explain == "true":
         raise ConfigError("--target true needs the true class, which arbitrary --images do not have: use "
                           "--target pred, or explain split images (drop --images)")
@@ -164,7 +162,6 @@ def main(args: argparse.Namespace) -> int:
                   f"captions show the headline '{probe.headline}' prediction")
     print(f"{len(images)} images ({run.describe()}): {len(paths) - 1} PNGs and grid.png in {out_dir}")
     print(paths[-1])
-    return 0
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     if args.format not in FORMATS:
         raise DeployError(f"unknown --format '{args.format}': choose {' or '.join(FORMATS)}")
     target = trained_target(args.target, DeployError)
@@ -67,12 +67,11 @@ def main(args: argparse.Namespace) -> int:
           f"{len(meta['class_names'])} classes, {meta['exporter']}")
     if result.parity is None:
         print("parity: skipped (--parity-images 0)")
-        return 0
+        return
     print(result.parity.line())
     if not result.passed:
         raise CheckFailed(f"the exported file disagrees with the PyTorch model beyond the tolerance; it is kept as "
                           f"{result.path} for inspection, not as the requested file")
-    return 0
 
 
 if __name__ == "__main__":

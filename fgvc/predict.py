@@ -28,7 +28,7 @@ import json
 import sys
 from typing import Any
 
-from fgvc.cli import add_batch_size, add_model_source_arguments, command, load_run, model_source
+from fgvc.cli import add_batch_size, add_model_source_arguments, command, load_run, model_source, require_at_least
 from fgvc.deploy.fast_infer import use_backend
 from fgvc.deploy.predictor import OnnxPredictor
 from fgvc.deploy.run_predictor import IMAGE_EXTENSIONS, Item, RunModel, find_images, format_line, predict_items
@@ -50,11 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
-    if args.topk < 1:
-        raise PredictError(f"--topk must be >= 1, got {args.topk}")
-    if args.batch_size < 1:
-        raise PredictError(f"--batch-size must be >= 1, got {args.batch_size}")
+def main(args: argparse.Namespace) -> None:
+    require_at_least(args, 1, "topk", "batch_size")
     target, is_onnx = model_source(args, PredictError)
     items = find_images(args.paths)
     if not items:  # nothing to predict: exit 1 as when no file could be read
@@ -69,9 +66,11 @@ def main(args: argparse.Namespace) -> int:
         for item in chunk:
             print(json.dumps(item.as_dict()) if args.json else format_line(item), flush=True)
     n_ok = sum(it.error is None for it in items)
-    print(f"predicted {n_ok} of {len(items)} file(s) with {target} ({model.describe()})"
-          + (f"; {len(items) - n_ok} could not be read" if n_ok < len(items) else ""), file=sys.stderr)
-    return 0 if n_ok else 1
+    summary = (f"predicted {n_ok} of {len(items)} file(s) with {target} ({model.describe()})"
+               + (f"; {len(items) - n_ok} could not be read" if n_ok < len(items) else ""))
+    if not n_ok:
+        raise CheckFailed(summary)
+    print(summary, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def run_embeddings(run: Any, split: str, checkpoint: str) -> tuple[Any, Any, lis
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     target = Path(args.target)
     if args.top < 0:
         raise ConfigError("--top must be >= 0 (the number of confused pairs to mark)")
@@ -121,7 +121,6 @@ def main(args: argparse.Namespace) -> int:
     for r, (i, j, n) in enumerate(p.unordered() for p in pairs):
         print(f"{r + 1}. {classes[i]} <-> {classes[j]}: {n} {source}")
     print(out)
-    return 0
 
 
 if __name__ == "__main__":

@@ -40,12 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
                        args.importance, tuple(args.sets), args.latency_threads)
     run_logged(prune_run, req)
     print(f"wrote {req.output}/prune.json, final.json, config.yaml, train.log, checkpoints/last.pt")
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_checkpoint, add_output, add_set, add_threads, add_weights, command, load_run
+from fgvc.cli import add_checkpoint, add_output, add_set, add_threads, add_weights, command, load_run, require_at_least
 from fgvc.deploy.export import ParityError
 from fgvc.deploy.quantize import quantize_run, run_of_onnx
 from fgvc.errors import CheckFailed, DeployError
@@ -52,12 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     target = Path(args.target)
     if not target.exists():
         raise DeployError(f"no such run directory or ONNX file: {target}")
-    if args.repeats < 1:
-        raise DeployError(f"--repeats must be >= 1, got {args.repeats}")
+    require_at_least(args, 1, "repeats")
     if target.suffix.lower() == ".onnx":
         run, fp32 = run_of_onnx(target, args.sets), target
     elif target.is_dir():
@@ -71,7 +70,6 @@ def main(args: argparse.Namespace) -> int:
         raise CheckFailed(f"the fp32 export disagrees with the PyTorch model, nothing quantized: {e}") from e
     print(result.table_md.read_text().rstrip())
     print(f"wrote {result.out}, {result.table_md.name}, {result.table_json.name}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     if args.worst < 0 or args.pairs < 0:
         raise ConfigError("--worst and --pairs must be >= 0")
     target = Path(args.target)
@@ -63,7 +63,6 @@ def main(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import socket
 import sys
 from typing import Any, Iterator
 
-from fgvc.cli import add_model_source_arguments, add_threads, command, model_source
+from fgvc.cli import add_model_source_arguments, add_threads, command, model_source, require_at_least
 from fgvc.errors import ServeError  # defined with every user error; importable here as before
 from fgvc.extras import require
 from fgvc.serving.app import Settings, create_app, default_decode_threads
@@ -70,16 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _check(args: argparse.Namespace) -> None:
-    for flag in ("max_batch", "queue", "max_bytes", "max_pixels", "max_files"):
-        if getattr(args, flag) < 1:
-            raise ServeError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    require_at_least(args, 1, "max_batch", "queue", "max_bytes", "max_pixels", "max_files", "threads", "decode_threads")
     if args.max_wait_ms < 0 or args.max_wait_ms > 10_000:
         raise ServeError(f"--max-wait-ms must be in [0, 10000], got {args.max_wait_ms}")
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port must be in [0, 65535], got {args.port}")
-    for flag in ("threads", "decode_threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise ServeError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -135,7 +130,7 @@ def _server_class() -> Any:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     _check(args)
     require("fastapi", "fastapi", "serving a model", extra="serve")
     require("uvicorn", "uvicorn", "serving a model", extra="serve")
@@ -168,7 +163,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     print("fgvc.serve: stopped", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -37,15 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _recipe(args: argparse.Namespace, missing: str) -> tuple[dict, str]:
+    """The recipe's config (with ``--set``) and its run name: ``output.name``, else the recipe file's stem;
+    ``missing`` is the error when no recipe was given."""
+    if not args.recipe:
+        raise config.ConfigError(missing)
+    cfg, _ = config.load_recipe(args.recipe, args.sets)
+    return cfg, cfg["output"]["name"] or Path(args.recipe).stem
+
+
 def _find_run(args: argparse.Namespace) -> Path:
     if args.resume:
         return Path(args.resume)
     if args.output:
         return Path(args.output)
-    if not args.recipe:
-        raise config.ConfigError("--resume needs a run directory, or a recipe whose newest run to continue")
-    cfg, _ = config.load_recipe(args.recipe, args.sets)
-    name = cfg["output"]["name"] or Path(args.recipe).stem
+    cfg, name = _recipe(args, "--resume needs a run directory, or a recipe whose newest run to continue")
     runs = sorted(Path(cfg["output"]["root"]).glob(f"{name}-*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
     if not runs:
         raise config.ConfigError(f"no run of '{name}' with a checkpoint under {cfg['output']['root']}/ to resume")
@@ -53,17 +59,14 @@ def _find_run(args: argparse.Namespace) -> Path:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     state = None
     if args.resume is not None:
         run_dir = _find_run(args)
         state = _resume_state(run_dir)
         cfg = _resume_config(args, run_dir, state)
     else:
-        if not args.recipe:
-            raise config.ConfigError("give a recipe, e.g. python -m fgvc.train recipes/demo.yaml")
-        cfg, _ = config.load_recipe(args.recipe, args.sets)
-        name = cfg["output"]["name"] or Path(args.recipe).stem
+        cfg, name = _recipe(args, "give a recipe, e.g. python -m fgvc.train recipes/demo.yaml")
         run_dir = Path(args.output) if args.output else new_run_dir(cfg["output"]["root"], name)
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise config.ConfigError(
@@ -98,7 +101,6 @@ def main(args: argparse.Namespace) -> int:
             log.info(f"wrote {run_dir}/final.json, metrics.jsonl, curves.png, eval/per_class.csv, checkpoints/")
     finally:
         close_file_logging()
-    return 0
 
 
 def _resume_state(run_dir: Path) -> dict:

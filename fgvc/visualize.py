@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from fgvc.cli import add_output, add_run_arguments, command, load_run, split_of
+from fgvc.cli import add_output, add_run_arguments, command, load_run, require_at_least, split_of
 from fgvc.engine.inference import autocast
 from fgvc.errors import ConfigError
 from fgvc.vis.attention_figure import MAP_MODES, draw_attention
@@ -63,9 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
-    if args.n < 1:
-        raise ConfigError("--n must be >= 1 (the number of images to draw)")
+def main(args: argparse.Namespace) -> None:
+    require_at_least(args, 1, "n")
     run = load_run(args)
     split = split_of(run, args.split)
     ds = run.dataset(split)
@@ -89,7 +88,6 @@ def main(args: argparse.Namespace) -> int:
                           out, maps=args.maps, title=f"{title} - {map_name}" if map_name else title,
                           map_name=ROLLOUT_LABEL if map_name == ROLLOUT_NOTE else map_name)
     print(path)
-    return 0
 
 
 def display_maps(run: Any, images: Any, out: Any, source: str = "auto") -> tuple[Any, str | None, str | None]:

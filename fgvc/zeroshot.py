@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @command(parse_args)
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> None:
     cfg, _ = load_recipe(args.recipe, args.sets)
     split = scored_split(cfg, args.split)
     templates = read_templates(args.templates, cfg["data"]["name"])
@@ -64,7 +64,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"{split} ({metrics['n_images']} images, zero-shot {args.clip}, {metrics['weights']})")
     print("\n".join(result.lines))
     print(wrote)
-    return 0
 
 
 if __name__ == "__main__":

@@ -151,7 +151,7 @@ def _fastest_line(rows: list[dict[str, Any]], batch: int) -> str:
     return line
 
 
-def run(args: InferOptions, command: str) -> int:
+def run(args: InferOptions, command: str) -> None:
     """Measure, print and record the table of ``args`` (``command``: the command line stored with each row)."""
     if args.images < 1 or min(args.batches) < 1 or args.repeats < 0 or args.rounds < 1:
         raise BenchError("--images, --batches and --rounds must be >= 1 and --repeats >= 0")
@@ -177,4 +177,3 @@ def run(args: InferOptions, command: str) -> int:
     finish_table("infer", rows, command, machine_info(trained.runtime.device), args.results)
     for b in args.batches:
         print(_fastest_line(rows, b))
-    return 0

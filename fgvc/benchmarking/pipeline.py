@@ -168,7 +168,7 @@ def _fgvc_loader(cfg: dict[str, Any], split: str, train: bool, dc: dict[str, Any
                                channels_last=cl), ds
 
 
-def run(args: PipelineOptions, command: str) -> int:
+def run(args: PipelineOptions, command: str) -> None:
     """Measure, print and record the table of ``args`` (``command``: the command line stored with each row)."""
     for key in ("images", "repeats"):
         if getattr(args, key) < 1:
@@ -232,7 +232,6 @@ def run(args: PipelineOptions, command: str) -> int:
             e.row["ratio"] = e.row["images_per_s"] / ref_row["images_per_s"] if ref_row["images_per_s"] else 0.0
             rows.append(e.row)
     finish_table("pipeline", rows, command, machine_info(device), args.results)
-    return 0
 
 
 @dataclass

@@ -183,7 +183,7 @@ def step_rows(args: StepsOptions) -> tuple[list[dict[str, Any]], dict[str, Any]]
     return rows, machine_info(device)
 
 
-def run(args: StepsOptions, command: str) -> int:
+def run(args: StepsOptions, command: str) -> None:
     """Measure, print and record the table of ``args`` (``command``: the command line stored with each row)."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,4 +191,3 @@ def run(args: StepsOptions, command: str) -> int:
     print("steps: ratio = step time / the plain baseline's step time (3.0 = three times as slow); "
           "images_per_s = batch / step time; medians over the rounds")
     finish_table("steps", rows, command, machine, args.results)
-    return 0

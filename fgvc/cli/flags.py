@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from fgvc.deploy.fast_infer import BACKENDS
+from fgvc.errors import FlagError
 
 __all__ = ["SHARED", "add_set", "add_checkpoint", "add_weights", "add_split", "add_batch_size", "add_device",
            "add_threads", "add_output", "add_backend", "add_run_arguments", "add_new_run_arguments",
-           "add_model_source_arguments", "ONNX_FLAGS", "threads_count"]
+           "add_model_source_arguments", "ONNX_FLAGS", "threads_count", "require_at_least"]
 
 CHECKPOINTS = ("last", "best")
 WEIGHTS = ("auto", "ema", "model")
@@ -139,6 +140,15 @@ def add_model_source_arguments(ap: Any) -> None:
     onnx.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="normalisation std")
     onnx.add_argument("--crop-pct", type=float, default=None, help="crop share: resize to S / crop-pct (default 0.875)")
     onnx.add_argument("--classes", type=Path, default=None, metavar="FILE", help="class names, one per line")
+
+
+def require_at_least(args: argparse.Namespace, minimum: int, *dests: str) -> None:
+    """Refuse a parsed flag below ``minimum`` in one line (exit 2), e.g. ``--max-batch must be >= 1, got 0``; a flag
+    left at None (not given) passes."""
+    for dest in dests:
+        value = getattr(args, dest)
+        if value is not None and value < minimum:
+            raise FlagError(f"--{dest.replace('_', '-')} must be >= {minimum}, got {value}")
 
 
 def threads_count(text: str) -> int | None:

@@ -11,7 +11,9 @@ exit meaning
 130  interrupted (Ctrl-C)
 ==== ==========================================================================================================
 
-Anything else (a ``ValueError`` of a bug, say) keeps its traceback.
+A command's ``main`` returns nothing when it succeeded; every other outcome is raised (a :class:`UserError`, a
+:class:`CheckFailed`), so the exit codes above are decided here and nowhere else. Anything else (a ``ValueError`` of a
+bug, say) keeps its traceback.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import re
 import sys
 from typing import Callable
 
-from fgvc.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_USER_ERROR, CheckFailed, UserError,
+from fgvc.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, CheckFailed, UserError,
                          exit_codes_text)
 
 __all__ = ["command", "friendly", "worker_error", "disk_error", "exit_codes_text"]
@@ -71,14 +73,16 @@ def disk_error(exc: OSError) -> str | None:
     return f"{where}{exc.strerror or exc}; {fix}, then run the command again"
 
 
-def friendly(main: Callable[..., int]) -> Callable[..., int]:
-    """Wrap a CLI main: a user error -> one ``error: ...`` line on stderr and exit 2, a failed check -> one line and
-    exit 1, Ctrl-C -> exit 130; any other exception (a bug) propagates with its traceback."""
+def friendly(main: Callable[..., None]) -> Callable[..., int]:
+    """Wrap a CLI main that returns nothing: its return -> exit 0, a user error -> one ``error: ...`` line on stderr
+    and exit 2, a failed check -> one line and exit 1, Ctrl-C -> exit 130; any other exception (a bug) propagates
+    with its traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:  # type: ignore[no-untyped-def]
         try:
-            return main(*args, **kwargs)
+            main(*args, **kwargs)
+            return EXIT_OK
         except UserError as exc:
             return _error(worker_error(exc) or str(exc), EXIT_USER_ERROR)
         except CheckFailed as exc:
@@ -98,19 +102,19 @@ def friendly(main: Callable[..., int]) -> Callable[..., int]:
 
 
 def command(parse: Callable[[list[str] | None], argparse.Namespace]
-            ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[..., int]]:
-    """Make a command's ``main(args) -> int`` its entry point ``main(argv=None) -> int``: ``argv`` (default
-    ``sys.argv[1:]``) parsed by ``parse``, then ``main(args)``, inside :func:`friendly`::
+            ) -> Callable[[Callable[[argparse.Namespace], None]], Callable[..., int]]:
+    """Make a command's ``main(args) -> None`` its entry point ``main(argv=None) -> int`` (the exit code):
+    ``argv`` (default ``sys.argv[1:]``) parsed by ``parse``, then ``main(args)``, inside :func:`friendly`::
 
         @command(parse_args)
-        def main(args: argparse.Namespace) -> int:
+        def main(args: argparse.Namespace) -> None:
             ...
     """
 
-    def decorate(run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    def decorate(run: Callable[[argparse.Namespace], None]) -> Callable[..., int]:
         @functools.wraps(run)
-        def main(argv: list[str] | None = None) -> int:
-            return run(parse(argv))
+        def main(argv: list[str] | None = None) -> None:
+            run(parse(argv))
 
         return friendly(main)
 

@@ -65,7 +65,7 @@ def test_visualize_reports_a_bad_n_through_the_wrapper(capsys: pytest.CaptureFix
     from fgvc.visualize import main as visualize_main
 
     assert visualize_main(["no-such-run", "--n", "0"]) == 2
-    assert capsys.readouterr().err == "error: --n must be >= 1 (the number of images to draw)\n"
+    assert capsys.readouterr().err == "error: --n must be >= 1, got 0\n"
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch: ~4-10 s
