@@ -29,7 +29,6 @@ def classification_tables(logits: Tensor, targets: Tensor, class_names: Sequence
 @PROTOCOLS.register("classification")
 class Classification(Protocol):
     name: ClassVar[str] = "classification"
-    roles: ClassVar[tuple[str, ...]] = ("test",)
 
     def evaluate(self, run: "TrainedRun", splits: dict[str, str], tta: bool = False) -> ProtocolResult:
         t0 = time.time()

@@ -49,7 +49,6 @@ class Retrieval(Protocol):
     """Each image of the scored split against all the others (itself left out), cosine similarity."""
 
     name: ClassVar[str] = "retrieval"
-    roles: ClassVar[tuple[str, ...]] = ("test",)
     needs_run_classes: ClassVar[bool] = False
 
     def evaluate(self, run: "TrainedRun", splits: dict[str, str], tta: bool = False) -> ProtocolResult:
