@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import fields
 from typing import Any, Iterator
 
 from fgvc.cli import add_model_source_arguments, add_threads, command, model_source, require_at_least
@@ -43,23 +44,15 @@ GRACEFUL_S = 30  # seconds in-flight requests get to finish after SIGTERM
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    d = Limits()
     ap = argparse.ArgumentParser(prog="fgvc-serve", description="Serve a trained fgvc run (or its .onnx export) "
                                  "over HTTP, with dynamic batching and a web page.")
     add_model_source_arguments(ap)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one, printed)")
-    ap.add_argument("--max-batch", type=int, default=32, help="images per forward pass at most (default 32)")
-    ap.add_argument("--max-wait-ms", type=float, default=5.0,
-                    help="how long the first image of a batch waits for others (default 5 ms)")
-    ap.add_argument("--queue", type=int, default=d.queue,
-                    help=f"images pending at most; beyond, 503 with Retry-After (default {d.queue})")
-    ap.add_argument("--max-bytes", type=int, default=d.max_bytes,
-                    help=f"request body size limit in bytes, 413 beyond (default {d.max_bytes:,})")
-    ap.add_argument("--max-pixels", type=int, default=d.max_pixels,
-                    help=f"pixels per image at most, 413 beyond (default {d.max_pixels:,})")
-    ap.add_argument("--max-files", type=int, default=d.max_files,
-                    help=f"images per request at most (default {d.max_files})")
+    for f in (*fields(Settings), *fields(Limits)):  # --max-batch ... --queue: default and help written once, there
+        if "help" in f.metadata:
+            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                            help=f"{f.metadata['help']} (default {f.default:,})")
     ap.add_argument("--token", default=None,
                     help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV} when set, else none)")
     add_threads(ap, "of a forward pass: ONNX Runtime's intra-op threads for an .onnx file, torch's for a run")

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -49,10 +49,11 @@ RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image i
 
 @dataclass(frozen=True)
 class Settings:
-    """How one server batches and what it accepts."""
+    """How one server batches and what it accepts (a field with a ``help`` is an ``fgvc.serve`` flag)."""
 
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
+    max_batch: int = field(default=32, metadata={"help": "images per forward pass at most"})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "milliseconds the first image of a batch waits for "
+                                                              "others"})
     limits: Limits = Limits()
     token: str | None = None
     decode_threads: int = 2

@@ -15,7 +15,7 @@ gives the same file. Nothing here opens a path: an upload's name is only a label
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -30,12 +30,13 @@ MAX_LABEL = 200  # characters of an upload's name echoed back as its ``path``
 
 @dataclass(frozen=True)
 class Limits:
-    """The bounds of one server: request body bytes, pixels per image, images per request, pending images."""
+    """The bounds of one server: request body bytes, pixels per image, images per request, pending images. Each
+    field's ``help`` is its ``fgvc.serve`` flag's (``--max-bytes`` ...), so a default is written here only."""
 
-    max_bytes: int = 10_000_000
-    max_pixels: int = 50_000_000
-    max_files: int = 16
-    queue: int = 256
+    max_bytes: int = field(default=10_000_000, metadata={"help": "request body size limit in bytes, 413 beyond"})
+    max_pixels: int = field(default=50_000_000, metadata={"help": "pixels per image at most, 413 beyond"})
+    max_files: int = field(default=16, metadata={"help": "images per request at most"})
+    queue: int = field(default=256, metadata={"help": "images pending at most; beyond, 503 with Retry-After"})
 
 
 class UploadError(Exception):
