@@ -21,7 +21,7 @@ import copy
 import logging
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -256,17 +256,22 @@ def _check_types(cfg: dict[str, Any], origin: dict[str, str], schema: dict[str, 
             )
 
 
+def _check_entries(entries: dict[str, Any], keys: dict[str, type], at: Callable[[str], str]) -> None:
+    """Each key of ``entries`` one of ``keys`` and of its type; ``at(key)`` names the key in the error."""
+    for k, v in entries.items():
+        if k not in keys:
+            raise ConfigError(f"{at(k)} is not a valid key{closest(k, keys)}; valid: {sorted(keys)}")
+        if not _type_ok(v, (keys[k],)):
+            raise ConfigError(f"{at(k)} must be {keys[k].__name__}, got {v!r}")
+
+
 def _check_list(items: list, keys: dict[str, type], required: tuple[str, ...], what: str,
                 origin: dict[str, str]) -> None:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ConfigError(f"{what}[{i}]{_where(origin, what)} must be a mapping with {' and '.join(required)}, "
                               f"got {item!r}")
-        for k, v in item.items():
-            if k not in keys:
-                raise ConfigError(f"{what}[{i}] has unknown key '{k}'{closest(k, keys)}; valid: {sorted(keys)}")
-            if not _type_ok(v, (keys[k],)):
-                raise ConfigError(f"{what}[{i}].{k} must be {keys[k].__name__}, got {v!r}")
+        _check_entries(item, keys, lambda k: f"'{what}[{i}].{k}'")
         absent = [k for k in required if k not in item]
         if absent:
             raise ConfigError(f"{what}[{i}]{_where(origin, what)} = {item!r} lacks {' and '.join(absent)}; each entry "
@@ -344,12 +349,7 @@ def _check_distill(cfg: dict[str, Any], origin: dict[str, str]) -> None:
     spec = cfg["distill"]
     if spec is None:
         return
-    for k, v in spec.items():
-        at = f"'distill.{k}'{_where(origin, 'distill.' + k)}"
-        if k not in DISTILL_KEYS:
-            raise ConfigError(f"{at} is not a distill key{closest(k, DISTILL_KEYS)}; valid: {sorted(DISTILL_KEYS)}")
-        if not _type_ok(v, (DISTILL_KEYS[k],)):
-            raise ConfigError(f"{at} must be {DISTILL_KEYS[k].__name__}, got {v!r}")
+    _check_entries(spec, DISTILL_KEYS, lambda k: f"'distill.{k}'{_where(origin, 'distill.' + k)}")
     if not spec.get("teacher"):
         raise ConfigError(f"'distill'{_where(origin, 'distill')} = {spec!r} lacks teacher: a trained run's directory, "
                           "e.g. distill: {teacher: runs/cub200_wsdan-20261123-171500, alpha: 0.5, temperature: 4.0}")

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fgvc.cli import add_checkpoint, add_output, add_set, add_split, add_weights, command, load_run, trained_target
+from fgvc.cli import add_output, add_run_arguments, command, load_run, trained_target
 from fgvc.deploy.export import FORMATS, export_run
 from fgvc.errors import CheckFailed, DeployError
 
@@ -29,20 +29,16 @@ __all__ = ["main", "parse_args"]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fgvc-export", description="Export a trained run to ONNX or TorchScript, "
                                  "preprocessing included, and check it against PyTorch.")
-    ap.add_argument("target", help="run directory (or a checkpoint file) of a trained run")
+    add_run_arguments(ap, "run directory (or a checkpoint file) of a trained run")
     ap.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18, the dynamo exporter's own)")
     ap.add_argument("--img-size", type=int, default=None, metavar="S",
                     help="input side of the exported model (default: the run's eval input size)")
     ap.add_argument("--static-batch", type=int, nargs="?", const=1, default=None, metavar="N",
                     help="fix the batch axis at N (default 1 when given without N), e.g. for TensorRT; ONNX only")
-    add_checkpoint(ap)
-    add_weights(ap)
-    add_split(ap)
     ap.add_argument("--parity-images", type=int, default=64, metavar="N",
                     help="images for the parity check (default 64; 0 skips it)")
     add_output(ap, "output file (default RUN/export/model.onnx|.pt)", metavar="FILE", old_out=True)
-    add_set(ap)
     return ap.parse_args(argv)
 
 

@@ -63,8 +63,7 @@ def main(args: argparse.Namespace) -> None:
     req = ExtendRequest(Path(args.run), Path(args.add), Path(args.output), args.shots, args.finetune_epochs, args.ewc,
                         args.rehearsal, args.checkpoint, tuple(args.sets), tuple(args.add_sets), args.old_weights,
                         args.shot_seed)
-    run_logged(extend_run, req)
-    print(f"wrote {req.output}/final.json, config.yaml, train.log, checkpoints/last.pt")
+    run_logged(extend_run, req)  # logs what it wrote, as train does
 
 
 if __name__ == "__main__":

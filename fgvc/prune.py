@@ -43,8 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     req = PruneRequest(Path(args.run), Path(args.output), args.amount, args.finetune_epochs, args.checkpoint,
                        args.importance, tuple(args.sets), args.latency_threads)
-    run_logged(prune_run, req)
-    print(f"wrote {req.output}/prune.json, final.json, config.yaml, train.log, checkpoints/last.pt")
+    run_logged(prune_run, req)  # logs what it wrote, as train does
 
 
 if __name__ == "__main__":

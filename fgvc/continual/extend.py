@@ -378,6 +378,7 @@ def extend_run(req: ExtendRequest) -> dict[str, Any]:
     write_json(req.output / "final.json", final)
     log.info(f"old classes top-1 {_fmt(final['old_top1_before'])} -> {old_top1:.2f}, new classes {new_top1:.2f}, "
              f"all {final['top1']:.2f} ({final['n_images']} test images)")
+    log.info(f"wrote {req.output}/final.json, config.yaml, train.log, checkpoints/last.pt")
     return final
 
 

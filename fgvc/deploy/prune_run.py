@@ -148,6 +148,7 @@ def prune_run(req: PruneRequest) -> dict[str, Any]:
     write_json(req.output / "prune.json", report)
     for line in format_report(report).splitlines():
         log.info(line)
+    log.info(f"wrote {req.output}/prune.json, final.json, config.yaml, train.log, checkpoints/last.pt")
     return report
 
 
