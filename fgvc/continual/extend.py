@@ -66,7 +66,7 @@ from fgvc.hooks import training_hooks
 from fgvc.data.check import detect_layout
 from fgvc.data.union import class_clashes, first_shots, part_root, read_union, short_classes
 from fgvc.engine import builder
-from fgvc.engine.derived import FINETUNE_LR_SCALE, check_new_output, derived_trainer, finetune_config, load_weights
+from fgvc.engine.derived import FINETUNE_LR_SCALE, check_derivation, derived_trainer, finetune_config, load_weights
 from fgvc.engine.distributed import DistEnv
 from fgvc.continual.ewc import EWCPenalty, diagonal_fisher
 from fgvc.continual.imprint import (centred_linear, class_means, extended_state, fit_scale, head_rows,
@@ -110,14 +110,9 @@ class ExtendRequest:
     shot_seed: int | None = None  # the seed of the new classes' shots (None: the run's seed)
 
     def check(self) -> None:
-        if not (self.run / "checkpoints" / f"{self.checkpoint}.pt").is_file():
-            raise ConfigError(f"{self.run} is not a run directory with checkpoints/{self.checkpoint}.pt: fgvc.extend "
-                              "takes the directory fgvc.train wrote (e.g. runs/cub200_lite0-20260101-120000)")
-        check_new_output(self.output, "fgvc.extend")
+        check_derivation(self.run, self.checkpoint, self.output, self.finetune_epochs, "fgvc.extend")
         if self.shots < 1:
             raise ConfigError(f"--shots {self.shots}: imprinting needs at least 1 training image per new class")
-        if self.finetune_epochs < 0:
-            raise ConfigError(f"--finetune-epochs {self.finetune_epochs} must be >= 0 (0: imprinting only)")
         if (self.ewc is not None or self.rehearsal is not None) and self.finetune_epochs == 0:
             raise ConfigError("--ewc and --rehearsal act on the fine-tune: add --finetune-epochs E (e.g. 2), or drop "
                               "them for imprinting only")

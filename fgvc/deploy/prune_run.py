@@ -38,13 +38,12 @@ from fgvc import config
 from fgvc.hooks import training_hooks
 from fgvc.engine import builder
 from fgvc.deploy.channel_pruning import IMPORTANCES, PruningError, check_prunable, prune_method
-from fgvc.engine.derived import check_new_output, derived_trainer, finetune_config, load_weights, save_start
+from fgvc.engine.derived import check_derivation, derived_trainer, finetune_config, load_weights, save_start
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.inference import TrainedRun
-from fgvc.engine.run_state import locate_checkpoint
 from fgvc.metrics.accuracy import summarize
 from fgvc.deploy.model_cost import measure_cost
-from fgvc.errors import CheckpointError, ConfigError
+from fgvc.errors import ConfigError
 from fgvc.extras import require
 from fgvc.engine.rundir import write_json
 
@@ -73,13 +72,7 @@ class PruneRequest:
         if not 0.0 < self.amount < 1.0:
             raise ConfigError(f"--amount {self.amount}: the fraction of channels to remove must be in (0, 1), "
                               "e.g. 0.3")
-        check_new_output(self.output, "fgvc.prune")
-        if not self.run.is_dir():
-            raise CheckpointError(f"no such run directory: {self.run}; fgvc.prune takes the directory fgvc.train wrote "
-                                  "(e.g. runs/cub200_lite0-20260101-120000)")
-        locate_checkpoint(self.run, self.checkpoint)  # a run directory with that checkpoint, or a clear error
-        if self.finetune_epochs < 0:
-            raise ConfigError(f"--finetune-epochs {self.finetune_epochs} must be >= 0 (0: prune only)")
+        check_derivation(self.run, self.checkpoint, self.output, self.finetune_epochs, "fgvc.prune")
         if self.importance not in IMPORTANCES:
             raise ConfigError(f"--importance {self.importance}: choose one of {', '.join(IMPORTANCES)}")
         if self.latency_repeats < 1 or (self.latency_threads is not None and self.latency_threads < 1):

@@ -28,11 +28,13 @@ from fgvc import config
 from fgvc.engine.distributed import DistEnv
 from fgvc.engine.hook import Hook
 from fgvc.engine.pruned_arch import apply_pruned
+from fgvc.engine.run_state import locate_checkpoint
 from fgvc.engine.rundir import attach_run_log, buffered_log
 from fgvc.engine.trainer import Trainer
-from fgvc.errors import ConfigError
+from fgvc.errors import CheckpointError, ConfigError
 
-__all__ = ["check_new_output", "FINETUNE_LR_SCALE", "finetune_config", "derived_trainer", "load_weights", "save_start"]
+__all__ = ["check_derivation", "check_new_output", "FINETUNE_LR_SCALE", "finetune_config",
+           "derived_trainer", "load_weights", "save_start"]
 
 FINETUNE_LR_SCALE = 0.1  # the fine-tune's lr relative to the run's train.lr, unless --set train.lr=...
 
@@ -83,6 +85,19 @@ def save_start(trainer: Trainer) -> None:
     optimizer."""
     trainer._enter_stage(0)
     trainer.save()
+
+
+def check_derivation(run: Path, checkpoint: str, output: Path, finetune_epochs: int, command: str) -> None:
+    """What a command deriving a new run refuses before any work (``command``: e.g. ``fgvc.extend``): a source that is
+    not a run directory holding ``checkpoints/<checkpoint>.pt`` (each case in its own words,
+    :func:`~fgvc.engine.run_state.locate_checkpoint`'s), an ``output`` that is taken, a negative fine-tune."""
+    if not run.is_dir():
+        raise CheckpointError(f"no such run directory: {run}; {command} takes the directory fgvc.train wrote "
+                              "(e.g. runs/cub200_lite0-20260101-120000)")
+    locate_checkpoint(run, checkpoint)
+    check_new_output(output, command)
+    if finetune_epochs < 0:
+        raise ConfigError(f"--finetune-epochs {finetune_epochs} must be >= 0 (0: no fine-tune)")
 
 
 def check_new_output(output: Path, command: str) -> None:

@@ -58,12 +58,12 @@ COMMANDS = {**LIGHT, **HEAVY}
 
 # state -> what the one error line must say (a run every command refuses)
 BROKEN = {
-    "no_checkpoint": ("has no checkpoint", "is not a run directory with checkpoints/last.pt"),  # the latter: extend
+    "no_checkpoint": ("has no checkpoint",),
     "garbage_checkpoint": ("is not an fgvc checkpoint",),
     "truncated_checkpoint": ("is corrupt (checksum mismatch",),
     "not_a_run": ("is not a run directory",),
     "empty_folder": ("is not a run directory",),
-    "no_such_path": ("no such run directory", "is not a run directory with checkpoints"),  # the latter: extend
+    "no_such_path": ("no such run directory",),
 }
 WORKING = ("interrupted", "bad_config", "no_config", "bad_final", "torn_metrics")
 
