@@ -39,18 +39,22 @@ from fgvc.models.transformer import adapt_checkpoint, check_input_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backbone", "BackboneSpec", "load_state_dict_file", "WeightsError", "PART_TAPS", "PART_ATTENTION_LAYERS",
+__all__ = ["Backbone", "BackboneSpec", "load_state_dict_file", "weight_file", "WeightsError", "PART_TAPS", "PART_ATTENTION_LAYERS",
            "is_transformer_name", "PREFIXED_BACKBONES", "prefixed_backbone"]
+
+
+def weight_file(path: str | Path, fix: str, what: str = "weight file") -> Path:
+    """``path`` (``~`` expanded) when it is a file, else a :class:`WeightsError`: ``{what} not found: PATH; {fix}``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{what} not found: {path}; {fix}")
+    return path
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read a state dict from ``.safetensors`` or a ``torch.save`` file, never unpickling code."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(
-            f"weight file not found: {path}. Set model.pretrained_file to an existing .safetensors/.pth file, "
-            "or model.pretrained_file=null to let timm download the weights."
-        )
+    path = weight_file(path, "set model.pretrained_file to an existing .safetensors/.pth file, or "
+                             "model.pretrained_file=null to let timm download the weights")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from fgvc.errors import ConfigError, WeightsError
 from fgvc.extras import require
-from fgvc.models.backbone import PREFIXED_BACKBONES, Backbone, find_local_weights
+from fgvc.models.backbone import PREFIXED_BACKBONES, Backbone, find_local_weights, weight_file
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,8 @@ def create_clip(name: str, weights: str | Path | None = None, pretrained_tag: st
     model_name = resolve_clip_name(name)
     force = {"force_image_size": image_size} if image_size else {}
     if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"CLIP weight file not found: {path}; give a state dict written by "
-                               "torch.save(model.state_dict(), FILE) (or a .safetensors file)")
+        path = weight_file(weights, "give a state dict written by torch.save(model.state_dict(), FILE) (or a "
+                                    ".safetensors file)", what="CLIP weight file")
         with _weights_load_later():
             model = oc.create_model(model_name, pretrained=None, **force)
         try:
@@ -136,11 +134,8 @@ def load_clip_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load the image tower of ``model`` (a whole open_clip model) from ``path``: a whole CLIP state dict or the
     tower's own (keys without ``visual.``); returns the tower's keys left at initialisation."""
     oc = open_clip_module()
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weight file not found: {path}. Set model.pretrained_file to a CLIP state dict "
-                           "(torch.save(model.state_dict(), FILE)), or model.pretrained_file=null to download "
-                           "open_clip's weights")
+    path = weight_file(path, "set model.pretrained_file to a CLIP state dict (torch.save(model.state_dict(), FILE)), "
+                             "or model.pretrained_file=null to download open_clip's weights")
     try:
         state = oc.factory.load_state_dict(str(path), weights_only=True)
     except Exception as exc:
