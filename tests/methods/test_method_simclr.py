@@ -1,4 +1,4 @@
-"""SimCLR (fgvc.methods.simclr): NT-Xent against a hand computation, the memory queue's size, order and saved state,
+"""SimCLR (fgvc.methods.simclr): NT-Xent and SupCon against hand computations, the memory queue's size, order and saved state,
 the two-view batch, the online probe's detachment, and a tiny end-to-end run scored with ``--protocol knn`` and
 fine-tuned from with ``model.init_from``."""
 from __future__ import annotations
@@ -67,6 +67,38 @@ def test_with_a_queue_past_views_are_extra_negatives():
         sims = [float(allz[a] @ allz[k]) / 0.5 for k in range(8) if k != a]
         want += -(float(allz[a] @ allz[(a + 2) % 4]) / 0.5 - math.log(sum(math.exp(s) for s in sims))) / 4
     assert loss == pytest.approx(want, abs=1e-5)
+
+
+def _supcon_by_hand(z: torch.Tensor, labels: list[int], t: float) -> float:
+    """Khosla et al. 2020, eq. 2 (L_out): for each anchor with a positive, the mean over its positives p of
+    -log(exp(s_ap / t) / sum_{k != a} exp(s_ak / t)); the mean over those anchors."""
+    z = F.normalize(z.double(), dim=1)
+    n = z.shape[0]
+    per_anchor = []
+    for a in range(n):
+        pos = [p for p in range(n) if p != a and labels[p] == labels[a]]
+        log_denom = math.log(sum(math.exp(float(z[a] @ z[k]) / t) for k in range(n) if k != a))
+        if pos:
+            per_anchor.append(-sum(float(z[a] @ z[p]) / t - log_denom for p in pos) / len(pos))
+    return sum(per_anchor) / len(per_anchor)
+
+
+def test_supcon_makes_every_view_of_the_same_class_a_positive():
+    m = _simclr(supcon=True, temperature=0.5, proj_dim=3)
+    torch.manual_seed(1)
+    z1, z2 = torch.randn(3, 3), torch.randn(3, 3)
+    targets = torch.tensor([0, 1, 0])  # images 0 and 2 share a class: 3 positives for each of their 4 views
+    got = float(m.contrastive_loss(z1, z2, targets))
+    assert got == pytest.approx(_supcon_by_hand(torch.cat([z1, z2]), [0, 1, 0, 0, 1, 0], 0.5), abs=1e-5)
+    # with all classes distinct, SupCon's only positive is the other view: NT-Xent's loss
+    distinct = float(m.contrastive_loss(z1, z2, torch.tensor([0, 1, 2])))
+    assert distinct == pytest.approx(_nt_xent_by_hand(z1, z2, 0.5), abs=1e-5)
+    mixed = F.one_hot(targets, 3).float() * 0.7 + 0.1  # mixup-style soft targets: their argmax is the class
+    assert float(m.contrastive_loss(z1, z2, mixed)) == pytest.approx(got, abs=1e-6)
+    with pytest.raises(ConfigError, match="supcon needs labels"):
+        m.contrastive_loss(z1, z2)
+    out = m.training_step(torch.randn(2, 3, 64, 32), torch.tensor([0, 0]))  # two 32 px views stacked
+    assert "supcon" in out and "nt_xent" not in out and torch.isfinite(out["loss"])
 
 
 def test_memory_queue_size_order_and_saved_position():
