@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
               "infer": (infer.run, infer_options)}
     if args.cmd in tables:
         run, options = tables[args.cmd]
-        run(options(args), command)  # type: ignore[operator]
+        run(options(args), command)
         return
     if args.threads:
         torch.set_num_threads(args.threads)
