@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from fit_helpers import metric_rows
+
 from fgvc.data import make_synthetic
 from fgvc.metrics.fit_verdict import REMEDIES, analyse_run, assess, describe
 from fgvc.train import main as train_main
@@ -10,15 +12,7 @@ from fgvc.train import main as train_main
 
 def curves(train_top1, val_top1=None, loss=None, val_loss=None) -> list[dict]:
     """metrics.jsonl rows (0-based ``epoch``) from per-epoch lists."""
-    rows = []
-    for i, t in enumerate(train_top1):
-        row = {"epoch": i, "train_top1": t, "loss": loss[i] if loss else 1.0 / (i + 1)}
-        if val_top1 is not None:
-            row["val_top1"] = val_top1[i]
-        if val_loss is not None:
-            row["val_loss"] = val_loss[i]
-        rows.append(row)
-    return rows
+    return metric_rows(train_top1, val_top1, loss=loss, val_loss=val_loss)
 
 
 def test_clear_overfit_starts_at_the_val_peak_one_based():

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fit_helpers import metric_rows as rows  # val_n (``n``) on every row, as the trainer logs it
+
 from fgvc.metrics.fit_verdict import OVERFIT_GAP_PP, REMEDIES, assess, describe, wilson_interval
-
-
-def rows(train, val, n=None, loss=None, val_loss=None, val_loss_se=None) -> list[dict]:
-    """metrics.jsonl rows (0-based ``epoch``); ``n`` as the trainer logs it (``val_n``) on every validated row."""
-    out = []
-    for i, (t, v) in enumerate(zip(train, val)):
-        row = {"epoch": i, "train_top1": t, "val_top1": v, "loss": loss[i] if loss else 1.0 / (i + 1)}
-        if n is not None:
-            row["val_n"] = n
-        if val_loss is not None:
-            row["val_loss"] = val_loss[i]
-        if val_loss_se is not None:
-            row["val_loss_se"] = val_loss_se[i]
-        out.append(row)
-    return out
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:
