@@ -36,6 +36,37 @@ def synthetic_set(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pat
     return make
 
 
+def write_fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, top1: float | None,
+                   img_size: int = 448) -> Path:
+    """A run directory without weights, as the bench report and the published-gap line read it: config.yaml
+    (``method`` on ``backbone``, CUB at ``data_root``, ``img_size``), two metrics.jsonl rows and, unless ``top1`` is
+    None (an unfinished run), a final.json of 2 epochs."""
+    import copy
+    import json
+
+    from fgvc import config
+
+    cfg = copy.deepcopy(config.DEFAULTS)
+    cfg["model"].update(name=method, backbone=backbone)
+    cfg["data"].update(name="cub200", root=data_root, img_size=img_size)
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config.dump(cfg))
+    rows = [{"epoch": 0, "loss": 2.0, "images_per_s": 10.0}, {"epoch": 1, "loss": 1.0, "images_per_s": 30.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if top1 is not None:
+        final = {"top1": top1, "top5": 97.0, "mean_class_acc": top1 - 0.5, "n_images": 5794, "epochs": 2,
+                 "steps": 376, "train_seconds": 1234.5}
+        (run / "final.json").write_text(json.dumps(final))
+    return run
+
+
+@pytest.fixture(scope="session")
+def fake_run() -> Callable[..., Path]:
+    """:func:`write_fake_run`: ``fake_run(root, name, method, backbone, data_root, top1, img_size=448)``."""
+    return write_fake_run
+
+
 @pytest.fixture(scope="session")
 def tiny_recipe() -> Callable[..., Path]:
     """:func:`write_tiny_recipe`: ``tiny_recipe(path, data_root, extra="")`` writes the recipe and returns its path."""

@@ -1,15 +1,13 @@
 """fgvc.bench: the published table, the report's rows and Markdown on fake run directories, the report command."""
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from fgvc import bench
-from fgvc import config
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "benchmarks" / "published.csv"
@@ -51,28 +49,11 @@ def test_match_prefers_backbone() -> None:
     assert bench.match_published(rows, "racnn", "vgg19", "flowers102") == (None, "none")
 
 
-def _fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, top1: float | None,
-              img_size: int = 448) -> Path:
-    cfg = copy.deepcopy(config.DEFAULTS)
-    cfg["model"].update(name=method, backbone=backbone)
-    cfg["data"].update(name="cub200", root=data_root, img_size=img_size)
-    run = root / name
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(config.dump(cfg))
-    rows = [{"epoch": 0, "loss": 2.0, "images_per_s": 10.0}, {"epoch": 1, "loss": 1.0, "images_per_s": 30.0}]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    if top1 is not None:
-        final = {"top1": top1, "top5": 97.0, "mean_class_acc": top1 - 0.5, "n_images": 5794, "epochs": 2,
-                 "steps": 376, "train_seconds": 1234.5}
-        (run / "final.json").write_text(json.dumps(final))
-    return run
-
-
-def test_compare_runs_rows_gap_subset_and_citations(tmp_path: Path) -> None:
-    mini = _fake_run(tmp_path, "mini-run", "baseline", "resnet50.a1_in1k", "../shared/data/cub200-mini", 60.0)
-    full = _fake_run(tmp_path, "full-run", "wsdan", "resnet50", "datasets/CUB_200_2011", 88.0)
-    small = _fake_run(tmp_path, "small-run", "baseline", "resnet50", "datasets/CUB_200_2011", 81.0, img_size=224)
-    cbam = _fake_run(tmp_path, "cbam-run", "cbam", "resnet50", "datasets/CUB_200_2011", None)
+def test_compare_runs_rows_gap_subset_and_citations(tmp_path: Path, fake_run: Callable[..., Path]) -> None:
+    mini = fake_run(tmp_path, "mini-run", "baseline", "resnet50.a1_in1k", "../shared/data/cub200-mini", 60.0)
+    full = fake_run(tmp_path, "full-run", "wsdan", "resnet50", "datasets/CUB_200_2011", 88.0)
+    small = fake_run(tmp_path, "small-run", "baseline", "resnet50", "datasets/CUB_200_2011", 81.0, img_size=224)
+    cbam = fake_run(tmp_path, "cbam-run", "cbam", "resnet50", "datasets/CUB_200_2011", None)
     report = bench.compare_runs([mini, full, small, cbam], PUBLISHED)
     r_mini, r_full, r_small, r_cbam = report.rows
     assert (r_mini.run, r_mini.match, r_mini.published) == ("mini-run", "backbone", 84.5)
@@ -93,10 +74,11 @@ def test_compare_runs_rows_gap_subset_and_citations(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.md"))  # computing writes nothing
 
 
-def test_report_table_gap_and_honesty_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    mini = _fake_run(tmp_path, "mini-run", "baseline", "resnet50.a1_in1k", "../shared/data/cub200-mini", 60.0)
-    full = _fake_run(tmp_path, "full-run", "wsdan", "resnet50", "datasets/CUB_200_2011", 88.0)
-    cbam = _fake_run(tmp_path, "cbam-run", "cbam", "resnet50", "datasets/CUB_200_2011", None)
+def test_report_table_gap_and_honesty_note(tmp_path: Path, fake_run: Callable[..., Path],
+                                           capsys: pytest.CaptureFixture) -> None:
+    mini = fake_run(tmp_path, "mini-run", "baseline", "resnet50.a1_in1k", "../shared/data/cub200-mini", 60.0)
+    full = fake_run(tmp_path, "full-run", "wsdan", "resnet50", "datasets/CUB_200_2011", 88.0)
+    cbam = fake_run(tmp_path, "cbam-run", "cbam", "resnet50", "datasets/CUB_200_2011", None)
     out = tmp_path / "results" / "report.md"
     assert bench.main(["report", str(mini), str(full), str(cbam), "--published", str(PUBLISHED), "--out", str(out)]) == 0
     text = out.read_text()

@@ -2,11 +2,9 @@
 image size, finished); otherwise the reasons it is not comparable, and no number."""
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
+from typing import Callable
 
-from fgvc import config
 from fgvc.benchmarking.published import compare_run, compare_runs
 from fgvc.vis.run_report import results_section
 
@@ -15,22 +13,11 @@ PUBLISHED = REPO / "benchmarks" / "published.csv"
 HERE = {"what": "final-epoch weights", "split": "test", "top1": 80.0, "n": 5794}
 
 
-def fake_run(root: Path, name: str, method: str, backbone: str, data_root: str, img_size: int, top1: float) -> Path:
-    cfg = copy.deepcopy(config.DEFAULTS)
-    cfg["model"].update(name=method, backbone=backbone)
-    cfg["data"].update(name="cub200", root=data_root, img_size=img_size)
-    run = root / name
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(config.dump(cfg))
-    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "loss": 1.0, "images_per_s": 10.0}) + "\n")
-    (run / "final.json").write_text(json.dumps({"top1": top1, "epochs": 2}))
-    return run
-
-
-def test_gap_only_in_the_published_setting(tmp_path: Path) -> None:
-    same = fake_run(tmp_path, "same", "baseline", "resnet50", "datasets/CUB_200_2011", 448, 83.0)
+def test_gap_only_in_the_published_setting(tmp_path: Path, fake_run: Callable[..., Path]) -> None:
+    same = fake_run(tmp_path, "same", "baseline", "resnet50", "datasets/CUB_200_2011", 83.0, img_size=448)
     # the filed case: WS-DAN on a 20-class mini set at 128 px, 2 epochs, against the paper's 89.4
-    mini = fake_run(tmp_path, "mini", "wsdan", "tf_efficientnet_lite0", "../shared/data/cub200-mini", 128, 89.12)
+    mini = fake_run(tmp_path, "mini", "wsdan", "tf_efficientnet_lite0", "../shared/data/cub200-mini", 89.12,
+                    img_size=128)
     r_same, r_mini = compare_runs([same, mini], PUBLISHED).rows
     assert r_same.comparable and r_same.caveats == []
     assert not r_mini.comparable and r_mini.published == 89.4
@@ -43,9 +30,9 @@ def test_gap_only_in_the_published_setting(tmp_path: Path) -> None:
     assert "gap -1.50 points" in html and "NOT comparable" not in html
 
 
-def test_no_comparison_says_why(tmp_path: Path) -> None:
+def test_no_comparison_says_why(tmp_path: Path, fake_run: Callable[..., Path]) -> None:
     """A table that cannot be read: the Results section says so instead of a comparison."""
-    run = fake_run(tmp_path, "same", "baseline", "resnet50", "datasets/CUB_200_2011", 448, 83.0)
+    run = fake_run(tmp_path, "same", "baseline", "resnet50", "datasets/CUB_200_2011", 83.0, img_size=448)
     why = compare_run(run, tmp_path / "none.csv")
     assert isinstance(why, str) and "published results table not found" in why
     html = results_section(run, {"top1": 83.0}, HERE, str(tmp_path / "none.csv"), why).body
